@@ -1,0 +1,1015 @@
+//! The Maglev lookup-table builder (Eisenbud et al., "Maglev: A Fast and Reliable
+//! Software Network Load Balancer", NSDI '16, section 3.4).
+//!
+//! A service's table has `M` slots (`M` prime); a flow goes to the backend in slot
+//! `hash % M`. Every backend walks its own pseudo-random permutation of the slots
+//! (`offset + j * skip mod M`, both from a hash of the backend's identity) and the
+//! backends take turns claiming their next still-free preferred slot until the table is
+//! full. This gives:
+//!
+//! - **Agreement without coordination.** The table is a pure function of the *set* of
+//!   backends (identity, index, weight), `M` and the seed: the order the backends are
+//!   listed in does not matter, and nothing depends on the machine, the process or the
+//!   table that was there before. Two LB nodes with the same configuration therefore
+//!   build bit-identical tables, so when traffic fails over from one node to the other
+//!   (VRRP, ECMP change), established flows hash to the same backend and survive.
+//! - **Balance.** With equal weights every backend gets `floor(M/N)` or `ceil(M/N)`
+//!   slots; with weights, each backend's share is within one slot of `M * w / sum(w)`.
+//! - **Minimal disruption.** Removing one of `N` backends moves little more than the
+//!   `M/N` slots it owned; adding one moves about `M/(N+1)`.
+//!
+//! Moved slots are not free for flows already running: [`merge`] combines the table in
+//! the data plane with a new one and marks moved slots *dirty* (see
+//! [`TableEntry`]), so the data plane consults its connection table for them until the
+//! controller [`settle`]s the table.
+//!
+//! Weighted population: each backend first gets a quota of slots (its proportional
+//! share `M * w / sum(w)`, rounded by largest remainder, ties to the lower identity),
+//! then turns are taken in order of "virtual time": a backend of weight `w` takes its
+//! `k`-th turn at time `k / w`, ties going to the lower identity, until its quota is
+//! full. With equal weights that is exactly the classic round-robin population of the
+//! paper. Every turn fills exactly one slot, so population ends after exactly `M` turns.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fmt;
+
+use crate::hash::bytes_hash64;
+use crate::maps::{TableEntry, MAX_TABLE_SIZE, NO_BACKEND};
+
+/// XORed into the table seed to seed a backend's offset hash. Part of the cross-node
+/// contract: changing it changes every table.
+const OFFSET_SALT: u64 = 0x6d61_676c_6576_6f66; // "maglevof"
+/// XORed into the table seed to seed a backend's skip hash (differs from
+/// [`OFFSET_SALT`], so the two seeds always differ).
+const SKIP_SALT: u64 = 0x6d61_676c_6576_736b; // "maglevsk"
+
+/// One backend as the table builder sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaglevBackend {
+    /// Stable identity bytes (for example the backend's address as a string). Decides
+    /// the backend's slot preferences, so it must be the same on every LB node and
+    /// across restarts; it must be unique within one table.
+    pub id: Vec<u8>,
+    /// The value stored in the slots this backend gets (its index in the data plane's
+    /// backend array). Must be unique within one table and not [`NO_BACKEND`]. Giving
+    /// the same `id` the same `index` on every node is the caller's job.
+    pub index: u16,
+    /// Relative share of slots. 0 = no slots (exactly as if the backend were absent).
+    pub weight: u32,
+}
+
+/// Why [`build`] refused its input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MaglevError {
+    /// The table size is 0.
+    ZeroTableSize,
+    /// The table size exceeds [`MAX_TABLE_SIZE`].
+    TableTooLarge(u32),
+    /// The table size is not prime (so a backend's walk would not visit every slot).
+    TableSizeNotPrime(u32),
+    /// More backends than distinct indices (`NO_BACKEND` or more).
+    TooManyBackends(usize),
+    /// A backend uses [`NO_BACKEND`] as its index. Carries the backend's id.
+    ReservedIndex(Vec<u8>),
+    /// Two backends share an id. Carries the id.
+    DuplicateId(Vec<u8>),
+    /// Two backends share an index. Carries the index.
+    DuplicateIndex(u16),
+}
+
+impl fmt::Display for MaglevError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaglevError::ZeroTableSize => f.write_str("Maglev table size is 0"),
+            MaglevError::TableTooLarge(m) => {
+                write!(
+                    f,
+                    "Maglev table size {m} exceeds the maximum {MAX_TABLE_SIZE}"
+                )
+            }
+            MaglevError::TableSizeNotPrime(m) => write!(f, "Maglev table size {m} is not prime"),
+            MaglevError::TooManyBackends(n) => {
+                write!(
+                    f,
+                    "{n} backends in one Maglev table; at most {} allowed",
+                    NO_BACKEND - 1
+                )
+            }
+            MaglevError::ReservedIndex(id) => write!(
+                f,
+                "backend {} uses the reserved index {NO_BACKEND}",
+                String::from_utf8_lossy(id)
+            ),
+            MaglevError::DuplicateId(id) => {
+                write!(
+                    f,
+                    "backend id {} appears more than once",
+                    String::from_utf8_lossy(id)
+                )
+            }
+            MaglevError::DuplicateIndex(i) => {
+                write!(f, "backend index {i} is used by more than one backend")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MaglevError {}
+
+/// True when `n` is prime (trial division; `n` is at most a table size).
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n < 4 {
+        return true;
+    }
+    if n % 2 == 0 || n % 3 == 0 {
+        return false;
+    }
+    let n = n as u64;
+    let mut d: u64 = 5;
+    while d * d <= n {
+        if n % d == 0 || n % (d + 2) == 0 {
+            return false;
+        }
+        d += 6;
+    }
+    true
+}
+
+/// A backend during population: its walk through the slots and its progress.
+struct Walker {
+    /// Next slot in this backend's permutation.
+    pos: u32,
+    /// Step of the permutation, `1..M`.
+    skip: u32,
+    /// Value written into claimed slots.
+    index: u16,
+    /// Weight (> 0).
+    weight: u64,
+    /// Slots this backend will end up with.
+    quota: u32,
+    /// Slots claimed so far.
+    filled: u32,
+}
+
+/// A pending turn: backend `order` (position in id order) at virtual time `num / den`.
+struct Turn {
+    num: u64,
+    den: u64,
+    order: u32,
+}
+
+impl Ord for Turn {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // num <= M + 1 < 2^17 and den < 2^32: the products fit in u64.
+        (self.num * other.den)
+            .cmp(&(other.num * self.den))
+            .then(self.order.cmp(&other.order))
+    }
+}
+
+impl PartialOrd for Turn {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Turn {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Turn {}
+
+fn check_table_size(table_size: u32) -> Result<(), MaglevError> {
+    if table_size == 0 {
+        return Err(MaglevError::ZeroTableSize);
+    }
+    if table_size as usize > MAX_TABLE_SIZE {
+        return Err(MaglevError::TableTooLarge(table_size));
+    }
+    if !is_prime(table_size) {
+        return Err(MaglevError::TableSizeNotPrime(table_size));
+    }
+    Ok(())
+}
+
+/// Build the Maglev table: exactly `table_size` slots, each holding a backend's
+/// [`MaglevBackend::index`], or all [`NO_BACKEND`] when no backend has a weight above 0.
+///
+/// The result depends only on the set of backends (not their order), `table_size` and
+/// `seed`, so every LB node with the same configuration builds the same table.
+/// `table_size` must be a prime no larger than [`MAX_TABLE_SIZE`]
+/// ([`crate::maps::DEFAULT_TABLE_SIZE`] is a good default: it should be well above 100
+/// times the number of backends for a balanced table).
+///
+/// Runs in about `O(M log M + M log N)`.
+pub fn build(
+    backends: &[MaglevBackend],
+    table_size: u32,
+    seed: u64,
+) -> Result<Vec<u16>, MaglevError> {
+    check_table_size(table_size)?;
+    if backends.len() >= NO_BACKEND as usize {
+        return Err(MaglevError::TooManyBackends(backends.len()));
+    }
+
+    // Canonical order: by id. Everything below depends on this order only.
+    let mut sorted: Vec<&MaglevBackend> = backends.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    for pair in sorted.windows(2) {
+        if pair[0].id == pair[1].id {
+            return Err(MaglevError::DuplicateId(pair[0].id.clone()));
+        }
+    }
+    let mut seen = vec![false; NO_BACKEND as usize];
+    for b in &sorted {
+        if b.index == NO_BACKEND {
+            return Err(MaglevError::ReservedIndex(b.id.clone()));
+        }
+        if std::mem::replace(&mut seen[b.index as usize], true) {
+            return Err(MaglevError::DuplicateIndex(b.index));
+        }
+    }
+
+    let m = table_size;
+    let mut table = vec![NO_BACKEND; m as usize];
+    let active: Vec<&MaglevBackend> = sorted.into_iter().filter(|b| b.weight > 0).collect();
+    if active.is_empty() {
+        return Ok(table);
+    }
+
+    // Quotas: floor(M * w / W), the remaining slots (fewer than N) to the largest
+    // remainders, ties to the lower id. M * w < 2^49 and W < 2^48: no overflow.
+    let total: u64 = active.iter().map(|b| b.weight as u64).sum();
+    let mut quotas: Vec<u32> = Vec::with_capacity(active.len());
+    let mut remainders: Vec<(u64, usize)> = Vec::with_capacity(active.len());
+    for (i, b) in active.iter().enumerate() {
+        let share = m as u64 * b.weight as u64;
+        quotas.push((share / total) as u32);
+        remainders.push((share % total, i));
+    }
+    let assigned: u64 = quotas.iter().map(|&q| q as u64).sum();
+    let left = (m as u64 - assigned) as usize;
+    // Largest remainder first; equal remainders keep id order (the sort is stable).
+    remainders.sort_by(|a, b| b.0.cmp(&a.0));
+    for &(_, i) in &remainders[..left] {
+        quotas[i] += 1;
+    }
+
+    let offset_seed = seed ^ OFFSET_SALT;
+    let skip_seed = seed ^ SKIP_SALT;
+    let mut walkers: Vec<Walker> = active
+        .iter()
+        .zip(&quotas)
+        .map(|(b, &quota)| Walker {
+            pos: (bytes_hash64(offset_seed, &b.id) % m as u64) as u32,
+            // M == 2 leaves a single possible step, 1; M - 1 >= 1 for every prime.
+            skip: (bytes_hash64(skip_seed, &b.id) % (m as u64 - 1)) as u32 + 1,
+            index: b.index,
+            weight: b.weight as u64,
+            quota,
+            filled: 0,
+        })
+        .collect();
+
+    // Turns in virtual-time order. Each turn claims one free slot, and the quotas sum
+    // to M, so this ends after exactly M turns with the table full. Each walk is a
+    // full permutation of the slots (M prime, 0 < skip < M), so it always finds a
+    // free slot while the table is not full.
+    let mut turns: BinaryHeap<Reverse<Turn>> = walkers
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.quota > 0)
+        .map(|(order, w)| {
+            Reverse(Turn {
+                num: 1,
+                den: w.weight,
+                order: order as u32,
+            })
+        })
+        .collect();
+    while let Some(Reverse(turn)) = turns.pop() {
+        let w = &mut walkers[turn.order as usize];
+        loop {
+            let slot = w.pos as usize;
+            w.pos += w.skip;
+            if w.pos >= m {
+                w.pos -= m;
+            }
+            if table[slot] == NO_BACKEND {
+                table[slot] = w.index;
+                break;
+            }
+        }
+        w.filled += 1;
+        if w.filled < w.quota {
+            turns.push(Reverse(Turn {
+                num: w.filled as u64 + 1,
+                den: w.weight,
+                order: turn.order,
+            }));
+        }
+    }
+    debug_assert!(table.iter().all(|&s| s != NO_BACKEND));
+    Ok(table)
+}
+
+/// Combine the table currently in the data plane (`old`) with a freshly built one
+/// (`new`), marking slots whose backend moved as dirty so flows that predate the
+/// change can be found in the connection table.
+///
+/// - `old` is `None` or of a different length: every slot clean,
+///   `{ backend: new[i], prev: NO_BACKEND }` (a resized table has no slot continuity).
+/// - A clean slot whose backend is unchanged stays clean.
+/// - A clean slot whose backend changed becomes dirty, `{ backend: new[i], prev:
+///   old.backend }`, unless it had no backend (`NO_BACKEND`): it carried no flows, so it
+///   stays clean.
+/// - A dirty slot stays dirty and keeps its original `prev`, `{ backend: new[i], prev:
+///   old.prev }`, even when `new[i] == old.prev`: flows recorded while it was dirty may
+///   be elsewhere. Only [`settle`] makes slots clean again.
+pub fn merge(old: Option<&[TableEntry]>, new: &[u16]) -> Vec<TableEntry> {
+    let clean = |backend: u16| TableEntry {
+        backend,
+        prev: NO_BACKEND,
+    };
+    match old {
+        Some(old) if old.len() == new.len() => old
+            .iter()
+            .zip(new)
+            .map(|(o, &n)| {
+                if o.is_dirty() {
+                    TableEntry {
+                        backend: n,
+                        prev: o.prev,
+                    }
+                } else if o.backend == n || o.backend == NO_BACKEND {
+                    clean(n)
+                } else {
+                    TableEntry {
+                        backend: n,
+                        prev: o.backend,
+                    }
+                }
+            })
+            .collect(),
+        _ => new.iter().map(|&n| clean(n)).collect(),
+    }
+}
+
+/// Mark every slot clean (`prev = NO_BACKEND`): for when the connection table no
+/// longer needs consulting, i.e. every flow that predates the last change is gone.
+pub fn settle(entries: &mut [TableEntry]) {
+    for e in entries {
+        e.prev = NO_BACKEND;
+    }
+}
+
+/// How many slots hold each value, in value order. [`NO_BACKEND`] is counted like any
+/// other value (an empty table is `{NO_BACKEND: M}`); backends with no slots are absent.
+pub fn slot_counts(table: &[u16]) -> BTreeMap<u16, usize> {
+    let mut counts = BTreeMap::new();
+    for &b in table {
+        *counts.entry(b).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SIZES: [u32; 3] = [251, 4093, 65537];
+
+    fn backend(i: u16, weight: u32) -> MaglevBackend {
+        MaglevBackend {
+            id: format!("10.0.{}.{}:80", i / 256, i % 256).into_bytes(),
+            index: i,
+            weight,
+        }
+    }
+
+    fn equal(n: u16) -> Vec<MaglevBackend> {
+        (0..n).map(|i| backend(i, 1)).collect()
+    }
+
+    fn moved(a: &[u16], b: &[u16]) -> usize {
+        a.iter().zip(b).filter(|(x, y)| x != y).count()
+    }
+
+    fn check_weighted(backends: &[MaglevBackend], m: u32, seed: u64) {
+        let table = build(backends, m, seed).unwrap();
+        assert_eq!(table.len(), m as usize);
+        let counts = slot_counts(&table);
+        let total: u64 = backends.iter().map(|b| b.weight as u64).sum();
+        if total == 0 {
+            assert!(table.iter().all(|&s| s == NO_BACKEND));
+            return;
+        }
+        assert!(!counts.contains_key(&NO_BACKEND));
+        for b in backends {
+            let got = counts.get(&b.index).copied().unwrap_or(0) as f64;
+            let want = m as f64 * b.weight as f64 / total as f64;
+            let tolerance = (want * 0.01).max(2.0);
+            assert!(
+                (got - want).abs() <= tolerance,
+                "backend {} weight {}: {got} slots, want {want}",
+                b.index,
+                b.weight
+            );
+            if b.weight == 0 {
+                assert_eq!(got, 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn primes() {
+        let small: Vec<u32> = (0..60).filter(|&n| is_prime(n)).collect();
+        assert_eq!(
+            small,
+            [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59]
+        );
+        for p in [251, 4093, 65537, 65521, 1_000_003, 4_294_967_291] {
+            assert!(is_prime(p), "{p}");
+        }
+        for c in [1, 4, 25, 49, 4095, 65535, 65539 * 3, 65537 * 2, u32::MAX] {
+            assert!(!is_prime(c), "{c}");
+        }
+        // The largest prime square below 2^32 (65521^2) must not overflow the check.
+        assert!(!is_prime(65521 * 65521));
+        assert!(is_prime(crate::maps::DEFAULT_TABLE_SIZE));
+        assert!(is_prime(MAX_TABLE_SIZE as u32));
+    }
+
+    #[test]
+    fn equal_weights_get_floor_or_ceil() {
+        for m in SIZES {
+            for n in [1u16, 2, 3, 7, 100] {
+                let table = build(&equal(n), m, 42).unwrap();
+                assert_eq!(table.len(), m as usize);
+                let counts = slot_counts(&table);
+                assert_eq!(
+                    counts.len(),
+                    n as usize,
+                    "M={m} N={n}: every backend gets slots"
+                );
+                let lo = (m / n as u32) as usize;
+                let hi = lo + usize::from(m % n as u32 != 0);
+                for (b, c) in &counts {
+                    assert!(
+                        *b < n && (*c == lo || *c == hi),
+                        "M={m} N={n}: backend {b} has {c} slots"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn equal_weights_any_weight_value() {
+        // Equal weights of any magnitude are the same as weight 1.
+        let ones = build(&equal(10), 4093, 5).unwrap();
+        let mut big = equal(10);
+        big.iter_mut().for_each(|b| b.weight = u32::MAX);
+        assert_eq!(build(&big, 4093, 5).unwrap(), ones);
+    }
+
+    #[test]
+    fn more_backends_than_slots() {
+        let table = build(&equal(300), 251, 1).unwrap();
+        let counts = slot_counts(&table);
+        assert_eq!(counts.len(), 251);
+        assert!(counts.values().all(|&c| c == 1));
+    }
+
+    #[test]
+    fn weighted_counts() {
+        let weights = [1u32, 2, 3, 10, 0, 100, 7];
+        let backends: Vec<_> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| backend(i as u16, w))
+            .collect();
+        for m in SIZES {
+            check_weighted(&backends, m, 9);
+        }
+        // Extreme ratio.
+        let backends = vec![backend(0, 1), backend(1, u32::MAX), backend(2, 1 << 20)];
+        for m in SIZES {
+            check_weighted(&backends, m, 9);
+        }
+    }
+
+    #[test]
+    fn weight_zero_gets_nothing_and_equals_absence() {
+        let mut backends = equal(5);
+        backends[2].weight = 0;
+        let table = build(&backends, 4093, 3).unwrap();
+        assert!(!slot_counts(&table).contains_key(&2));
+        backends.remove(2);
+        assert_eq!(build(&backends, 4093, 3).unwrap(), table);
+    }
+
+    #[test]
+    fn no_usable_backend_gives_empty_table() {
+        for m in SIZES {
+            assert_eq!(build(&[], m, 0).unwrap(), vec![NO_BACKEND; m as usize]);
+            let zero: Vec<_> = (0..4).map(|i| backend(i, 0)).collect();
+            let table = build(&zero, m, 0).unwrap();
+            assert_eq!(table, vec![NO_BACKEND; m as usize]);
+            assert_eq!(
+                slot_counts(&table),
+                BTreeMap::from([(NO_BACKEND, m as usize)])
+            );
+        }
+    }
+
+    #[test]
+    fn tiny_tables() {
+        for m in [2u32, 3, 5, 7] {
+            for n in 1..=4u16 {
+                let table = build(&equal(n), m, 11).unwrap();
+                assert_eq!(table.len(), m as usize);
+                assert!(table.iter().all(|&s| s < n));
+            }
+        }
+    }
+
+    #[test]
+    fn deterministic_and_seeded() {
+        let backends = equal(20);
+        let a = build(&backends, 4093, 1234).unwrap();
+        assert_eq!(a, build(&backends, 4093, 1234).unwrap());
+        assert_ne!(a, build(&backends, 4093, 1235).unwrap());
+        assert_ne!(a, build(&backends, 4093, 1234 ^ (1 << 63)).unwrap());
+    }
+
+    #[test]
+    fn pinned_table() {
+        // Pinned values: every LB node, whatever its version, must build this table.
+        // If this fails, the hash, the salts or the population order changed, and
+        // mixed-version nodes would disagree about where flows go.
+        let backends = vec![
+            MaglevBackend {
+                id: b"10.0.0.1:80".to_vec(),
+                index: 0,
+                weight: 1,
+            },
+            MaglevBackend {
+                id: b"10.0.0.2:80".to_vec(),
+                index: 1,
+                weight: 1,
+            },
+            MaglevBackend {
+                id: b"10.0.0.3:80".to_vec(),
+                index: 2,
+                weight: 2,
+            },
+        ];
+        assert_eq!(build(&backends, 13, 0x5eed).unwrap(), PINNED_13);
+        let big = build(&equal(100), 65537, 7).unwrap();
+        let digest = bytes_hash64(
+            0,
+            &big.iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        assert_eq!(digest, PINNED_DIGEST);
+    }
+
+    const PINNED_13: [u16; 13] = [0, 2, 0, 2, 2, 0, 2, 2, 1, 1, 1, 2, 2];
+    const PINNED_DIGEST: u64 = 14522103740142846621;
+
+    #[test]
+    fn errors() {
+        let ok = equal(3);
+        assert_eq!(build(&ok, 0, 0), Err(MaglevError::ZeroTableSize));
+        assert_eq!(build(&ok, 1, 0), Err(MaglevError::TableSizeNotPrime(1)));
+        assert_eq!(
+            build(&ok, 4096, 0),
+            Err(MaglevError::TableSizeNotPrime(4096))
+        );
+        assert_eq!(
+            build(&ok, 65535, 0),
+            Err(MaglevError::TableSizeNotPrime(65535))
+        );
+        assert_eq!(build(&ok, 65539, 0), Err(MaglevError::TableTooLarge(65539)));
+        assert_eq!(
+            build(&ok, u32::MAX, 0),
+            Err(MaglevError::TableTooLarge(u32::MAX))
+        );
+
+        let mut dup = equal(3);
+        dup.push(MaglevBackend {
+            id: dup[1].id.clone(),
+            index: 9,
+            weight: 0,
+        });
+        assert_eq!(
+            build(&dup, 251, 0),
+            Err(MaglevError::DuplicateId(dup[1].id.clone()))
+        );
+
+        let mut dup = equal(3);
+        dup[2].index = 0;
+        assert_eq!(build(&dup, 251, 0), Err(MaglevError::DuplicateIndex(0)));
+
+        let mut reserved = equal(3);
+        reserved[1].index = NO_BACKEND;
+        assert_eq!(
+            build(&reserved, 251, 0),
+            Err(MaglevError::ReservedIndex(reserved[1].id.clone()))
+        );
+
+        let many: Vec<_> = (0..NO_BACKEND as u32)
+            .map(|i| MaglevBackend {
+                id: i.to_le_bytes().to_vec(),
+                index: 0,
+                weight: 1,
+            })
+            .collect();
+        assert_eq!(
+            build(&many, 251, 0),
+            Err(MaglevError::TooManyBackends(NO_BACKEND as usize))
+        );
+
+        // Errors display and are std errors.
+        let e: Box<dyn std::error::Error> = Box::new(MaglevError::TableSizeNotPrime(4096));
+        assert_eq!(e.to_string(), "Maglev table size 4096 is not prime");
+        assert!(MaglevError::DuplicateId(b"10.0.0.1:80".to_vec())
+            .to_string()
+            .contains("10.0.0.1:80"));
+    }
+
+    const A: u16 = 1;
+    const B: u16 = 2;
+    const C: u16 = 3;
+
+    fn clean(backend: u16) -> TableEntry {
+        TableEntry {
+            backend,
+            prev: NO_BACKEND,
+        }
+    }
+
+    fn dirty(backend: u16, prev: u16) -> TableEntry {
+        TableEntry { backend, prev }
+    }
+
+    #[test]
+    fn merge_without_old_is_clean() {
+        assert_eq!(
+            merge(None, &[A, B, NO_BACKEND]),
+            [clean(A), clean(B), clean(NO_BACKEND)]
+        );
+    }
+
+    #[test]
+    fn merge_with_resized_old_is_clean() {
+        let old = [dirty(A, B), clean(C)];
+        assert_eq!(
+            merge(Some(&old), &[B, B, C]),
+            [clean(B), clean(B), clean(C)]
+        );
+        assert_eq!(merge(Some(&old), &[C]), [clean(C)]);
+    }
+
+    #[test]
+    fn merge_clean_unchanged_stays_clean() {
+        let old = [clean(A), clean(B)];
+        assert_eq!(merge(Some(&old), &[A, B]), old);
+    }
+
+    #[test]
+    fn merge_clean_changed_becomes_dirty() {
+        let old = [clean(A), clean(B)];
+        assert_eq!(merge(Some(&old), &[B, B]), [dirty(B, A), clean(B)]);
+        // Losing every backend is a change too: flows on A are still there.
+        assert_eq!(
+            merge(Some(&old), &[NO_BACKEND, B]),
+            [dirty(NO_BACKEND, A), clean(B)]
+        );
+    }
+
+    #[test]
+    fn merge_clean_empty_slot_stays_clean() {
+        let old = [clean(NO_BACKEND), clean(NO_BACKEND)];
+        assert_eq!(
+            merge(Some(&old), &[A, NO_BACKEND]),
+            [clean(A), clean(NO_BACKEND)]
+        );
+    }
+
+    #[test]
+    fn merge_dirty_keeps_original_prev() {
+        // A -> B -> C: prev stays A.
+        let t1 = merge(None, &[A]);
+        let t2 = merge(Some(&t1), &[B]);
+        assert_eq!(t2, [dirty(B, A)]);
+        let t3 = merge(Some(&t2), &[C]);
+        assert_eq!(t3, [dirty(C, A)]);
+        // Unchanged dirty slot stays dirty.
+        assert_eq!(merge(Some(&t3), &[C]), [dirty(C, A)]);
+    }
+
+    #[test]
+    fn merge_back_to_prev_stays_dirty() {
+        // A -> B -> A: the slot is dirty with prev A even though backend == prev.
+        let t1 = merge(None, &[A]);
+        let t2 = merge(Some(&t1), &[B]);
+        let t3 = merge(Some(&t2), &[A]);
+        assert_eq!(t3, [dirty(A, A)]);
+        assert!(t3[0].is_dirty());
+    }
+
+    #[test]
+    fn settle_cleans_everything() {
+        let mut t = vec![dirty(A, A), dirty(B, C), clean(C), dirty(NO_BACKEND, A)];
+        settle(&mut t);
+        assert_eq!(t, [clean(A), clean(B), clean(C), clean(NO_BACKEND)]);
+        // After settling, a change is tracked from the settled state.
+        assert_eq!(
+            merge(Some(&t), &[B, B, C, A]),
+            [dirty(B, A), clean(B), clean(C), clean(A)]
+        );
+    }
+
+    #[test]
+    fn merge_of_real_tables_marks_exactly_the_moved_slots() {
+        let before = build(&equal(10), 4093, 8).unwrap();
+        let after = build(&equal(9), 4093, 8).unwrap();
+        let merged = merge(Some(&merge(None, &before)), &after);
+        for i in 0..before.len() {
+            assert_eq!(merged[i].backend, after[i]);
+            assert_eq!(merged[i].is_dirty(), before[i] != after[i]);
+            if merged[i].is_dirty() {
+                assert_eq!(merged[i].prev, before[i]);
+            }
+        }
+    }
+
+    /// Slots moved by removing `backends[victim]`. Checks that the count is exactly the
+    /// removed backend's slots plus the survivors' slots that moved, and a hard bound of
+    /// 3 * M/N (only hash coincidences come near it; see [`disruption`]).
+    fn removal_moved(backends: &[MaglevBackend], victim: usize, m: u32, seed: u64) -> usize {
+        let n = backends.len();
+        let before = build(backends, m, seed).unwrap();
+        let mut rest = backends.to_vec();
+        let gone = rest.remove(victim).index;
+        let after = build(&rest, m, seed).unwrap();
+        assert!(!after.contains(&gone));
+
+        let total = moved(&before, &after);
+        let owned = before.iter().filter(|&&s| s == gone).count();
+        let survivors_moved = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| **b != gone && b != a)
+            .count();
+        assert_eq!(
+            total,
+            owned + survivors_moved,
+            "every moved slot is the removed backend's or a survivor's"
+        );
+        assert!(
+            owned * n >= m as usize - n,
+            "the removed backend had its share"
+        );
+        let hard = 3 * m as usize / n;
+        assert!(
+            total < hard,
+            "M={m} N={n} seed={seed}: removing one moved {total} slots ({owned} owned)"
+        );
+        total
+    }
+
+    /// Slots moved by adding `extra` to `backends` (N + 1 backends after), with a hard
+    /// bound of 3 * M/(N+1).
+    fn addition_moved(
+        backends: &[MaglevBackend],
+        extra: MaglevBackend,
+        m: u32,
+        seed: u64,
+    ) -> usize {
+        let n = backends.len() + 1;
+        let before = build(backends, m, seed).unwrap();
+        let mut more = backends.to_vec();
+        let index = extra.index;
+        more.push(extra);
+        let after = build(&more, m, seed).unwrap();
+        let total = moved(&before, &after);
+        let taken = after.iter().filter(|&&s| s == index).count();
+        assert!(
+            taken * n >= m as usize - n,
+            "the new backend gets its share"
+        );
+        assert!(total >= taken);
+        let hard = 3 * m as usize / n;
+        assert!(
+            total < hard,
+            "M={m} N={n} seed={seed}: adding one moved {total} slots ({taken} to it)"
+        );
+        total
+    }
+
+    /// The mean of `moved` is below 1.5 * M/`n` (+ rounding slack).
+    fn assert_mean_below_1_5(moved: &[usize], m: u32, n: usize, what: &str) {
+        let mean = moved.iter().sum::<usize>() as f64 / moved.len() as f64;
+        let bound = 1.5 * m as f64 / n as f64 + 8.0;
+        assert!(
+            mean < bound,
+            "M={m} N={n}: {what} moved {mean} slots on average ({moved:?}), bound {bound}"
+        );
+    }
+
+    /// Seeds for one disruption measurement: a change is judged over several tables.
+    const DISRUPTION_SEEDS: u64 = 8;
+
+    /// Disruption approaches the minimum (`M/N` slots) only when `M` is far above `N`.
+    /// Measured over thousands of seeds, removing one backend moves on average about
+    /// 1.01 * M/N slots at M/N = 10000, 1.2x at 1300, 1.3x at 200, 1.9x at 100, 4x at 40,
+    /// 6.8x at 65 (M = 65537, N = 1000); the same with SipHash in place of
+    /// `bytes_hash64`, so it is Maglev's, not the hash's. A few seeds in a thousand do
+    /// worse (up to 1.9x at M/N = 1300, 2.3x at M/N = 700): two backends whose walks
+    /// nearly coincide. So the 1.5 * M/N bound is asserted on the mean over
+    /// [`DISRUPTION_SEEDS`] seeds (whose worst case over 500 trials was 1.27x at
+    /// M/N = 400 and 1.31x at M/N = 1300, but 1.50x at M/N = 200), for M/N of 400 or
+    /// more; single changes only get the hard 3 * M/N bound.
+    #[test]
+    fn disruption() {
+        for (m, sizes) in [(4093, &[3u16, 5, 10][..]), (65537, &[3, 5, 10, 20, 49][..])] {
+            for &n in sizes {
+                let backends = equal(n);
+                for victim in [0, n as usize / 2, n as usize - 1] {
+                    let moved: Vec<_> = (0..DISRUPTION_SEEDS)
+                        .map(|seed| removal_moved(&backends, victim, m, seed))
+                        .collect();
+                    assert_mean_below_1_5(&moved, m, n as usize, "removing one");
+                }
+                let moved: Vec<_> = (0..DISRUPTION_SEEDS)
+                    .map(|seed| addition_moved(&backends, backend(n, 1), m, seed))
+                    .collect();
+                assert_mean_below_1_5(&moved, m, n as usize + 1, "adding one");
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_removal_moves_little_more_than_its_share() {
+        let backends: Vec<_> = (0..10).map(|i| backend(i, 1 + i as u32 * 10)).collect();
+        let total_weight: u32 = backends.iter().map(|b| b.weight).sum();
+        for victim in [0usize, 5, 9] {
+            let share = 65537.0 * backends[victim].weight as f64 / total_weight as f64;
+            let moved: Vec<_> = (0..DISRUPTION_SEEDS)
+                .map(|seed| {
+                    let before = build(&backends, 65537, seed).unwrap();
+                    let mut rest = backends.clone();
+                    rest.remove(victim);
+                    moved(&before, &build(&rest, 65537, seed).unwrap())
+                })
+                .collect();
+            let mean = moved.iter().sum::<usize>() as f64 / moved.len() as f64;
+            assert!(
+                mean >= share - 2.0 && mean < 1.5 * share + 0.01 * 65537.0,
+                "victim {victim}: {moved:?}, share {share}"
+            );
+        }
+    }
+
+    /// Backends with distinct ids and indices, random weights.
+    fn arb_backends(max: usize, max_weight: u32) -> impl Strategy<Value = Vec<MaglevBackend>> {
+        prop::collection::btree_set(any::<u32>(), 1..max).prop_flat_map(move |ids| {
+            let n = ids.len();
+            prop::collection::vec(0..=max_weight, n).prop_map(move |weights| {
+                ids.iter()
+                    .zip(weights)
+                    .enumerate()
+                    .map(|(i, (id, weight))| MaglevBackend {
+                        id: format!("backend-{id}").into_bytes(),
+                        index: i as u16,
+                        weight,
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    fn arb_size() -> impl Strategy<Value = u32> {
+        prop::sample::select(vec![251u32, 4093, 65537])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn order_does_not_matter(
+            (backends, shuffled) in arb_backends(40, 20).prop_flat_map(|b| (Just(b.clone()), Just(b).prop_shuffle())),
+            m in arb_size(),
+            seed in any::<u64>(),
+        ) {
+            prop_assert_eq!(build(&backends, m, seed).unwrap(), build(&shuffled, m, seed).unwrap());
+        }
+
+        #[test]
+        fn weights_are_honoured(backends in arb_backends(50, 1000), m in arb_size(), seed in any::<u64>()) {
+            check_weighted(&backends, m, seed);
+        }
+
+        #[test]
+        fn huge_weights_are_honoured(backends in arb_backends(20, u32::MAX), m in arb_size(), seed in any::<u64>()) {
+            check_weighted(&backends, m, seed);
+        }
+
+        #[test]
+        fn equal_weights_balanced(n in 1u16..200, w in 1u32.., m in arb_size(), seed in any::<u64>()) {
+            let mut backends = equal(n);
+            backends.iter_mut().for_each(|b| b.weight = w);
+            let counts = slot_counts(&build(&backends, m, seed).unwrap());
+            let lo = (m / n as u32) as usize;
+            let hi = lo + usize::from(m % n as u32 != 0);
+            prop_assert!(counts.values().all(|&c| c == lo || c == hi));
+        }
+
+        #[test]
+        fn seed_changes_table(seed in any::<u64>(), other in any::<u64>()) {
+            prop_assume!(seed != other);
+            let backends = equal(10);
+            let a = build(&backends, 4093, seed).unwrap();
+            prop_assert_eq!(&a, &build(&backends, 4093, seed).unwrap());
+            prop_assert_ne!(a, build(&backends, 4093, other).unwrap());
+        }
+    }
+
+    proptest! {
+        // Each case builds 2 * DISRUPTION_SEEDS tables of up to 65537 slots.
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// See [`disruption`] for why the 1.5 bound is on a mean and needs M/N >= 400.
+        #[test]
+        fn removal_moves_about_one_nth(
+            n in 3u16..50,
+            victim in any::<prop::sample::Index>(),
+            seed in any::<u64>(),
+        ) {
+            let victim = victim.index(n as usize);
+            let moved: Vec<_> = (0..DISRUPTION_SEEDS)
+                .map(|i| removal_moved(&equal(n), victim, 65537, seed.wrapping_add(i)))
+                .collect();
+            assert_mean_below_1_5(&moved, 65537, n as usize, "removing one");
+        }
+
+        #[test]
+        fn removal_moves_about_one_nth_small_table(
+            n in 3u16..=10,
+            victim in any::<prop::sample::Index>(),
+            seed in any::<u64>(),
+        ) {
+            let victim = victim.index(n as usize);
+            let moved: Vec<_> = (0..DISRUPTION_SEEDS)
+                .map(|i| removal_moved(&equal(n), victim, 4093, seed.wrapping_add(i)))
+                .collect();
+            assert_mean_below_1_5(&moved, 4093, n as usize, "removing one");
+        }
+
+        #[test]
+        fn addition_moves_about_one_over_n_plus_one(
+            n in 3u16..50,
+            m in prop::sample::select(vec![4093u32, 65537]),
+            seed in any::<u64>(),
+        ) {
+            prop_assume!(m / n as u32 >= 400);
+            let moved: Vec<_> = (0..DISRUPTION_SEEDS)
+                .map(|i| addition_moved(&equal(n), backend(n, 1), m, seed.wrapping_add(i)))
+                .collect();
+            assert_mean_below_1_5(&moved, m, n as usize + 1, "adding one");
+        }
+    }
+
+    /// `cargo test --release -p lb-common --features std -- --ignored --nocapture build_time`
+    #[test]
+    #[ignore]
+    fn build_time() {
+        let backends: Vec<_> = (0..1000).map(|i| backend(i, 1)).collect();
+        let weighted: Vec<_> = (0..1000)
+            .map(|i| backend(i, 1 + (i as u32 * 7919) % 100))
+            .collect();
+        for (name, set) in [("equal", &backends), ("weighted", &weighted)] {
+            let _ = build(set, 65537, 1).unwrap();
+            let runs = 20;
+            let start = std::time::Instant::now();
+            for seed in 0..runs {
+                std::hint::black_box(build(std::hint::black_box(set), 65537, seed).unwrap());
+            }
+            println!(
+                "M=65537 N=1000 {name}: {:?} per build",
+                start.elapsed() / runs as u32
+            );
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Layouts of every map the XDP program shares with the controller.
+//!
+//! All types are `#[repr(C)]` with explicit, zeroed padding and compile-time size
+//! asserts: an implicit hole in a key makes lookups silently miss. Addresses are kept
+//! as four `u32` words in network layout (`u32::from_ne_bytes` of each 4 bytes); IPv4
+//! addresses are IPv4-mapped (`::ffff:a.b.c.d`) so one key type serves both families.
+
+/// Largest Maglev table the data plane accepts (a prime). Tables may be smaller primes.
+pub const MAX_TABLE_SIZE: usize = 65537;
+/// Default Maglev table size M.
+pub const DEFAULT_TABLE_SIZE: u32 = 65537;
+/// Marks "no backend" in a table slot, and "clean slot" in [`TableEntry::prev`].
+pub const NO_BACKEND: u16 = u16::MAX;
+/// Highest number of backends (indices `0..MAX_BACKENDS`) across all services.
+pub const MAX_BACKENDS: u32 = 65535;
+
+/// IP protocol numbers used in keys.
+pub mod proto {
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+}
+
+/// The word holding `0000:ffff` of an IPv4-mapped address.
+pub const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// IPv4-mapped address words from the 4 address bytes as they sit in the packet.
+#[inline(always)]
+pub const fn v4_words(raw: u32) -> [u32; 4] {
+    [0, 0, V4_MAPPED_WORD, raw]
+}
+
+/// True when the address words are an IPv4-mapped address.
+#[inline(always)]
+pub const fn is_v4(words: &[u32; 4]) -> bool {
+    words[0] == 0 && words[1] == 0 && words[2] == V4_MAPPED_WORD
+}
+
+/// Address words of an IP address (IPv4 as IPv4-mapped).
+#[cfg(feature = "std")]
+pub fn addr_words(ip: std::net::IpAddr) -> [u32; 4] {
+    let bytes = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    };
+    let w = |i: usize| u32::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// The IP address of address words (IPv4-mapped words give an IPv4 address).
+#[cfg(feature = "std")]
+pub fn words_addr(words: &[u32; 4]) -> std::net::IpAddr {
+    let mut bytes = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    let v6 = std::net::Ipv6Addr::from(bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => std::net::IpAddr::V4(v4),
+        None => std::net::IpAddr::V6(v6),
+    }
+}
+
+/// [`ServiceKey::kind`]: an ordinary (VIP, port, protocol) service.
+pub const KEY_SERVICE: u8 = 0;
+/// [`ServiceKey::kind`]: where fragments of (VIP, protocol) go, port 0. Fragments after
+/// the first carry no ports, so every fragment of a datagram is routed by this entry
+/// and hashed on addresses only.
+pub const KEY_FRAGMENTS: u8 = 1;
+
+/// Key of the `SERVICES` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    /// Virtual IP, network layout words.
+    pub vip: [u32; 4],
+    /// Destination port in host order; 0 = every port of the VIP.
+    pub port: u16,
+    /// IP protocol ([`proto`]).
+    pub proto: u8,
+    /// [`KEY_SERVICE`] or [`KEY_FRAGMENTS`].
+    pub kind: u8,
+}
+
+/// [`ServiceTable::flags`]: hash on the client address only (IPVS `sh`).
+pub const SVC_F_SOURCE_HASH: u32 = 1;
+
+/// One Maglev slot: the backend new flows get, and whether the slot is dirty.
+///
+/// A slot is *clean* (`prev == NO_BACKEND`) when no table change since the connection
+/// table was last settled moved it: every flow hashing here is on `backend`, so the
+/// data plane forwards without consulting the connection table. A *dirty* slot was
+/// moved; `prev` names the backend it pointed to while it was last clean, which owns
+/// untracked flows that predate the change.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TableEntry {
+    /// Backend index for new flows, or [`NO_BACKEND`].
+    pub backend: u16,
+    /// [`NO_BACKEND`] for a clean slot, else the backend of pre-change flows.
+    pub prev: u16,
+}
+
+impl TableEntry {
+    /// A slot with no backend.
+    pub const EMPTY: TableEntry = TableEntry {
+        backend: NO_BACKEND,
+        prev: NO_BACKEND,
+    };
+
+    /// True when the connection table must be consulted for this slot.
+    #[inline(always)]
+    pub const fn is_dirty(&self) -> bool {
+        self.prev != NO_BACKEND
+    }
+}
+
+/// Value of the `SERVICES` map: service metadata and its whole Maglev table, so one
+/// hash lookup finds both and one map update switches both atomically (the kernel
+/// replaces a hash element under RCU; a packet in flight keeps the old one).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ServiceTable {
+    /// Index into the per-service counters.
+    pub id: u32,
+    /// `SVC_F_*` flags.
+    pub flags: u32,
+    /// Table size M actually used (a prime `<= MAX_TABLE_SIZE`); 0 = no usable backend.
+    pub len: u32,
+    /// Zero.
+    pub _pad: u32,
+    /// Slots `0..len` are meaningful.
+    pub entries: [TableEntry; MAX_TABLE_SIZE],
+}
+
+#[cfg(feature = "std")]
+impl ServiceTable {
+    /// A heap-allocated table (it is too large for a stack) with `entries` as its slots.
+    /// Returns `None` if `entries` is longer than [`MAX_TABLE_SIZE`].
+    pub fn boxed(id: u32, flags: u32, entries: &[TableEntry]) -> Option<Box<ServiceTable>> {
+        if entries.len() > MAX_TABLE_SIZE {
+            return None;
+        }
+        // SAFETY: ServiceTable is plain integers; all-zero is a valid value.
+        let mut table = unsafe { Box::<ServiceTable>::new_zeroed().assume_init() };
+        table.id = id;
+        table.flags = flags;
+        table.len = entries.len() as u32;
+        table.entries[entries.len()..].fill(TableEntry::EMPTY);
+        table.entries[..entries.len()].copy_from_slice(entries);
+        Some(table)
+    }
+
+    /// The meaningful slots.
+    pub fn slots(&self) -> &[TableEntry] {
+        &self.entries[..(self.len as usize).min(MAX_TABLE_SIZE)]
+    }
+}
+
+/// [`Backend::state`]: takes new flows (and keeps tracked ones).
+pub const BACKEND_UP: u32 = 1;
+/// [`Backend::state`]: weight 0; keeps tracked flows, gets no new ones.
+pub const BACKEND_DRAINING: u32 = 2;
+/// [`Backend::state`]: down or removed; its tracked flows are re-balanced.
+pub const BACKEND_DOWN: u32 = 0;
+
+/// Value of the `BACKENDS` array, indexed by backend index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    /// Destination MAC: the backend's.
+    pub mac: [u8; 6],
+    /// Source MAC: the egress interface's.
+    pub src_mac: [u8; 6],
+    /// Egress interface. 0 or the ingress interface = `XDP_TX`, else redirect.
+    pub ifindex: u32,
+    /// `BACKEND_*`.
+    pub state: u32,
+    /// Bumped whenever the index is given to a different backend, so connection
+    /// entries naming the old occupant do not follow the index.
+    pub gen: u32,
+}
+
+impl Backend {
+    /// May carry flows the connection table already assigned to it.
+    #[inline(always)]
+    pub const fn keeps_flows(&self) -> bool {
+        self.state == BACKEND_UP || self.state == BACKEND_DRAINING
+    }
+}
+
+/// Key of the `CONNS` LRU map: the inbound 5-tuple (client -> VIP).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    /// Client address words.
+    pub src: [u32; 4],
+    /// VIP address words.
+    pub dst: [u32; 4],
+    /// Client port, host order (0 for fragments).
+    pub sport: u16,
+    /// VIP port, host order (0 for fragments).
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Zero.
+    pub _pad: [u8; 3],
+}
+
+/// Value of the `CONNS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnValue {
+    /// Backend index.
+    pub backend: u32,
+    /// [`Backend::gen`] when the entry was made.
+    pub gen: u32,
+    /// `bpf_ktime_get_ns` when last used (refreshed at most once a second).
+    pub last_seen_ns: u64,
+}
+
+/// Value of the single-entry `CONFIG` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// 1 = forward VIP traffic; 0 = pass it to the kernel (VRRP backup, standby).
+    pub forwarding: u32,
+    /// Cluster-wide flow hash seed; identical on every LB node.
+    pub hash_seed: u32,
+    /// Zero.
+    pub _pad: [u32; 2],
+}
+
+/// Per-service and per-backend counters (per CPU; sum over CPUs to read).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficStats {
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded (whole frames).
+    pub bytes: u64,
+    /// New flows: TCP SYNs without ACK.
+    pub new_flows: u64,
+}
+
+/// Indices of the per-CPU `GLOBAL_STATS` array: what happened to each packet, and
+/// connection-table events (a packet counts once in the outcome group `0..=7` and may
+/// also count in the event group).
+pub mod outcome {
+    /// Forwarded with `XDP_TX`.
+    pub const FWD_TX: u32 = 0;
+    /// Forwarded with a devmap redirect.
+    pub const FWD_REDIRECT: u32 = 1;
+    /// Passed: not IPv4/IPv6.
+    pub const PASS_NOT_IP: u32 = 2;
+    /// Passed: no service for its destination.
+    pub const PASS_NOT_VIP: u32 = 3;
+    /// Passed: VIP traffic while forwarding is off.
+    pub const PASS_FORWARDING_OFF: u32 = 4;
+    /// Passed: truncated or malformed headers.
+    pub const PASS_MALFORMED: u32 = 5;
+    /// Dropped: the service has no usable backend.
+    pub const DROP_NO_BACKEND: u32 = 6;
+    /// Dropped: the backend's egress interface is not in the devmap.
+    pub const DROP_NO_ROUTE: u32 = 7;
+    /// Event: a dirty slot found the flow in the connection table.
+    pub const CT_HIT: u32 = 8;
+    /// Event: a dirty slot did not find the flow.
+    pub const CT_MISS: u32 = 9;
+    /// Event: a tracked flow's backend was down or gone; re-balanced.
+    pub const CT_REBALANCED: u32 = 10;
+    /// Event: a fragment routed by addresses.
+    pub const FRAGMENT: u32 = 11;
+    /// Event: an ICMP error routed to the owner of the quoted flow.
+    pub const ICMP_ERROR: u32 = 12;
+    /// Event: an insert into the connection table failed.
+    pub const CT_INSERT_FAILED: u32 = 13;
+    /// Number of counters.
+    pub const COUNT: u32 = 16;
+    /// Display names, index = counter.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "forwarded_tx",
+        "forwarded_redirect",
+        "passed_not_ip",
+        "passed_not_vip",
+        "passed_forwarding_off",
+        "passed_malformed",
+        "dropped_no_backend",
+        "dropped_no_route",
+        "conntrack_hit",
+        "conntrack_miss",
+        "conntrack_rebalanced",
+        "fragments",
+        "icmp_errors",
+        "conntrack_insert_failed",
+        "reserved_14",
+        "reserved_15",
+    ];
+}
+
+/// Map names in the object file (and pin names under the pin directory).
+pub mod names {
+    /// `HashMap<ServiceKey, ServiceTable>`, `BPF_F_NO_PREALLOC`.
+    pub const SERVICES: &str = "LB_SERVICES";
+    /// `Array<Backend>`.
+    pub const BACKENDS: &str = "LB_BACKENDS";
+    /// `LruHashMap<ConnKey, ConnValue>`.
+    pub const CONNS: &str = "LB_CONNS";
+    /// `Array<DataplaneConfig>`, one entry.
+    pub const CONFIG: &str = "LB_CONFIG";
+    /// `PerCpuArray<u64>`, indexed by [`super::outcome`].
+    pub const GLOBAL_STATS: &str = "LB_GLOBAL_STATS";
+    /// `PerCpuArray<TrafficStats>`, indexed by service id.
+    pub const SERVICE_STATS: &str = "LB_SERVICE_STATS";
+    /// `PerCpuArray<TrafficStats>`, indexed by backend index.
+    pub const BACKEND_STATS: &str = "LB_BACKEND_STATS";
+    /// `DevMapHash`, keyed by egress ifindex.
+    pub const TX_PORTS: &str = "LB_TX_PORTS";
+    /// Every map, in pin order.
+    pub const ALL: [&str; 8] = [
+        SERVICES,
+        BACKENDS,
+        CONNS,
+        CONFIG,
+        GLOBAL_STATS,
+        SERVICE_STATS,
+        BACKEND_STATS,
+        TX_PORTS,
+    ];
+}
+
+/// Program names in the object file.
+pub mod programs {
+    /// The load balancer.
+    pub const LB: &str = "lb_xdp";
+    /// Baseline for benchmarks: swap MACs, `XDP_TX`.
+    pub const MACSWAP: &str = "lb_macswap";
+    /// Pass everything (lets a veth peer accept `XDP_TX` frames in labs).
+    pub const PASS: &str = "lb_pass";
+}
+
+/// Default capacities (the controller may override `max_entries` at load time).
+pub mod capacity {
+    /// Services (and fragment routes).
+    pub const SERVICES: u32 = 256;
+    /// Backends across all services.
+    pub const BACKENDS: u32 = 4096;
+    /// Tracked connections.
+    pub const CONNS: u32 = 1 << 20;
+    /// Egress interfaces.
+    pub const TX_PORTS: u32 = 64;
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<ServiceKey>() == 20);
+    assert!(core::mem::size_of::<TableEntry>() == 4);
+    assert!(core::mem::size_of::<ServiceTable>() == 16 + 4 * MAX_TABLE_SIZE);
+    assert!(core::mem::size_of::<Backend>() == 24);
+    assert!(core::mem::size_of::<ConnKey>() == 40);
+    assert!(core::mem::size_of::<ConnValue>() == 16);
+    assert!(core::mem::size_of::<DataplaneConfig>() == 16);
+    assert!(core::mem::size_of::<TrafficStats>() == 24);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are #[repr(C)], contain only integers and byte arrays, and have no
+    // implicit padding (asserted above), so every bit pattern is valid.
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for TableEntry {}
+    unsafe impl aya::Pod for ServiceTable {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for ConnKey {}
+    unsafe impl aya::Pod for ConnValue {}
+    unsafe impl aya::Pod for DataplaneConfig {}
+    unsafe impl aya::Pod for TrafficStats {}
+}

@@ -1,0 +1,176 @@
+//! The XDP direct-server-return data plane. For a packet to a configured
+//! VIP:port/protocol: parse, look up the service, choose a backend (Maglev slot, the
+//! connection table only on dirty slots), rewrite the MACs, and send it out (`XDP_TX`,
+//! or a devmap redirect to another interface). Everything else is `XDP_PASS`.
+//! Every packet is counted once by outcome in per-CPU counters; nothing is logged.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod parse;
+
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
+use lb_common::{
+    maps::{outcome, Backend, ConnKey, ConnValue, ServiceTable},
+    select::{choose, service_keys, slot_hash, FlowState, How},
+};
+use maps::{
+    add_traffic, count, BACKENDS, BACKEND_STATS, CONFIG, CONNS, SERVICES, SERVICE_STATS, TX_PORTS,
+};
+use network_types::eth::EthHdr;
+use parse::{Kind, Parsed};
+
+/// The load balancer.
+#[xdp]
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    let (action, result) = balance(&ctx);
+    count(result);
+    action
+}
+
+#[inline(always)]
+fn balance(ctx: &XdpContext) -> (u32, u32) {
+    // 1. Parse.
+    let pkt = match parse::packet(ctx) {
+        Ok(pkt) => pkt,
+        Err(why) => return (xdp_action::XDP_PASS, why),
+    };
+
+    // 2. Look up the service.
+    let Some(service) = find_service(&pkt) else {
+        return (xdp_action::XDP_PASS, outcome::PASS_NOT_VIP);
+    };
+    let Some(config) = CONFIG.get(0) else {
+        return (xdp_action::XDP_PASS, outcome::PASS_FORWARDING_OFF);
+    };
+    if config.forwarding == 0 {
+        return (xdp_action::XDP_PASS, outcome::PASS_FORWARDING_OFF);
+    }
+    match pkt.kind {
+        Kind::Fragment => count(outcome::FRAGMENT),
+        Kind::IcmpError => count(outcome::ICMP_ERROR),
+        Kind::Flow => {}
+    }
+
+    // 3. Choose the backend.
+    let hash = slot_hash(config.hash_seed, service.flags, &pkt.flow);
+    let Some(choice) = choose(&DataplaneMaps, service, hash, &pkt.flow, pkt.syn) else {
+        return (xdp_action::XDP_DROP, outcome::DROP_NO_BACKEND);
+    };
+    match choice.how {
+        How::CleanSlot | How::NewConnection => {}
+        How::Tracked => count(outcome::CT_HIT),
+        How::PreChange | How::Current => count(outcome::CT_MISS),
+        How::Rebalanced => count(outcome::CT_REBALANCED),
+    }
+    if choice.insert_failed {
+        count(outcome::CT_INSERT_FAILED);
+    }
+    let Some(backend) = BACKENDS.get(choice.backend as u32) else {
+        return (xdp_action::XDP_DROP, outcome::DROP_NO_BACKEND);
+    };
+
+    // 4. Rewrite: destination MAC := backend's, source MAC := our egress interface's.
+    let Some(eth) = parse::ptr_at::<EthHdr>(ctx, 0) else {
+        return (xdp_action::XDP_PASS, outcome::PASS_MALFORMED);
+    };
+    // SAFETY: ptr_at checked that the Ethernet header is inside the packet.
+    unsafe {
+        (*eth).dst_addr = backend.mac;
+        (*eth).src_addr = backend.src_mac;
+    }
+
+    // 5. Act.
+    let (action, result) = send(ctx, backend);
+    if action != xdp_action::XDP_DROP {
+        let bytes = (ctx.data_end() - ctx.data()) as u64;
+        add_traffic(&SERVICE_STATS, service.id, bytes, pkt.syn);
+        add_traffic(&BACKEND_STATS, choice.backend as u32, bytes, pkt.syn);
+    }
+    (action, result)
+}
+
+/// The service for a parsed packet (see `lb_common::select::service_keys`).
+#[inline(always)]
+fn find_service(pkt: &Parsed) -> Option<&'static ServiceTable> {
+    let (first, then) = service_keys(&pkt.flow, pkt.kind == Kind::Fragment);
+    // SAFETY: the map is not preallocated; elements are replaced, never reused in place.
+    if let Some(service) = unsafe { SERVICES.get(&first) } {
+        return Some(service);
+    }
+    // SAFETY: as above.
+    then.and_then(|key| unsafe { SERVICES.get(&key) })
+}
+
+/// `XDP_TX` when the backend is behind the ingress interface, else redirect.
+#[inline(always)]
+fn send(ctx: &XdpContext, backend: &Backend) -> (u32, u32) {
+    if backend.ifindex == 0 || backend.ifindex == ctx.ingress_ifindex() as u32 {
+        return (xdp_action::XDP_TX, outcome::FWD_TX);
+    }
+    match TX_PORTS.redirect(backend.ifindex, 0) {
+        Ok(action) => (action, outcome::FWD_REDIRECT),
+        Err(_) => (xdp_action::XDP_DROP, outcome::DROP_NO_ROUTE),
+    }
+}
+
+/// [`FlowState`] over the live maps.
+struct DataplaneMaps;
+
+impl FlowState for DataplaneMaps {
+    #[inline(always)]
+    fn backend(&self, index: u16) -> Option<&Backend> {
+        BACKENDS.get(index as u32)
+    }
+
+    #[inline(always)]
+    fn conn(&self, key: &ConnKey) -> Option<ConnValue> {
+        // SAFETY: the value is copied out at once.
+        unsafe { CONNS.get(key) }.copied()
+    }
+
+    #[inline(always)]
+    fn remember(&self, key: &ConnKey, value: &ConnValue) -> bool {
+        CONNS.insert(key, value, 0).is_ok()
+    }
+
+    #[inline(always)]
+    fn now_ns(&self) -> u64 {
+        // SAFETY: no preconditions.
+        unsafe { bpf_ktime_get_ns() }
+    }
+}
+
+/// Benchmark baseline: swap the MACs and send the frame back. The least a DR
+/// forwarder can do; `cargo xtask bench` reports the load balancer against it.
+#[xdp]
+pub fn lb_macswap(ctx: XdpContext) -> u32 {
+    let Some(eth) = parse::ptr_at::<EthHdr>(&ctx, 0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: ptr_at checked that the Ethernet header is inside the packet.
+    unsafe {
+        let dst = (*eth).dst_addr;
+        (*eth).dst_addr = (*eth).src_addr;
+        (*eth).src_addr = dst;
+    }
+    xdp_action::XDP_TX
+}
+
+/// Passes every packet. Attached to a veth peer so it accepts `XDP_TX` frames (labs, tests).
+#[xdp]
+pub fn lb_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,72 @@
+//! The data plane's maps and its counter helpers. Layouts come from `lb_common::maps`;
+//! the controller sets capacities at load time and pins these maps.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+};
+use lb_common::maps::{
+    capacity, outcome, Backend, ConnKey, ConnValue, DataplaneConfig, ServiceKey, ServiceTable,
+    TrafficStats,
+};
+
+/// (VIP, port, protocol, kind) -> service metadata and Maglev table. Not preallocated,
+/// so an update replaces the element under RCU: packets see the old or the new table.
+#[map(name = "LB_SERVICES")]
+pub static SERVICES: HashMap<ServiceKey, ServiceTable> =
+    HashMap::with_max_entries(capacity::SERVICES, BPF_F_NO_PREALLOC);
+
+/// Backend index -> MACs, egress interface, state, generation.
+#[map(name = "LB_BACKENDS")]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(capacity::BACKENDS, 0);
+
+/// Inbound 5-tuple -> backend, for flows on dirty slots.
+#[map(name = "LB_CONNS")]
+pub static CONNS: LruHashMap<ConnKey, ConnValue> = LruHashMap::with_max_entries(capacity::CONNS, 0);
+
+/// Entry 0: forwarding switch and hash seed.
+#[map(name = "LB_CONFIG")]
+pub static CONFIG: Array<DataplaneConfig> = Array::with_max_entries(1, 0);
+
+/// Per-CPU outcome and event counters, indexed by `lb_common::maps::outcome`.
+#[map(name = "LB_GLOBAL_STATS")]
+pub static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(outcome::COUNT, 0);
+
+/// Per-CPU traffic per service id.
+#[map(name = "LB_SERVICE_STATS")]
+pub static SERVICE_STATS: PerCpuArray<TrafficStats> =
+    PerCpuArray::with_max_entries(capacity::SERVICES, 0);
+
+/// Per-CPU traffic per backend index.
+#[map(name = "LB_BACKEND_STATS")]
+pub static BACKEND_STATS: PerCpuArray<TrafficStats> =
+    PerCpuArray::with_max_entries(capacity::BACKENDS, 0);
+
+/// Egress interfaces for backends reached through another interface than the ingress one.
+#[map(name = "LB_TX_PORTS")]
+pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(capacity::TX_PORTS, 0);
+
+/// Count one event or outcome on this CPU.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(c) = GLOBAL_STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *c += 1 };
+    }
+}
+
+/// Add a forwarded packet to a traffic counter.
+#[inline(always)]
+pub fn add_traffic(map: &PerCpuArray<TrafficStats>, index: u32, bytes: u64, new_flow: bool) {
+    if let Some(s) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe {
+            (*s).packets += 1;
+            (*s).bytes += bytes;
+            if new_flow {
+                (*s).new_flows += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! "Where would this flow go?" The answer comes from `lb_common::select::choose`, the
+//! same routine the XDP program runs, fed from snapshots of the live maps and never
+//! writing them, so `lbctl explain` and the data plane cannot disagree.
+
+use std::collections::HashMap;
+
+use lb_common::{
+    maps::{Backend, ConnKey, ConnValue, ServiceKey},
+    select::{choose, service_keys, slot_hash, Choice, FlowState},
+};
+
+use crate::dataplane::{Dataplane, DataplaneError};
+
+/// The explanation of one flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Explanation {
+    /// No service matches: the packet is passed to the kernel.
+    NotAService,
+    /// Forwarding is off on this node: passed to the kernel.
+    ForwardingOff {
+        /// The matching service.
+        service: ServiceKey,
+    },
+    /// The service has no usable backend: dropped.
+    NoBackend {
+        /// The matching service.
+        service: ServiceKey,
+    },
+    /// Forwarded.
+    Forward {
+        /// The matching service.
+        service: ServiceKey,
+        /// Selection details (backend index, slot, reason).
+        choice: Choice,
+        /// The chosen backend.
+        backend: Backend,
+    },
+}
+
+/// Read-only [`FlowState`] over map snapshots.
+struct Snapshot {
+    backends: Vec<Backend>,
+    conns: HashMap<ConnKey, ConnValue>,
+}
+
+impl FlowState for Snapshot {
+    fn backend(&self, index: u16) -> Option<&Backend> {
+        self.backends.get(index as usize)
+    }
+    fn conn(&self, key: &ConnKey) -> Option<ConnValue> {
+        self.conns.get(key).copied()
+    }
+    fn remember(&self, _key: &ConnKey, _value: &ConnValue) -> bool {
+        true
+    }
+    fn now_ns(&self) -> u64 {
+        0
+    }
+}
+
+/// Explain the inbound flow `flow` (a TCP SYN when `syn`) against the live maps.
+pub fn explain(dp: &Dataplane, flow: &ConnKey, syn: bool) -> Result<Explanation, DataplaneError> {
+    let (first, then) = service_keys(flow, false);
+    let (key, table) = match dp.service(&first)? {
+        Some(t) => (first, t),
+        None => match then {
+            Some(k) => match dp.service(&k)? {
+                Some(t) => (k, t),
+                None => return Ok(Explanation::NotAService),
+            },
+            None => return Ok(Explanation::NotAService),
+        },
+    };
+    let config = dp.config()?;
+    if config.forwarding == 0 {
+        return Ok(Explanation::ForwardingOff { service: key });
+    }
+    let conns = match dp.conn(flow)? {
+        Some(v) => HashMap::from([(*flow, v)]),
+        None => HashMap::new(),
+    };
+    let state = Snapshot {
+        backends: dp.backends()?,
+        conns,
+    };
+    let hash = slot_hash(config.hash_seed, table.flags, flow);
+    Ok(match choose(&state, &table, hash, flow, syn) {
+        Some(choice) => {
+            let backend = state.backends[choice.backend as usize];
+            Explanation::Forward {
+                service: key,
+                choice,
+                backend,
+            }
+        }
+        None => Explanation::NoBackend { service: key },
+    })
+}

@@ -1,0 +1,58 @@
+//! `cargo xtask bench`: bootstrap, then run the `lb-bench` binary of `lb-tests`
+//! in release mode, writing results to `--out` (default `bench-results/`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::bootstrap::{self, Needs};
+use crate::cmd::Cmd;
+use crate::repo_root;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Short runs, for a smoke test of the bench itself.
+    #[arg(long)]
+    pub quick: bool,
+    /// Results directory (relative paths are taken from the current directory;
+    /// default: bench-results/ at the repository root).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let root = repo_root()?;
+    let manifest = root.join("tests/Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "the bench lives in package `lb-tests` (binary `lb-bench`), which does not exist \
+             yet: {} is missing",
+            manifest.display()
+        );
+    }
+    bootstrap::bootstrap(Needs::default())?;
+    let out = match args.out {
+        Some(dir) if dir.is_relative() => std::env::current_dir()
+            .context("reading the current directory")?
+            .join(dir),
+        Some(dir) => dir,
+        None => root.join("bench-results"),
+    };
+    let mut cmd = Cmd::new("cargo")
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "lb-tests",
+            "--bin",
+            "lb-bench",
+            "--",
+        ])
+        .current_dir(&root);
+    if args.quick {
+        cmd = cmd.arg("--quick");
+    }
+    cmd.arg("--out").arg(&out).run()?;
+    println!("xtask: bench results in {}", out.display());
+    Ok(())
+}

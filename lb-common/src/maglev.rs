@@ -15,8 +15,11 @@
 //!   (VRRP, ECMP change), established flows hash to the same backend and survive.
 //! - **Balance.** With equal weights every backend gets `floor(M/N)` or `ceil(M/N)`
 //!   slots; with weights, each backend's share is within one slot of `M * w / sum(w)`.
-//! - **Minimal disruption.** Removing one of `N` backends moves little more than the
-//!   `M/N` slots it owned; adding one moves about `M/(N+1)`.
+//! - **Near-minimal disruption.** Removing one of `N` backends moves little more than
+//!   the `M/N` slots it owned, adding one little more than `M/(N+1)`, as long as `M` is
+//!   far above `N`: on average 1.01x at `M/N = 10000`, 1.2x at 1300, 1.3x at 200, 1.9x
+//!   at 100, and 6.8x for `M = 65537, N = 1000` (Maglev favours balance over minimal
+//!   disruption, section 3.4 of the paper).
 //!
 //! Moved slots are not free for flows already running: [`merge`] combines the table in
 //! the data plane with a new one and marks moved slots *dirty* (see
@@ -203,9 +206,11 @@ fn check_table_size(table_size: u32) -> Result<(), MaglevError> {
 ///
 /// The result depends only on the set of backends (not their order), `table_size` and
 /// `seed`, so every LB node with the same configuration builds the same table.
-/// `table_size` must be a prime no larger than [`MAX_TABLE_SIZE`]
-/// ([`crate::maps::DEFAULT_TABLE_SIZE`] is a good default: it should be well above 100
-/// times the number of backends for a balanced table).
+/// `table_size` must be a prime no larger than [`MAX_TABLE_SIZE`]; use
+/// [`crate::maps::DEFAULT_TABLE_SIZE`] unless there is a reason not to. Balance holds
+/// for any size, but changes of the backend set move few slots beyond the necessary
+/// ones only when `table_size` is several hundred times the number of backends (see
+/// the module documentation).
 ///
 /// Runs in about `O(M log M + M log N)`.
 pub fn build(
@@ -843,10 +848,10 @@ mod tests {
     /// more; single changes only get the hard 3 * M/N bound.
     #[test]
     fn disruption() {
-        for (m, sizes) in [(4093, &[3u16, 5, 10][..]), (65537, &[3, 5, 10, 20, 49][..])] {
+        for (m, sizes) in [(4093, &[3u16, 10][..]), (65537, &[3, 10, 49][..])] {
             for &n in sizes {
                 let backends = equal(n);
-                for victim in [0, n as usize / 2, n as usize - 1] {
+                for victim in [0, n as usize - 1] {
                     let moved: Vec<_> = (0..DISRUPTION_SEEDS)
                         .map(|seed| removal_moved(&backends, victim, m, seed))
                         .collect();
@@ -947,8 +952,9 @@ mod tests {
     }
 
     proptest! {
-        // Each case builds 2 * DISRUPTION_SEEDS tables of up to 65537 slots.
-        #![proptest_config(ProptestConfig::with_cases(16))]
+        // Each case builds 2 * DISRUPTION_SEEDS tables of up to 65537 slots (~30 ms each
+        // in a debug build).
+        #![proptest_config(ProptestConfig::with_cases(8))]
 
         /// See [`disruption`] for why the 1.5 bound is on a mean and needs M/N >= 400.
         #[test]

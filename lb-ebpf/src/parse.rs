@@ -146,7 +146,7 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
         });
     }
     if ip.proto == IPPROTO_ICMP {
-        return icmp4_error(ctx, l4);
+        return icmp4_error(ctx, l4, dst);
     }
     let (sport, dport, syn) = transport(ctx, l4, ip.proto)?;
     Ok(Parsed {
@@ -159,8 +159,9 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
 /// An ICMP destination-unreachable (incl. fragmentation needed), time-exceeded or
 /// parameter-problem message quotes a packet the VIP sent (VIP -> client). The inbound
 /// flow it belongs to is that packet reversed.
+/// Only an error addressed to the quoted packet's source (the VIP) is routed.
 #[inline(always)]
-fn icmp4_error(ctx: &XdpContext, l4: usize) -> Result<Parsed, u32> {
+fn icmp4_error(ctx: &XdpContext, l4: usize, outer_dst: [u32; 4]) -> Result<Parsed, u32> {
     let icmp: [u8; 8] = read(ctx, l4)?;
     if icmp[0] != 3 && icmp[0] != 11 && icmp[0] != 12 {
         return Err(outcome::PASS_NOT_VIP);
@@ -176,6 +177,9 @@ fn icmp4_error(ctx: &XdpContext, l4: usize) -> Result<Parsed, u32> {
     }
     let quoted_src = v4_words(u32::from_ne_bytes(ip.src_addr));
     let quoted_dst = v4_words(u32::from_ne_bytes(ip.dst_addr));
+    if quoted_src != outer_dst {
+        return Err(outcome::PASS_NOT_VIP);
+    }
     Ok(Parsed {
         flow: flow(
             quoted_dst,
@@ -220,7 +224,7 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
                 kind: Kind::Fragment,
             })
         }
-        IPPROTO_ICMPV6 => icmp6_error(ctx, l4),
+        IPPROTO_ICMPV6 => icmp6_error(ctx, l4, dst),
         next => {
             let (sport, dport, syn) = transport(ctx, l4, next)?;
             Ok(Parsed {
@@ -232,9 +236,10 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
     }
 }
 
-/// ICMPv6 destination-unreachable, packet-too-big, time-exceeded, parameter-problem.
+/// ICMPv6 destination-unreachable, packet-too-big, time-exceeded, parameter-problem,
+/// addressed to the quoted packet's source (the VIP).
 #[inline(always)]
-fn icmp6_error(ctx: &XdpContext, l4: usize) -> Result<Parsed, u32> {
+fn icmp6_error(ctx: &XdpContext, l4: usize, outer_dst: [u32; 4]) -> Result<Parsed, u32> {
     let icmp: [u8; 8] = read(ctx, l4)?;
     if icmp[0] == 0 || icmp[0] > 4 {
         return Err(outcome::PASS_NOT_VIP);
@@ -245,10 +250,14 @@ fn icmp6_error(ctx: &XdpContext, l4: usize) -> Result<Parsed, u32> {
         return Err(outcome::PASS_NOT_VIP);
     }
     let ports: [u8; 4] = read(ctx, inner + Ipv6Hdr::LEN)?;
+    let quoted_src = words(ip.src_addr);
+    if quoted_src != outer_dst {
+        return Err(outcome::PASS_NOT_VIP);
+    }
     Ok(Parsed {
         flow: flow(
             words(ip.dst_addr),
-            words(ip.src_addr),
+            quoted_src,
             u16::from_be_bytes([ports[2], ports[3]]),
             u16::from_be_bytes([ports[0], ports[1]]),
             ip.next_hdr,

@@ -535,3 +535,13 @@ fn forwarded_bytes_are_exact_for_every_fixture_kind() {
         assert_eq!(out.packet, with_macs(&frame, backend_mac(9), LB_MAC));
     }
 }
+
+#[test]
+fn icmp_error_not_addressed_to_the_vip_is_not_forwarded() {
+    let f = three(VIP4, 443, proto::TCP);
+    // Quotes a VIP flow but is addressed to another host (the client itself here).
+    let quoted = Packet::tcp("198.51.100.10:443", "192.0.2.77:30000").syn_ack();
+    let mut icmp = Packet::icmp_too_big("203.0.113.1", &quoted, 1400).build();
+    icmp[30..34].copy_from_slice(&[192, 0, 2, 200]);
+    f.expect_untouched(&icmp, action::PASS);
+}

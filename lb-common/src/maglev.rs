@@ -34,6 +34,7 @@
 //! paper. Every turn fills exactly one slot, so population ends after exactly `M` turns.
 
 use std::cmp::{Ordering, Reverse};
+use std::collections::binary_heap::PeekMut;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 
@@ -128,13 +129,13 @@ pub fn is_prime(n: u32) -> bool {
     if n < 4 {
         return true;
     }
-    if n % 2 == 0 || n % 3 == 0 {
+    if n.is_multiple_of(2) || n.is_multiple_of(3) {
         return false;
     }
     let n = n as u64;
     let mut d: u64 = 5;
     while d * d <= n {
-        if n % d == 0 || n % (d + 2) == 0 {
+        if n.is_multiple_of(d) || n.is_multiple_of(d + 2) {
             return false;
         }
         d += 6;
@@ -142,7 +143,7 @@ pub fn is_prime(n: u32) -> bool {
     true
 }
 
-/// A backend during population: its walk through the slots and its progress.
+/// A backend during population: its walk through the slots and its share.
 struct Walker {
     /// Next slot in this backend's permutation.
     pos: u32,
@@ -150,43 +151,146 @@ struct Walker {
     skip: u32,
     /// Value written into claimed slots.
     index: u16,
-    /// Weight (> 0).
-    weight: u64,
-    /// Slots this backend will end up with.
+    /// Slots this backend gets.
     quota: u32,
-    /// Slots claimed so far.
-    filled: u32,
 }
 
-/// A pending turn: backend `order` (position in id order) at virtual time `num / den`.
-struct Turn {
-    num: u64,
-    den: u64,
-    order: u32,
-}
-
-impl Ord for Turn {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // num <= M + 1 < 2^17 and den < 2^32: the products fit in u64.
-        (self.num * other.den)
-            .cmp(&(other.num * self.den))
-            .then(self.order.cmp(&other.order))
+impl Walker {
+    /// Claim the first still-free slot of this backend's permutation. The permutation
+    /// visits every slot (M prime, 0 < skip < M), so this finds one while the table is
+    /// not full.
+    #[inline]
+    fn claim(&mut self, table: &mut [u16]) {
+        let m = table.len() as u32;
+        loop {
+            let slot = self.pos as usize;
+            self.pos += self.skip;
+            if self.pos >= m {
+                self.pos -= m;
+            }
+            if table[slot] == NO_BACKEND {
+                table[slot] = self.index;
+                return;
+            }
+        }
     }
 }
 
-impl PartialOrd for Turn {
+/// The active backends in id order with their quotas and walks.
+///
+/// Quotas: `floor(M * w / W)`, then the remaining slots (fewer than N) one each to the
+/// largest remainders `M * w mod W`, ties to the lower id. They sum to exactly M.
+fn make_walkers(active: &[&MaglevBackend], m: u32, seed: u64) -> Vec<Walker> {
+    // M * w < 2^49 and W < 2^48: no overflow.
+    let total: u64 = active.iter().map(|b| b.weight as u64).sum();
+    let mut quotas: Vec<u32> = Vec::with_capacity(active.len());
+    let mut remainders: Vec<(u64, usize)> = Vec::with_capacity(active.len());
+    for (i, b) in active.iter().enumerate() {
+        let share = m as u64 * b.weight as u64;
+        quotas.push((share / total) as u32);
+        remainders.push((share % total, i));
+    }
+    let assigned: u64 = quotas.iter().map(|&q| q as u64).sum();
+    let left = (m as u64 - assigned) as usize;
+    // Largest remainder first; equal remainders keep id order (the sort is stable).
+    remainders.sort_by_key(|&(rem, _)| Reverse(rem));
+    for &(_, i) in &remainders[..left] {
+        quotas[i] += 1;
+    }
+
+    let offset_seed = seed ^ OFFSET_SALT;
+    let skip_seed = seed ^ SKIP_SALT;
+    active
+        .iter()
+        .zip(quotas)
+        .map(|(b, quota)| Walker {
+            pos: (bytes_hash64(offset_seed, &b.id) % m as u64) as u32,
+            // M == 2 leaves a single possible step, 1; M - 1 >= 1 for every prime.
+            skip: (bytes_hash64(skip_seed, &b.id) % (m as u64 - 1)) as u32 + 1,
+            index: b.index,
+            quota,
+        })
+        .collect()
+}
+
+/// The backends of one weight, which take their turns together: in round `k` (virtual
+/// time `k / weight`) each member whose quota is at least `k` takes one turn, in id order.
+struct WeightClass {
+    weight: u64,
+    /// Positions in the id order (indices into the walkers), increasing.
+    members: Vec<u32>,
+    /// Highest quota of a member: the last round.
+    last_round: u32,
+    /// Current round, from 1.
+    round: u32,
+    /// Index into `members` of the next to take a turn.
+    next: usize,
+}
+
+impl WeightClass {
+    fn new(weight: u64, members: Vec<u32>, walkers: &[Walker]) -> Self {
+        let last_round = members
+            .iter()
+            .map(|&i| walkers[i as usize].quota)
+            .max()
+            .unwrap_or(0);
+        // Positioned just before the first turn: `advance` moves to it.
+        let next = members.len() - 1;
+        WeightClass {
+            weight,
+            members,
+            last_round,
+            round: 0,
+            next,
+        }
+    }
+
+    /// The walker whose turn is next.
+    fn current(&self) -> u32 {
+        self.members[self.next]
+    }
+
+    /// Move to the next member with a turn left; false when the class is done.
+    fn advance(&mut self, walkers: &[Walker]) -> bool {
+        loop {
+            self.next += 1;
+            if self.next == self.members.len() {
+                self.next = 0;
+                self.round += 1;
+                if self.round > self.last_round {
+                    return false;
+                }
+            }
+            if walkers[self.current() as usize].quota >= self.round {
+                return true;
+            }
+        }
+    }
+}
+
+impl Ord for WeightClass {
+    /// Earlier virtual time first, then lower id.
+    fn cmp(&self, other: &Self) -> Ordering {
+        // round <= M < 2^17 and weight < 2^32: the products fit in u64.
+        (self.round as u64 * other.weight)
+            .cmp(&(other.round as u64 * self.weight))
+            .then(self.current().cmp(&other.current()))
+    }
+}
+
+impl PartialOrd for WeightClass {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl PartialEq for Turn {
+impl PartialEq for WeightClass {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl Eq for Turn {}
+impl Eq for WeightClass {}
 
 fn check_table_size(table_size: u32) -> Result<(), MaglevError> {
     if table_size == 0 {
@@ -212,7 +316,7 @@ fn check_table_size(table_size: u32) -> Result<(), MaglevError> {
 /// ones only when `table_size` is several hundred times the number of backends (see
 /// the module documentation).
 ///
-/// Runs in about `O(M log M + M log N)`.
+/// Runs in about `O(M log M + M log D)` for `D` distinct weights.
 pub fn build(
     backends: &[MaglevBackend],
     table_size: u32,
@@ -248,77 +352,30 @@ pub fn build(
         return Ok(table);
     }
 
-    // Quotas: floor(M * w / W), the remaining slots (fewer than N) to the largest
-    // remainders, ties to the lower id. M * w < 2^49 and W < 2^48: no overflow.
-    let total: u64 = active.iter().map(|b| b.weight as u64).sum();
-    let mut quotas: Vec<u32> = Vec::with_capacity(active.len());
-    let mut remainders: Vec<(u64, usize)> = Vec::with_capacity(active.len());
+    let mut walkers = make_walkers(&active, m, seed);
+
+    // Turns in virtual-time order: backend i's k-th turn (k = 1..=quota) comes at time
+    // k / w_i; equal times go to the lower id. With equal weights that is the paper's
+    // round robin. Backends of equal weight move in lockstep, so the heap holds one
+    // entry per distinct weight (just one for equal weights) rather than per backend.
+    // Each turn claims one free slot and the quotas sum to M, so population ends after
+    // exactly M turns with the table full.
+    let mut by_weight: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for (i, b) in active.iter().enumerate() {
-        let share = m as u64 * b.weight as u64;
-        quotas.push((share / total) as u32);
-        remainders.push((share % total, i));
+        by_weight.entry(b.weight as u64).or_default().push(i as u32);
     }
-    let assigned: u64 = quotas.iter().map(|&q| q as u64).sum();
-    let left = (m as u64 - assigned) as usize;
-    // Largest remainder first; equal remainders keep id order (the sort is stable).
-    remainders.sort_by(|a, b| b.0.cmp(&a.0));
-    for &(_, i) in &remainders[..left] {
-        quotas[i] += 1;
-    }
-
-    let offset_seed = seed ^ OFFSET_SALT;
-    let skip_seed = seed ^ SKIP_SALT;
-    let mut walkers: Vec<Walker> = active
-        .iter()
-        .zip(&quotas)
-        .map(|(b, &quota)| Walker {
-            pos: (bytes_hash64(offset_seed, &b.id) % m as u64) as u32,
-            // M == 2 leaves a single possible step, 1; M - 1 >= 1 for every prime.
-            skip: (bytes_hash64(skip_seed, &b.id) % (m as u64 - 1)) as u32 + 1,
-            index: b.index,
-            weight: b.weight as u64,
-            quota,
-            filled: 0,
-        })
+    let mut turns: BinaryHeap<Reverse<WeightClass>> = by_weight
+        .into_iter()
+        .map(|(weight, members)| WeightClass::new(weight, members, &walkers))
+        .filter_map(|mut class| class.advance(&walkers).then_some(Reverse(class)))
         .collect();
-
-    // Turns in virtual-time order. Each turn claims one free slot, and the quotas sum
-    // to M, so this ends after exactly M turns with the table full. Each walk is a
-    // full permutation of the slots (M prime, 0 < skip < M), so it always finds a
-    // free slot while the table is not full.
-    let mut turns: BinaryHeap<Reverse<Turn>> = walkers
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| w.quota > 0)
-        .map(|(order, w)| {
-            Reverse(Turn {
-                num: 1,
-                den: w.weight,
-                order: order as u32,
-            })
-        })
-        .collect();
-    while let Some(Reverse(turn)) = turns.pop() {
-        let w = &mut walkers[turn.order as usize];
-        loop {
-            let slot = w.pos as usize;
-            w.pos += w.skip;
-            if w.pos >= m {
-                w.pos -= m;
-            }
-            if table[slot] == NO_BACKEND {
-                table[slot] = w.index;
-                break;
-            }
+    while let Some(mut next) = turns.peek_mut() {
+        let class = &mut next.0;
+        walkers[class.current() as usize].claim(&mut table);
+        if !class.advance(&walkers) {
+            PeekMut::pop(next);
         }
-        w.filled += 1;
-        if w.filled < w.quota {
-            turns.push(Reverse(Turn {
-                num: w.filled as u64 + 1,
-                den: w.weight,
-                order: turn.order,
-            }));
-        }
+        // Otherwise dropping `next` moves the class to its place for its next turn.
     }
     debug_assert!(table.iter().all(|&s| s != NO_BACKEND));
     Ok(table)
@@ -429,6 +486,76 @@ mod tests {
             );
             if b.weight == 0 {
                 assert_eq!(got, 0.0);
+            }
+        }
+    }
+
+    /// Algorithm 1 of the paper, written out: backends in id order take turns round
+    /// robin until the table is full, permutation[i][j] = (offset + j * skip) mod M.
+    fn paper_algorithm(backends: &[MaglevBackend], m: u32, seed: u64) -> Vec<u16> {
+        let mut sorted: Vec<&MaglevBackend> = backends.iter().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        let m = m as u64;
+        let permutation = |b: &MaglevBackend, j: u64| {
+            let offset = bytes_hash64(seed ^ OFFSET_SALT, &b.id) % m;
+            let skip = bytes_hash64(seed ^ SKIP_SALT, &b.id) % (m - 1) + 1;
+            ((offset + j * skip) % m) as usize
+        };
+        let mut next = vec![0u64; sorted.len()];
+        let mut entry = vec![NO_BACKEND; m as usize];
+        let mut n = 0;
+        loop {
+            for (i, b) in sorted.iter().enumerate() {
+                let mut c = permutation(b, next[i]);
+                while entry[c] != NO_BACKEND {
+                    next[i] += 1;
+                    c = permutation(b, next[i]);
+                }
+                entry[c] = b.index;
+                next[i] += 1;
+                n += 1;
+                if n == m {
+                    return entry;
+                }
+            }
+        }
+    }
+
+    /// The weighted population order written out plainly: every turn (k, i) for
+    /// k = 1..=quota_i, sorted by virtual time k / w_i, then id.
+    fn plain_weighted(backends: &[MaglevBackend], m: u32, seed: u64) -> Vec<u16> {
+        let mut active: Vec<&MaglevBackend> = backends.iter().filter(|b| b.weight > 0).collect();
+        active.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut table = vec![NO_BACKEND; m as usize];
+        if active.is_empty() {
+            return table;
+        }
+        let mut walkers = make_walkers(&active, m, seed);
+        let mut turns: Vec<(u64, u64, usize)> = Vec::new();
+        for (i, w) in walkers.iter().enumerate() {
+            for k in 1..=w.quota as u64 {
+                turns.push((k, active[i].weight as u64, i));
+            }
+        }
+        assert_eq!(turns.len(), m as usize);
+        turns.sort_by(|a, b| (a.0 * b.1).cmp(&(b.0 * a.1)).then(a.2.cmp(&b.2)));
+        for (_, _, i) in turns {
+            walkers[i].claim(&mut table);
+        }
+        table
+    }
+
+    #[test]
+    fn equal_weights_are_the_paper_algorithm() {
+        for m in SIZES {
+            for n in [1u16, 2, 3, 7, 100, 1000] {
+                for seed in [0, 1, u64::MAX] {
+                    assert_eq!(
+                        build(&equal(n), m, seed).unwrap(),
+                        paper_algorithm(&equal(n), m, seed),
+                        "M={m} N={n}"
+                    );
+                }
             }
         }
     }
@@ -919,6 +1046,15 @@ mod tests {
             seed in any::<u64>(),
         ) {
             prop_assert_eq!(build(&backends, m, seed).unwrap(), build(&shuffled, m, seed).unwrap());
+        }
+
+        #[test]
+        fn weighted_order_is_the_plain_one(
+            backends in prop_oneof![arb_backends(40, 4), arb_backends(40, 1000), arb_backends(20, u32::MAX)],
+            m in arb_size(),
+            seed in any::<u64>(),
+        ) {
+            prop_assert_eq!(build(&backends, m, seed).unwrap(), plain_weighted(&backends, m, seed));
         }
 
         #[test]

@@ -97,11 +97,11 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
 fn find_service(pkt: &Parsed) -> Option<&'static ServiceTable> {
     let (first, then) = service_keys(&pkt.flow, pkt.kind == Kind::Fragment);
     // SAFETY: the map is not preallocated; elements are replaced, never reused in place.
-    if let Some(service) = unsafe { SERVICES.get(&first) } {
+    if let Some(service) = unsafe { SERVICES.get(first) } {
         return Some(service);
     }
     // SAFETY: as above.
-    then.and_then(|key| unsafe { SERVICES.get(&key) })
+    then.and_then(|key| unsafe { SERVICES.get(key) })
 }
 
 /// `XDP_TX` when the backend is behind the ingress interface, else redirect.
@@ -152,9 +152,7 @@ pub fn lb_macswap(ctx: XdpContext) -> u32 {
     };
     // SAFETY: ptr_at checked that the Ethernet header is inside the packet.
     unsafe {
-        let dst = (*eth).dst_addr;
-        (*eth).dst_addr = (*eth).src_addr;
-        (*eth).src_addr = dst;
+        core::mem::swap(&mut (*eth).dst_addr, &mut (*eth).src_addr);
     }
     xdp_action::XDP_TX
 }

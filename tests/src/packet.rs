@@ -166,7 +166,7 @@ impl Packet {
     /// IPv4 options (padded to a multiple of 4 with end-of-list).
     pub fn ipv4_options(mut self, bytes: &[u8]) -> Self {
         let mut opts = bytes.to_vec();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         self.ipv4_options = opts;
@@ -246,7 +246,7 @@ impl Packet {
                     (1, out)
                 }
                 (IpAddr::V6(s), IpAddr::V6(d)) => {
-                    Icmpv6Header::with_checksum(v6_type.clone(), s.octets(), d.octets(), quoted)
+                    Icmpv6Header::with_checksum(*v6_type, s.octets(), d.octets(), quoted)
                         .expect("icmpv6")
                         .write(&mut out)
                         .expect("icmpv6");

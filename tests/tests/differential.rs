@@ -18,9 +18,25 @@ fn random_flow(rng: &mut StdRng) -> (String, String, u8, bool) {
     let tcp = rng.gen_bool(0.7);
     let port: u16 = rng.gen_range(1024..65535);
     let (src, dst) = if v6 {
-        (format!("[2001:db8:{:x}::{:x}]:{port}", rng.gen::<u16>(), rng.gen::<u16>()), "[2001:db8::10]:443".to_string())
+        (
+            format!(
+                "[2001:db8:{:x}::{:x}]:{port}",
+                rng.gen::<u16>(),
+                rng.gen::<u16>()
+            ),
+            "[2001:db8::10]:443".to_string(),
+        )
     } else {
-        (format!("{}.{}.{}.{}:{port}", rng.gen_range(1..224), rng.gen::<u8>(), rng.gen::<u8>(), rng.gen_range(1..255)), "198.51.100.10:443".to_string())
+        (
+            format!(
+                "{}.{}.{}.{}:{port}",
+                rng.gen_range(1..224),
+                rng.gen::<u8>(),
+                rng.gen::<u8>(),
+                rng.gen_range(1..255)
+            ),
+            "198.51.100.10:443".to_string(),
+        )
     };
     (src, dst, if tcp { proto::TCP } else { proto::UDP }, v6)
 }
@@ -50,7 +66,11 @@ fn data_plane_matches_maglev_and_flow_hash() {
     let f = fixture();
     let backends: Vec<MaglevBackend> = WEIGHTS
         .iter()
-        .map(|(i, w)| MaglevBackend { id: format!("backend-{i}").into_bytes(), index: *i, weight: *w })
+        .map(|(i, w)| MaglevBackend {
+            id: format!("backend-{i}").into_bytes(),
+            index: *i,
+            weight: *w,
+        })
         .collect();
     let table = build(&backends, 65537, MAGLEV_SEED).unwrap();
     let mut rng = StdRng::seed_from_u64(7);
@@ -82,8 +102,22 @@ fn data_plane_matches_explain_with_dirty_slots_and_tracked_flows() {
     // Drain backend 4 and add nothing: about 3/8 of slots turn dirty.
     f.backend_state(4, BACKEND_DRAINING, 1);
     for vip in ["198.51.100.10", "2001:db8::10"] {
-        f.service(vip, 443, proto::TCP, 0, 0, &[(0, 1), (1, 2), (2, 1), (3, 1), (4, 0)]);
-        f.service(vip, 443, proto::UDP, 1, 0, &[(0, 1), (1, 2), (2, 1), (3, 1), (4, 0)]);
+        f.service(
+            vip,
+            443,
+            proto::TCP,
+            0,
+            0,
+            &[(0, 1), (1, 2), (2, 1), (3, 1), (4, 0)],
+        );
+        f.service(
+            vip,
+            443,
+            proto::UDP,
+            1,
+            0,
+            &[(0, 1), (1, 2), (2, 1), (3, 1), (4, 0)],
+        );
     }
     let mut hows = std::collections::BTreeMap::new();
     // Three rounds: first packets (misses), repeats (hits), then SYNs on reused tuples.

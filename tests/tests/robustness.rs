@@ -8,7 +8,11 @@ use std::net::IpAddr;
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket};
 use lb_common::maps::{proto, BACKEND_UP};
-use lb_tests::{action, backend_mac, packet::{with_macs, Packet, LB_MAC}, Fixture};
+use lb_tests::{
+    action, backend_mac,
+    packet::{with_macs, Packet, LB_MAC},
+    Fixture,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const VIPS: [&str; 3] = ["198.51.100.10", "198.51.100.20", "2001:db8::10"];
@@ -34,18 +38,74 @@ fn valid_frames() -> Vec<(Vec<u8>, usize)> {
     let reply = Packet::tcp("198.51.100.10:80", "192.0.2.1:40000").syn_ack();
     let reply6 = Packet::tcp("[2001:db8::10]:443", "[2001:db8:1::1]:40000").syn_ack();
     vec![
-        (Packet::tcp("192.0.2.1:40000", "198.51.100.10:80").syn().build(), 14 + 20 + 20),
-        (Packet::tcp("192.0.2.1:40000", "198.51.100.10:80").payload(b"hello").build(), 14 + 20 + 20),
-        (Packet::tcp("192.0.2.1:40000", "198.51.100.10:80").ipv4_options(&[1; 12]).build(), 14 + 32 + 20),
-        (Packet::tcp("192.0.2.1:40000", "198.51.100.10:80").vlan(5).build(), 18 + 20 + 20),
-        (Packet::udp("192.0.2.1:40000", "198.51.100.10:53").payload(b"q").build(), 14 + 20 + 8),
-        (Packet::tcp("192.0.2.1:40000", "198.51.100.20:9999").build(), 14 + 20 + 20),
-        (Packet::udp("192.0.2.1:40000", "198.51.100.10:53").payload(&[1; 16]).fragment(8, true).build(), 14 + 20),
-        (Packet::tcp("[2001:db8:1::1]:40000", "[2001:db8::10]:443").syn().build(), 14 + 40 + 20),
-        (Packet::udp("[2001:db8:1::1]:40000", "[2001:db8::10]:53").vlan(9).build(), 18 + 40 + 8),
-        (Packet::udp("[2001:db8:1::1]:4", "[2001:db8::10]:53").payload(&[2; 16]).fragment(16, false).build(), 14 + 40 + 8),
-        (Packet::icmp_too_big("203.0.113.1", &reply, 1400).build(), 14 + 20 + 8 + 20 + 4),
-        (Packet::icmp_too_big("2001:db8:ffff::1", &reply6, 1280).build(), 14 + 40 + 8 + 40 + 4),
+        (
+            Packet::tcp("192.0.2.1:40000", "198.51.100.10:80")
+                .syn()
+                .build(),
+            14 + 20 + 20,
+        ),
+        (
+            Packet::tcp("192.0.2.1:40000", "198.51.100.10:80")
+                .payload(b"hello")
+                .build(),
+            14 + 20 + 20,
+        ),
+        (
+            Packet::tcp("192.0.2.1:40000", "198.51.100.10:80")
+                .ipv4_options(&[1; 12])
+                .build(),
+            14 + 32 + 20,
+        ),
+        (
+            Packet::tcp("192.0.2.1:40000", "198.51.100.10:80")
+                .vlan(5)
+                .build(),
+            18 + 20 + 20,
+        ),
+        (
+            Packet::udp("192.0.2.1:40000", "198.51.100.10:53")
+                .payload(b"q")
+                .build(),
+            14 + 20 + 8,
+        ),
+        (
+            Packet::tcp("192.0.2.1:40000", "198.51.100.20:9999").build(),
+            14 + 20 + 20,
+        ),
+        (
+            Packet::udp("192.0.2.1:40000", "198.51.100.10:53")
+                .payload(&[1; 16])
+                .fragment(8, true)
+                .build(),
+            14 + 20,
+        ),
+        (
+            Packet::tcp("[2001:db8:1::1]:40000", "[2001:db8::10]:443")
+                .syn()
+                .build(),
+            14 + 40 + 20,
+        ),
+        (
+            Packet::udp("[2001:db8:1::1]:40000", "[2001:db8::10]:53")
+                .vlan(9)
+                .build(),
+            18 + 40 + 8,
+        ),
+        (
+            Packet::udp("[2001:db8:1::1]:4", "[2001:db8::10]:53")
+                .payload(&[2; 16])
+                .fragment(16, false)
+                .build(),
+            14 + 40 + 8,
+        ),
+        (
+            Packet::icmp_too_big("203.0.113.1", &reply, 1400).build(),
+            14 + 20 + 8 + 20 + 4,
+        ),
+        (
+            Packet::icmp_too_big("2001:db8:ffff::1", &reply6, 1280).build(),
+            14 + 40 + 8 + 40 + 4,
+        ),
     ]
 }
 
@@ -54,13 +114,26 @@ fn check(f: &Fixture, frame: &[u8], min_len: usize) -> u32 {
     let out = f.run(frame);
     assert_ne!(out.action, action::ABORTED, "XDP_ABORTED for {frame:02x?}");
     match out.action {
-        action::PASS | action::DROP => assert_eq!(out.packet, frame, "passed/dropped frames are untouched"),
+        action::PASS | action::DROP => {
+            assert_eq!(out.packet, frame, "passed/dropped frames are untouched")
+        }
         action::TX => {
-            assert!(frame.len() >= min_len, "forwarded a frame cut inside its headers ({} < {min_len})", frame.len());
+            assert!(
+                frame.len() >= min_len,
+                "forwarded a frame cut inside its headers ({} < {min_len})",
+                frame.len()
+            );
             let backend = u16::from_be_bytes([out.packet[4], out.packet[5]]);
-            assert!(backend < 3, "forwarded to an unknown MAC: {:02x?}", &out.packet[..6]);
+            assert!(
+                backend < 3,
+                "forwarded to an unknown MAC: {:02x?}",
+                &out.packet[..6]
+            );
             assert_eq!(out.packet, with_macs(frame, backend_mac(backend), LB_MAC));
-            let dst = match LaxSlicedPacket::from_ethernet(frame).ok().and_then(|p| p.net) {
+            let dst = match LaxSlicedPacket::from_ethernet(frame)
+                .ok()
+                .and_then(|p| p.net)
+            {
                 Some(LaxNetSlice::Ipv4(ip)) => IpAddr::V4(ip.header().destination_addr()),
                 Some(LaxNetSlice::Ipv6(ip)) => IpAddr::V6(ip.header().destination_addr()),
                 other => panic!("forwarded a frame that is not IP: {other:?} {frame:02x?}"),
@@ -79,13 +152,20 @@ fn check(f: &Fixture, frame: &[u8], min_len: usize) -> u32 {
 fn every_truncation_of_every_fixture_is_handled() {
     let f = fixture();
     for (frame, min_len) in valid_frames() {
-        assert_eq!(check(&f, &frame, min_len), action::TX, "the whole fixture forwards: {frame:02x?}");
+        assert_eq!(
+            check(&f, &frame, min_len),
+            action::TX,
+            "the whole fixture forwards: {frame:02x?}"
+        );
         for len in 14..frame.len() {
             check(&f, &frame[..len], min_len);
         }
         // Below an Ethernet header the kernel refuses the run before the program.
         for len in 0..14 {
-            assert!(f.dp.test_run(lb_common::maps::programs::LB, &frame[..len], 1).is_err());
+            assert!(f
+                .dp
+                .test_run(lb_common::maps::programs::LB, &frame[..len], 1)
+                .is_err());
         }
     }
 }
@@ -131,5 +211,8 @@ fn random_and_mutated_frames_never_abort_or_misforward() {
         }
         runs += 1;
     }
-    assert!(forwarded > 100, "the mutated corpus still exercises forwarding ({forwarded}/{runs}, seed {seed:#x})");
+    assert!(
+        forwarded > 100,
+        "the mutated corpus still exercises forwarding ({forwarded}/{runs}, seed {seed:#x})"
+    );
 }

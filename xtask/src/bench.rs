@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: bootstrap, then run the `lb-bench` binary of `lb-tests`
 //! in release mode, writing results to `--out` (default `bench-results/`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -20,14 +20,19 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
+/// Whether package `lb-tests` exists (it lives in `tests/`).
+pub fn lb_tests_exists(root: &Path) -> bool {
+    std::fs::read_to_string(root.join("tests/Cargo.toml"))
+        .is_ok_and(|manifest| manifest.contains("\"lb-tests\""))
+}
+
 pub fn run(args: Args) -> Result<()> {
     let root = repo_root()?;
-    let manifest = root.join("tests/Cargo.toml");
-    if !manifest.is_file() {
+    if !lb_tests_exists(&root) {
         bail!(
             "the bench lives in package `lb-tests` (binary `lb-bench`), which does not exist \
-             yet: {} is missing",
-            manifest.display()
+             yet: no {} declaring it",
+            root.join("tests/Cargo.toml").display()
         );
     }
     bootstrap::bootstrap(Needs::default())?;

@@ -1,10 +1,15 @@
-//! The controller side of the load balancer: the typed data-plane API that `lbd`
-//! and `lbctl` use, and the flow explanation shared with tests.
+//! The controller side of the load balancer: everything `lbd` and `lbctl` are made of.
 //!
 //! - [`dataplane`]: load the embedded XDP program, attach it, read and write its maps
 //!   through typed methods (no map names or Pod types leak out).
 //! - [`explain`]: where a flow would go and why, computed by the same selection code
 //!   the XDP program runs.
+//! - [`config`]: the TOML config: parsing, validation with file/line/field errors.
+//! - [`health`]: backend health checks (TCP, HTTP, HTTPS, exec) and rise/fall.
+//! - [`neigh`]: backend MAC resolution and neighbour-change following over rtnetlink.
 
+pub mod config;
 pub mod dataplane;
 pub mod explain;
+pub mod health;
+pub mod neigh;

@@ -96,6 +96,18 @@ pub fn run(args: Args) -> Result<()> {
             .args(&args.cargo_test_args),
     ));
 
+    // The benchmark harness runs in quick mode so it never rots; CI checks that it
+    // runs, not its numbers (those come from `cargo xtask bench`).
+    if args.cargo_test_args.is_empty() && crate::bench::lb_tests_exists(&root) {
+        stages.push((
+            "bench harness (quick)",
+            Cmd::new("cargo")
+                .args(["run", "--release", "-q", "-p", "lb-tests", "--bin", "lb-bench", "--"])
+                .args(["--quick", "--out"])
+                .arg(root.join("target/bench-quick")),
+        ));
+    }
+
     let names: Vec<&str> = stages.iter().map(|(name, _)| *name).collect();
     for (name, cmd) in stages {
         println!("xtask: {name}");

@@ -121,7 +121,7 @@ impl fmt::Display for MaglevError {
 
 impl std::error::Error for MaglevError {}
 
-/// True when `n` is prime (trial division; `n` is at most a table size).
+/// True when `n` is prime (trial division: instant for table sizes, correct for any `u32`).
 pub fn is_prime(n: u32) -> bool {
     if n < 2 {
         return false;

@@ -165,7 +165,9 @@ pub const BACKEND_DRAINING: u32 = 2;
 /// [`Backend::state`]: down or removed; its tracked flows are re-balanced.
 pub const BACKEND_DOWN: u32 = 0;
 
-/// Value of the `BACKENDS` array, indexed by backend index.
+/// Value of the `BACKENDS` array, indexed by backend index. `mac` then `src_mac` are
+/// exactly the first 12 bytes of a forwarded frame, so the data plane writes them as
+/// three 32-bit words.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backend {
@@ -204,8 +206,10 @@ pub struct ConnKey {
     pub dport: u16,
     /// IP protocol.
     pub proto: u8,
+    /// Zero. (Scalar padding: an array here makes the BPF backend call memset.)
+    pub _pad: u8,
     /// Zero.
-    pub _pad: [u8; 3],
+    pub _pad2: u16,
 }
 
 /// Value of the `CONNS` map.

@@ -14,7 +14,7 @@
 //!   is recorded from now on.
 
 use crate::{
-    hash::flow_hash,
+    hash::{flow_hash, reduce},
     maps::{
         Backend, ConnKey, ConnValue, ServiceKey, ServiceTable, BACKEND_UP, KEY_FRAGMENTS,
         KEY_SERVICE, NO_BACKEND, SVC_F_SOURCE_HASH,
@@ -115,7 +115,7 @@ pub fn choose<S: FlowState>(
     if len == 0 {
         return None;
     }
-    let slot = hash % len;
+    let slot = reduce(hash, len);
     let entry = *table.entries.get(slot as usize)?;
     let current = entry.backend;
 

@@ -19,7 +19,6 @@ use lb_common::{
 use maps::{
     add_traffic, count, BACKENDS, BACKEND_STATS, CONFIG, CONNS, SERVICES, SERVICE_STATS, TX_PORTS,
 };
-use network_types::eth::EthHdr;
 use parse::{Kind, Parsed};
 
 /// The load balancer.
@@ -73,14 +72,13 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
     };
 
     // 4. Rewrite: destination MAC := backend's, source MAC := our egress interface's.
-    let Some(eth) = parse::ptr_at::<EthHdr>(ctx, 0) else {
+    let Some(macs) = parse::ptr_at::<[u32; 3]>(ctx, 0) else {
         return (xdp_action::XDP_PASS, outcome::PASS_MALFORMED);
     };
-    // SAFETY: ptr_at checked that the Ethernet header is inside the packet.
-    unsafe {
-        (*eth).dst_addr = backend.mac;
-        (*eth).src_addr = backend.src_mac;
-    }
+    // SAFETY: ptr_at checked the 12 bytes are inside the packet. `mac` and `src_mac` are
+    // the first 12 bytes of the 4-aligned map value, in frame order: three word copies
+    // (a [u8; 6] assignment compiles to a memmove call on the BPF target).
+    unsafe { *macs = *(backend as *const Backend as *const [u32; 3]) };
 
     // 5. Act.
     let (action, result) = send(ctx, backend);
@@ -144,15 +142,25 @@ impl FlowState for DataplaneMaps {
 }
 
 /// Benchmark baseline: swap the MACs and send the frame back. The least a DR
-/// forwarder can do; `cargo xtask bench` reports the load balancer against it.
+/// forwarder can do; `cargo xtask bench` reports the load balancer against it. Written
+/// with word loads and stores, like the balancer's rewrite, so the comparison is fair.
 #[xdp]
 pub fn lb_macswap(ctx: XdpContext) -> u32 {
-    let Some(eth) = parse::ptr_at::<EthHdr>(&ctx, 0) else {
+    let Some(p) = parse::ptr_at::<[u8; 12]>(&ctx, 0) else {
         return xdp_action::XDP_PASS;
     };
-    // SAFETY: ptr_at checked that the Ethernet header is inside the packet.
+    let p = p as *mut u8;
+    // SAFETY: ptr_at checked the 12 bytes are inside the packet; natural-width packet
+    // access, see parse.rs.
     unsafe {
-        core::mem::swap(&mut (*eth).dst_addr, &mut (*eth).src_addr);
+        let dst_hi = *(p as *const u32);
+        let dst_lo = *(p.add(4) as *const u16);
+        let src_hi = *(p.add(6) as *const u16);
+        let src_lo = *(p.add(8) as *const u32);
+        *(p as *mut u16) = src_hi;
+        *(p.add(2) as *mut u32) = src_lo;
+        *(p.add(6) as *mut u32) = dst_hi;
+        *(p.add(10) as *mut u16) = dst_lo;
     }
     xdp_action::XDP_TX
 }

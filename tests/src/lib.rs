@@ -59,7 +59,8 @@ pub fn flow(src: &str, dst: &str, proto: u8) -> ConnKey {
         sport: s.port(),
         dport: d.port(),
         proto,
-        _pad: [0; 3],
+        _pad: 0,
+        _pad2: 0,
     }
 }
 

@@ -102,7 +102,16 @@ pub fn run(args: Args) -> Result<()> {
         stages.push((
             "bench harness (quick)",
             Cmd::new("cargo")
-                .args(["run", "--release", "-q", "-p", "lb-tests", "--bin", "lb-bench", "--"])
+                .args([
+                    "run",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "lb-tests",
+                    "--bin",
+                    "lb-bench",
+                    "--",
+                ])
                 .args(["--quick", "--out"])
                 .arg(root.join("target/bench-quick")),
         ));

@@ -71,7 +71,7 @@ pub const KEY_FRAGMENTS: u8 = 1;
 
 /// Key of the `SERVICES` map.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
     /// Virtual IP, network layout words.
     pub vip: [u32; 4],
@@ -182,6 +182,11 @@ pub struct Backend {
     /// Bumped whenever the index is given to a different backend, so connection
     /// entries naming the old occupant do not follow the index.
     pub gen: u32,
+    /// Id of the service this backend belongs to (the controller's bookkeeping: a
+    /// restarted controller rebuilds its index allocation from the pinned map).
+    pub service: u32,
+    /// The backend's address words (bookkeeping, as `service`).
+    pub addr: [u32; 4],
 }
 
 impl Backend {
@@ -360,7 +365,7 @@ const _: () = {
     assert!(core::mem::size_of::<ServiceKey>() == 20);
     assert!(core::mem::size_of::<TableEntry>() == 4);
     assert!(core::mem::size_of::<ServiceTable>() == 16 + 4 * MAX_TABLE_SIZE);
-    assert!(core::mem::size_of::<Backend>() == 24);
+    assert!(core::mem::size_of::<Backend>() == 44);
     assert!(core::mem::size_of::<ConnKey>() == 40);
     assert!(core::mem::size_of::<ConnValue>() == 16);
     assert!(core::mem::size_of::<DataplaneConfig>() == 16);

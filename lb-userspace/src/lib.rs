@@ -7,9 +7,11 @@
 //! - [`config`]: the TOML config: parsing, validation with file/line/field errors.
 //! - [`health`]: backend health checks (TCP, HTTP, HTTPS, exec) and rise/fall.
 //! - [`neigh`]: backend MAC resolution and neighbour-change following over rtnetlink.
+//! - [`sync`]: the reconciler: desired state -> ordered, minimal data-plane writes.
 
 pub mod config;
 pub mod dataplane;
 pub mod explain;
 pub mod health;
 pub mod neigh;
+pub mod sync;

@@ -14,6 +14,7 @@ use lb_common::{
 use lb_userspace::dataplane::{
     Capacities, Dataplane, DataplaneOptions, ServiceSpec, TestRunOutput,
 };
+use lb_userspace::sync::DataplaneOps as _;
 use packet::{with_macs, LB_MAC};
 
 /// XDP actions.
@@ -104,6 +105,8 @@ impl Fixture {
             ifindex: 0,
             state,
             gen,
+            service: 0,
+            addr: [0; 4],
         };
         self.dp.set_backend(index, &b).expect("set backend");
     }

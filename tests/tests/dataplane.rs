@@ -239,6 +239,8 @@ fn backend_on_another_interface_is_redirected_or_dropped_if_unroutable() {
         ifindex: 999,
         state: BACKEND_UP,
         gen: 1,
+        service: 0,
+        addr: [0; 4],
     };
     f.dp.set_backend(1, &b).unwrap();
     let out = f.run(&frame);

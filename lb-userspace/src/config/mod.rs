@@ -1,1 +1,366 @@
-//! (in progress)
+//! The `lbd` configuration: typed model, TOML parsing and validation.
+//!
+//! The file is TOML (see `example.toml` beside this file for every key, its default
+//! and its meaning). [`parse`] turns text into a fully validated [`Config`] with every
+//! default filled in, so the rest of the daemon never sees an optional setting or an
+//! inconsistent one; it does no I/O, which keeps it testable and lets `lbctl` check a
+//! file before `lbd` reloads it. [`load`] is the one function that reads a file.
+//!
+//! Every error names the file, the 1-based line and the dotted field path
+//! (`lbd.toml:23: service[1].backend[0].port: ...`), whether it is a TOML syntax error,
+//! an unknown key, a value of the wrong type or a failed semantic check: an operator
+//! editing a long file on a console should never have to guess which `port` is wrong.
+
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A complete, validated configuration with all defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// Node-wide settings (`[global]`).
+    pub global: Global,
+    /// Interfaces the XDP program is attached to (`[[interface]]`, at least one).
+    pub interfaces: Vec<Interface>,
+    /// Virtual services (`[[service]]`), in file order.
+    pub services: Vec<Service>,
+}
+
+/// Node-wide settings (`[global]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Global {
+    /// Name of this load-balancer node in logs, metrics and `lbctl` output (default `lbd`).
+    pub node_name: String,
+    /// Unix socket `lbctl` talks to (default `/run/lbd/lbd.sock`).
+    pub control_socket: PathBuf,
+    /// Prometheus listen address; `None` when disabled (`""` or `"off"`).
+    /// Default `127.0.0.1:9469`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// bpffs directory where maps and links are pinned so forwarding survives a
+    /// restart of `lbd` (default `/sys/fs/bpf/lbd`).
+    pub pin_dir: PathBuf,
+    /// Seed of the flow hash; must be identical on every LB node so that flows keep
+    /// their backend across a failover (default `0x4c42_5345`).
+    pub hash_seed: u32,
+    /// Maglev lookup table size M: a prime no larger than
+    /// [`lb_common::maps::MAX_TABLE_SIZE`] (default 65537).
+    pub maglev_table_size: u32,
+    /// Capacity of the service map (default 256).
+    pub max_services: u32,
+    /// Capacity of the backend map, at most [`lb_common::maps::MAX_BACKENDS`]
+    /// (default 4096). Counts distinct backend addresses across all services.
+    pub max_backends: u32,
+    /// Capacity of the connection table (default 2^20).
+    pub conn_table_size: u32,
+    /// How long Maglev slots that moved in a change keep consulting the connection
+    /// table before they are settled (default 15 minutes).
+    #[serde(serialize_with = "serialize_duration")]
+    pub settle_after: Duration,
+    /// Whether this node forwards VIP traffic at start (default [`Forwarding::Active`]).
+    pub forwarding: Forwarding,
+}
+
+impl Default for Global {
+    /// The documented defaults of every `[global]` key.
+    fn default() -> Self {
+        Global {
+            node_name: "lbd".to_owned(),
+            control_socket: PathBuf::from("/run/lbd/lbd.sock"),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9469))),
+            pin_dir: PathBuf::from("/sys/fs/bpf/lbd"),
+            hash_seed: 0x4c42_5345,
+            maglev_table_size: lb_common::maps::DEFAULT_TABLE_SIZE,
+            max_services: 256,
+            max_backends: 4096,
+            conn_table_size: 1 << 20,
+            settle_after: Duration::from_secs(15 * 60),
+            forwarding: Forwarding::Active,
+        }
+    }
+}
+
+/// Whether VIP traffic is forwarded by this node (`global.forwarding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarding {
+    /// Forward VIP traffic to backends.
+    Active,
+    /// Pass VIP traffic to the kernel until told otherwise (a standby node).
+    Standby,
+}
+
+/// One interface the XDP program is attached to (`[[interface]]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Interface {
+    /// Kernel interface name, e.g. `eth0`.
+    pub name: String,
+    /// XDP attach mode (default [`XdpMode::Auto`]).
+    pub xdp_mode: XdpMode,
+}
+
+/// How the XDP program is attached (`interface.xdp_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode; fails if the driver lacks XDP support.
+    Driver,
+    /// Generic (skb) mode: works everywhere, slower.
+    Skb,
+    /// Driver mode when available, else skb.
+    Auto,
+}
+
+/// One virtual service: a VIP, port and protocol with its backends (`[[service]]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Service {
+    /// Unique display name, used by `lbctl` to refer to the service.
+    pub name: String,
+    /// Virtual IP (IPv4 or IPv6); backends are of the same family.
+    pub vip: IpAddr,
+    /// Destination port; 0 means every port of the VIP.
+    pub port: u16,
+    /// Transport protocol (default [`Protocol::Tcp`]).
+    pub protocol: Protocol,
+    /// Backend selection (default [`Scheduler::Maglev`]).
+    pub scheduler: Scheduler,
+    /// Health check applied to every backend.
+    pub health: HealthCheck,
+    /// Backends in file order; may be empty.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// Transport protocol of a service (`service.protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (IP protocol 6).
+    Tcp,
+    /// UDP (IP protocol 17).
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number used in map keys (6 for TCP, 17 for UDP).
+    pub fn number(&self) -> u8 {
+        match self {
+            Protocol::Tcp => lb_common::maps::proto::TCP,
+            Protocol::Udp => lb_common::maps::proto::UDP,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// How a backend is chosen for a new flow (`service.scheduler`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheduler {
+    /// Maglev consistent hashing over the 5-tuple.
+    Maglev,
+    /// Maglev consistent hashing over the client IP only (`source-hash`).
+    SourceHash,
+}
+
+/// Health check of a service's backends (`[service.health]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    /// What is checked (serialized flattened, as `kind` plus the kind's settings).
+    #[serde(flatten)]
+    pub kind: CheckKind,
+    /// Time between the starts of two checks (default 2s, > 0).
+    #[serde(serialize_with = "serialize_duration")]
+    pub interval: Duration,
+    /// Time after which a check counts as failed (default 1s, > 0, <= interval).
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down backend up (default 1, >= 1).
+    pub rise: u32,
+    /// Consecutive failures that take an up backend down (default 2, >= 1).
+    pub fall: u32,
+    /// State before the first check: `false` = down (`start = "down"`, the default).
+    pub start_up: bool,
+    /// Port checked instead of the service port; required when the service port is
+    /// 0 and the check is TCP, HTTP or HTTPS.
+    pub port: Option<u16>,
+}
+
+impl Default for HealthCheck {
+    /// The check a service gets without a `[service.health]` table: TCP connect,
+    /// every 2s, 1s timeout, rise 1, fall 2, starting down, on the service port.
+    fn default() -> Self {
+        HealthCheck {
+            kind: CheckKind::Tcp,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 1,
+            fall: 2,
+            start_up: false,
+            port: None,
+        }
+    }
+}
+
+/// What a health check does (`service.health.kind` and its settings).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum CheckKind {
+    /// No check: backends are always considered up.
+    None,
+    /// TCP connect.
+    Tcp,
+    /// Plain HTTP GET.
+    Http {
+        /// Request path (default `/`).
+        path: String,
+        /// Status codes that count as healthy (default `[200]`).
+        expect_status: Vec<u16>,
+        /// `Host` header; the backend address when absent.
+        host: Option<String>,
+    },
+    /// HTTP GET over TLS.
+    Https {
+        /// Request path (default `/`).
+        path: String,
+        /// Status codes that count as healthy (default `[200]`).
+        expect_status: Vec<u16>,
+        /// `Host` header and TLS server name; the backend address when absent.
+        host: Option<String>,
+        /// Verify the server certificate (default `false`, like keepalived's
+        /// `SSL_GET`); against `ca_file` when given, else the system roots.
+        tls_verify: bool,
+        /// CA bundle for verification (existence is checked when used, not here).
+        ca_file: Option<PathBuf>,
+    },
+    /// Run a program with arguments `<backend address> <port>`; exit 0 = healthy.
+    Exec {
+        /// Program to run.
+        script: PathBuf,
+    },
+}
+
+/// One backend of a service (`[[service.backend]]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackendConfig {
+    /// Backend address, of the VIP's family (DR forwards at layer 2).
+    pub address: IpAddr,
+    /// Relative share of new flows, 0..=65535 (default 1); 0 drains the backend.
+    pub weight: u32,
+    /// Optional display name.
+    pub name: Option<String>,
+}
+
+/// A configuration error, located by file, line and dotted field path.
+///
+/// Displays as `FILE:LINE: FIELD: MESSAGE`; `:LINE` is left out when no line is
+/// known (e.g. a missing section, an unreadable file) and `FIELD: ` when the error
+/// is not about one field (e.g. a TOML syntax error).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    /// The file the text came from (as given to [`parse`] or [`load`]).
+    pub file: PathBuf,
+    /// 1-based line of the offending key or value, when known.
+    pub line: Option<usize>,
+    /// Dotted field path such as `service[1].health.interval`; empty when none applies.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let mut out = self.file.display().to_string();
+        if let Some(line) = self.line {
+            out.push_str(&format!(":{line}"));
+        }
+        out.push_str(": ");
+        if !self.field.is_empty() {
+            out.push_str(&self.field);
+            out.push_str(": ");
+        }
+        out.push_str(&self.message);
+        out
+    }
+}
+
+/// Parses and validates configuration text; `file` is only used in error messages.
+///
+/// Pure: reads nothing, not even the files the configuration names.
+pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    let raw: raw::RawConfig =
+        serde_path_to_error::deserialize(de).map_err(|e| serde_error(text, file, e))?;
+    validate::build(&validate::Ctx { text, file }, raw)
+}
+
+/// Reads `path` and [`parse`]s it.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        line: None,
+        field: String::new(),
+        message: format!("cannot read the configuration: {e}"),
+    })?;
+    parse(&text, path)
+}
+
+/// 1-based line of byte offset `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let bytes = text.as_bytes();
+    let end = offset.min(bytes.len());
+    bytes[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// Turns a deserialization error (syntax, unknown key, wrong type, missing key)
+/// into a located [`ConfigError`].
+fn serde_error(
+    text: &str,
+    file: &Path,
+    err: serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let mut field = String::new();
+    for segment in err.path().iter() {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => field.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key: name }
+            | serde_path_to_error::Segment::Enum { variant: name } => {
+                // `toml::Spanned` shows up as an internal map layer: not a user key.
+                if name.starts_with("$__serde_spanned") {
+                    continue;
+                }
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(name);
+            }
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let inner = err.into_inner();
+    ConfigError {
+        file: file.to_owned(),
+        line: inner.span().map(|s| line_of(text, s.start)),
+        field,
+        message: inner.message().trim_end().to_owned(),
+    }
+}
+
+/// Serializes a duration the way the file spells it (`"15m"`, `"2s"`).
+fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}

@@ -317,25 +317,6 @@ impl Dataplane {
         hash.insert(key, table, 0).map_err(map_err(names::SERVICES))
     }
 
-    /// Build service `key`'s Maglev table from `backends` and install it in one atomic
-    /// update. Slots that move relative to the installed table are marked dirty, so
-    /// flows established before the change keep their backend (see `lb_common::select`).
-    pub fn install_service(
-        &mut self,
-        key: &ServiceKey,
-        spec: &ServiceSpec<'_>,
-    ) -> Result<Box<ServiceTable>> {
-        let fresh = lb_common::maglev::build(spec.backends, spec.table_size, spec.seed)?;
-        let old = self.service(key)?;
-        let entries = lb_common::maglev::merge(old.as_ref().map(|t| t.slots()), &fresh);
-        let table =
-            ServiceTable::boxed(spec.id, spec.flags, &entries).ok_or(DataplaneError::Table(
-                lb_common::maglev::MaglevError::TableTooLarge(spec.table_size),
-            ))?;
-        self.set_service(key, &table)?;
-        Ok(table)
-    }
-
     /// Remove a service (missing is not an error).
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
         let map = self.map_mut(names::SERVICES)?;

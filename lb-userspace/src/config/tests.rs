@@ -1,0 +1,674 @@
+//! Unit tests of the config module: a full example, the defaults, the shipped
+//! `example.toml`, and a table of bad configs with the exact `file:line: field`
+//! each one must be reported at.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn p(text: &str) -> Result<Config, ConfigError> {
+    parse(text, Path::new("lbd.toml"))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// The example of the design brief, verbatim.
+const FULL: &str = r#"
+[global]
+node_name = "lb-a"                      # default: hostname is NOT read here; default "lbd"
+control_socket = "/run/lbd/lbd.sock"    # default
+metrics_listen = "127.0.0.1:9469"       # default; "" or "off" disables
+pin_dir = "/sys/fs/bpf/lbd"             # default; where maps and links are pinned (restart survival)
+hash_seed = 0x5eed                      # u32, default 0x4c42_5345; must be identical on every LB node (flows survive failover)
+maglev_table_size = 65537               # default 65537; must be a prime <= 65537
+max_services = 256                      # default 256 (map capacity)
+max_backends = 4096                     # default 4096, <= 65535
+conn_table_size = 1048576               # default 1<<20
+settle_after = "15m"                    # default 15m
+forwarding = "active"                   # active | standby; default active
+
+[[interface]]
+name = "eth0"
+xdp_mode = "driver"        # driver | skb | auto (default auto)
+
+[[service]]
+name = "apiserver"
+vip = "192.168.100.40"     # IPv4 or IPv6
+port = 6443                # 0 = every port of the VIP
+protocol = "tcp"           # tcp | udp  (default tcp)
+scheduler = "maglev"       # maglev (5-tuple) | source-hash (client IP only); default maglev
+
+[service.health]            # optional; default: kind = "tcp" with the defaults below
+kind = "https"             # tcp | http | https | exec | none
+path = "/healthz"          # http/https, default "/"
+expect_status = [200]      # http/https, default [200]
+host = "kubernetes"        # optional Host header / TLS server name
+tls_verify = false         # https: default false
+ca_file = "/etc/kubernetes/pki/ca.crt"   # optional
+script = "/etc/lbd/check.sh"             # exec: required; run with args: backend address, port
+port = 6443                # optional check port
+interval = "2s"            # default 2s
+timeout = "1s"             # default 1s
+rise = 1                   # default 1, >= 1
+fall = 2                   # default 2, >= 1
+start = "down"             # down | up; default down
+
+[[service.backend]]
+address = "192.168.100.41"
+weight = 1                 # default 1; 0 = drain; max 65535
+port = 6443                # optional; if given must equal the service port
+name = "master1"           # optional display name
+"#;
+
+#[test]
+fn full_example_parses_to_expected_struct() {
+    let cfg = p(FULL).unwrap();
+    let expected = Config {
+        global: Global {
+            node_name: "lb-a".into(),
+            control_socket: PathBuf::from("/run/lbd/lbd.sock"),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9469))),
+            pin_dir: PathBuf::from("/sys/fs/bpf/lbd"),
+            hash_seed: 0x5eed,
+            maglev_table_size: 65537,
+            max_services: 256,
+            max_backends: 4096,
+            conn_table_size: 1 << 20,
+            settle_after: Duration::from_secs(900),
+            forwarding: Forwarding::Active,
+        },
+        interfaces: vec![Interface {
+            name: "eth0".into(),
+            xdp_mode: XdpMode::Driver,
+        }],
+        services: vec![Service {
+            name: "apiserver".into(),
+            vip: ip("192.168.100.40"),
+            port: 6443,
+            protocol: Protocol::Tcp,
+            scheduler: Scheduler::Maglev,
+            health: HealthCheck {
+                kind: CheckKind::Https {
+                    path: "/healthz".into(),
+                    expect_status: vec![200],
+                    host: Some("kubernetes".into()),
+                    tls_verify: false,
+                    ca_file: Some(PathBuf::from("/etc/kubernetes/pki/ca.crt")),
+                },
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(1),
+                rise: 1,
+                fall: 2,
+                start_up: false,
+                port: Some(6443),
+            },
+            backends: vec![BackendConfig {
+                address: ip("192.168.100.41"),
+                weight: 1,
+                name: Some("master1".into()),
+            }],
+        }],
+    };
+    assert_eq!(cfg, expected);
+}
+
+const MINIMAL: &str = r#"
+[[interface]]
+name = "eth0"
+
+[[service]]
+name = "web"
+vip = "10.0.0.1"
+port = 80
+
+[[service.backend]]
+address = "10.0.0.2"
+"#;
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let cfg = p(MINIMAL).unwrap();
+    let expected = Config {
+        global: Global {
+            node_name: "lbd".into(),
+            control_socket: PathBuf::from("/run/lbd/lbd.sock"),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9469))),
+            pin_dir: PathBuf::from("/sys/fs/bpf/lbd"),
+            hash_seed: 0x4c42_5345,
+            maglev_table_size: 65537,
+            max_services: 256,
+            max_backends: 4096,
+            conn_table_size: 1 << 20,
+            settle_after: Duration::from_secs(15 * 60),
+            forwarding: Forwarding::Active,
+        },
+        interfaces: vec![Interface {
+            name: "eth0".into(),
+            xdp_mode: XdpMode::Auto,
+        }],
+        services: vec![Service {
+            name: "web".into(),
+            vip: ip("10.0.0.1"),
+            port: 80,
+            protocol: Protocol::Tcp,
+            scheduler: Scheduler::Maglev,
+            health: HealthCheck {
+                kind: CheckKind::Tcp,
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(1),
+                rise: 1,
+                fall: 2,
+                start_up: false,
+                port: None,
+            },
+            backends: vec![BackendConfig {
+                address: ip("10.0.0.2"),
+                weight: 1,
+                name: None,
+            }],
+        }],
+    };
+    assert_eq!(cfg, expected);
+    assert_eq!(cfg.global, Global::default());
+    assert_eq!(cfg.services[0].health, HealthCheck::default());
+}
+
+#[test]
+fn example_file_parses() {
+    let cfg = p(include_str!("example.toml")).unwrap();
+    assert_eq!(cfg.global.node_name, "lb-a");
+    assert_eq!(cfg.interfaces.len(), 1);
+    assert_eq!(cfg.services.len(), 3);
+    let api = &cfg.services[0];
+    assert_eq!(api.backends.len(), 3);
+    assert_eq!(api.backends[2].weight, 0);
+    assert!(matches!(
+        api.health.kind,
+        CheckKind::Https {
+            tls_verify: true,
+            ..
+        }
+    ));
+    let dns = &cfg.services[1];
+    assert_eq!(dns.protocol, Protocol::Udp);
+    assert_eq!(dns.protocol.number(), 17);
+    assert_eq!(dns.scheduler, Scheduler::SourceHash);
+    assert!(dns.vip.is_ipv6());
+    assert_eq!(
+        dns.health.kind,
+        CheckKind::Exec {
+            script: PathBuf::from("/etc/lbd/check-dns.sh")
+        }
+    );
+    assert_eq!(dns.health.fall, 3);
+    let all = &cfg.services[2];
+    assert_eq!(all.port, 0);
+    assert_eq!(all.health.port, Some(80));
+}
+
+#[test]
+fn assorted_valid_settings() {
+    let text = r#"
+[global]
+metrics_listen = "off"
+forwarding = "standby"
+settle_after = "1m 30s"
+maglev_table_size = 251
+[[interface]]
+name = "eth0"
+[[interface]]
+name = "eth1"
+xdp_mode = "skb"
+[[service]]
+name = "web"
+vip = "10.0.0.1"
+port = 0
+health = { kind = "none" }
+[[service]]
+name = "web-udp"              # same VIP and port, other protocol: a different service
+vip = "10.0.0.1"
+port = 0
+protocol = "udp"
+health.kind = "exec"           # dotted keys work too
+health.script = "/bin/true"
+[[service]]
+name = "empty"                 # no backends is fine
+vip = "2001:db8::10"
+port = 443
+[service.health]
+kind = "http"
+start = "up"
+rise = 3
+expect_status = [200, 204]
+"#;
+    let cfg = p(text).unwrap();
+    assert_eq!(cfg.global.metrics_listen, None);
+    assert_eq!(cfg.global.forwarding, Forwarding::Standby);
+    assert_eq!(cfg.global.settle_after, Duration::from_secs(90));
+    assert_eq!(cfg.global.maglev_table_size, 251);
+    assert_eq!(cfg.interfaces[1].xdp_mode, XdpMode::Skb);
+    assert_eq!(cfg.services[0].health.kind, CheckKind::None);
+    assert_eq!(cfg.services[1].protocol, Protocol::Udp);
+    assert!(cfg.services[2].backends.is_empty());
+    let h = &cfg.services[2].health;
+    assert!(h.start_up);
+    assert_eq!(h.rise, 3);
+    assert_eq!(
+        h.kind,
+        CheckKind::Http {
+            path: "/".into(),
+            expect_status: vec![200, 204],
+            host: None
+        }
+    );
+    let off = p(&MINIMAL.replace(
+        "[[interface]]",
+        "[global]\nmetrics_listen = \"\"\n[[interface]]",
+    ));
+    assert_eq!(off.unwrap().global.metrics_listen, None);
+    let v6 = p(&MINIMAL.replace(
+        "[[interface]]",
+        "[global]\nmetrics_listen = \"[::1]:9000\"\n[[interface]]",
+    ));
+    assert_eq!(
+        v6.unwrap().global.metrics_listen,
+        Some("[::1]:9000".parse().unwrap())
+    );
+}
+
+#[test]
+fn serializes_for_lbctl_json() {
+    let cfg = p(FULL).unwrap();
+    let json = serde_json::to_value(&cfg).unwrap();
+    assert_eq!(json["global"]["settle_after"], "15m");
+    assert_eq!(json["global"]["forwarding"], "active");
+    assert_eq!(json["interfaces"][0]["xdp_mode"], "driver");
+    let svc = &json["services"][0];
+    assert_eq!(svc["vip"], "192.168.100.40");
+    assert_eq!(svc["protocol"], "tcp");
+    assert_eq!(svc["scheduler"], "maglev");
+    assert_eq!(svc["health"]["kind"], "https");
+    assert_eq!(svc["health"]["path"], "/healthz");
+    assert_eq!(svc["health"]["interval"], "2s");
+    assert_eq!(svc["backends"][0]["address"], "192.168.100.41");
+    let json = serde_json::to_value(Scheduler::SourceHash).unwrap();
+    assert_eq!(json, "source-hash");
+}
+
+#[test]
+fn error_display_format() {
+    let e = ConfigError {
+        file: PathBuf::from("/etc/lbd/lbd.toml"),
+        line: Some(23),
+        field: "service[1].backend[0].port".into(),
+        message: "boom".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "/etc/lbd/lbd.toml:23: service[1].backend[0].port: boom"
+    );
+    let e = ConfigError {
+        line: None,
+        field: String::new(),
+        ..e
+    };
+    assert_eq!(e.to_string(), "/etc/lbd/lbd.toml: boom");
+}
+
+#[test]
+fn load_reads_the_file_and_names_it() {
+    let dir = std::env::temp_dir().join(format!("lbd-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("lbd.toml");
+    std::fs::write(&file, MINIMAL).unwrap();
+    assert_eq!(load(&file).unwrap(), p(MINIMAL).unwrap());
+    std::fs::write(&file, "[global]\nbogus = 1\n").unwrap();
+    let err = load(&file).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}:2: global.bogus: unknown field",
+            file.display()
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = load(&file).unwrap_err();
+    assert_eq!(err.line, None);
+    assert!(err.to_string().contains("cannot read"), "{err}");
+}
+
+/// `[[interface]]` on lines 1-2; `rest` starts on line 3.
+fn with_iface(rest: &str) -> String {
+    format!("[[interface]]\nname = \"eth0\"\n{rest}")
+}
+
+/// Interface on lines 1-2, service `web` 10.0.0.1:80/tcp on lines 3-6; `extra` starts
+/// on line 7.
+fn svc(extra: &str) -> String {
+    with_iface(&format!(
+        "[[service]]\nname = \"web\"\nvip = \"10.0.0.1\"\nport = 80\n{extra}"
+    ))
+}
+
+#[test]
+fn bad_configs_name_file_line_and_field() {
+    let b = |extra: &str| {
+        svc(&format!(
+            "[[service.backend]]\naddress = \"10.0.0.2\"\n{extra}"
+        ))
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        // --- TOML level: syntax, unknown keys, types, missing keys ---
+        (
+            "syntax error",
+            with_iface("[[service]]\nname = \"web\n"),
+            "lbd.toml:4: ",
+        ),
+        (
+            "duplicate key",
+            svc("port = 81\n"),
+            "lbd.toml:7: duplicate key `port`",
+        ),
+        (
+            "unknown top-level key",
+            with_iface("[servce]\n"),
+            "lbd.toml:3: servce: unknown field `servce`",
+        ),
+        (
+            "unknown global key",
+            with_iface("[global]\nfoo = 1\n"),
+            "lbd.toml:4: global.foo: unknown field `foo`",
+        ),
+        (
+            "unknown backend key",
+            b("wieght = 2\n"),
+            "lbd.toml:9: service[0].backend[0].wieght: unknown field `wieght`",
+        ),
+        (
+            "unknown health key",
+            svc("[service.health]\nintervall = \"1s\"\n"),
+            "lbd.toml:8: service[0].health.intervall: unknown field",
+        ),
+        (
+            "wrong type in global",
+            "[global]\nmax_services = \"many\"\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.max_services: invalid type: string \"many\"",
+        ),
+        (
+            "wrong type for a port",
+            b("port = \"80\"\n"),
+            "lbd.toml:9: service[0].backend[0].port: invalid type: string \"80\"",
+        ),
+        (
+            "negative weight",
+            b("weight = -1\n"),
+            "lbd.toml:9: service[0].backend[0].weight: invalid value: integer `-1`",
+        ),
+        (
+            "port out of u16",
+            with_iface("[[service]]\nname = \"web\"\nvip = \"10.0.0.1\"\nport = 70000\n"),
+            "lbd.toml:6: service[0].port: invalid value: integer `70000`",
+        ),
+        (
+            "hash_seed out of u32",
+            "[global]\nhash_seed = 0x1_0000_0000\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.hash_seed: invalid value",
+        ),
+        (
+            "table where a value belongs",
+            "global = 3\n".to_owned() + &with_iface(""),
+            "lbd.toml:1: global: invalid type: integer `3`, expected a table",
+        ),
+        (
+            "wrong element type in a list",
+            svc("[service.health]\nkind = \"http\"\nexpect_status = [200, \"ok\"]\n"),
+            "lbd.toml:9: service[0].health.expect_status[1]: invalid type",
+        ),
+        (
+            "unknown enum value",
+            "[[interface]]\nname = \"eth0\"\nxdp_mode = \"native\"\n".to_owned(),
+            "lbd.toml:3: interface[0].xdp_mode: unknown variant `native`",
+        ),
+        (
+            "unknown scheduler",
+            svc("scheduler = \"round-robin\"\n"),
+            "lbd.toml:7: service[0].scheduler: unknown variant `round-robin`",
+        ),
+        (
+            "unknown check kind",
+            svc("[service.health]\nkind = \"ping\"\n"),
+            "lbd.toml:8: service[0].health.kind: unknown variant `ping`",
+        ),
+        (
+            "missing vip",
+            with_iface("[[service]]\nname = \"web\"\nport = 80\n"),
+            "lbd.toml:3: service[0]: missing field `vip`",
+        ),
+        // --- values ---
+        (
+            "bad duration in global",
+            "[global]\nsettle_after = \"soon\"\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.settle_after: invalid duration \"soon\"",
+        ),
+        (
+            "bad duration in health",
+            svc("[service.health]\ninterval = \"2 parsecs\"\n"),
+            "lbd.toml:8: service[0].health.interval: invalid duration",
+        ),
+        (
+            "zero interval",
+            svc("[service.health]\ninterval = \"0s\"\n"),
+            "lbd.toml:8: service[0].health.interval: must be greater than 0",
+        ),
+        (
+            "bad VIP",
+            with_iface("[[service]]\nname = \"web\"\nvip = \"10.0.0.256\"\nport = 80\n"),
+            "lbd.toml:5: service[0].vip: \"10.0.0.256\" is not an IPv4 or IPv6 address",
+        ),
+        (
+            "IPv4-mapped VIP",
+            with_iface("[[service]]\nname = \"web\"\nvip = \"::ffff:10.0.0.1\"\nport = 80\n"),
+            "lbd.toml:5: service[0].vip: ::ffff:10.0.0.1 is IPv4-mapped",
+        ),
+        (
+            "bad backend address",
+            svc("[[service.backend]]\naddress = \"bogus\"\n"),
+            "lbd.toml:8: service[0].backend[0].address: \"bogus\" is not an IPv4 or IPv6 address",
+        ),
+        (
+            "bad metrics address",
+            "[global]\nmetrics_listen = \"localhost\"\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.metrics_listen: \"localhost\" is not an address:port",
+        ),
+        (
+            "bad interface name",
+            "[[interface]]\nname = \"a-very-long-ifname0\"\n".to_owned(),
+            "lbd.toml:2: interface[0].name: \"a-very-long-ifname0\" is not a valid interface name",
+        ),
+        (
+            "duplicate interface",
+            with_iface("[[interface]]\nname = \"eth0\"\n"),
+            "lbd.toml:4: interface[1].name: interface \"eth0\" is already listed as interface[0]",
+        ),
+        // --- semantic checks ---
+        (
+            "backend port differs from service port",
+            b("port = 8080\n"),
+            "lbd.toml:9: service[0].backend[0].port: backend port 8080 differs from service port 80 (DR forwards without port translation)",
+        ),
+        (
+            "duplicate service",
+            svc("[[service]]\nname = \"web2\"\nvip = \"10.0.0.1\"\nport = 80\nprotocol = \"tcp\"\n"),
+            "lbd.toml:9: service[1].vip: duplicate service 10.0.0.1:80/tcp (already defined by service[0] \"web\")",
+        ),
+        (
+            "duplicate service name",
+            svc("[[service]]\nname = \"web\"\nvip = \"10.0.0.9\"\nport = 80\n"),
+            "lbd.toml:8: service[1].name: service name \"web\" is already used by service[0]",
+        ),
+        (
+            "duplicate backend address",
+            b("[[service.backend]]\naddress = \"10.0.0.2\"\n"),
+            "lbd.toml:10: service[0].backend[1].address: duplicate backend 10.0.0.2",
+        ),
+        (
+            "weight too large",
+            b("weight = 65536\n"),
+            "lbd.toml:9: service[0].backend[0].weight: weight 65536 exceeds the maximum 65535",
+        ),
+        (
+            "table size not prime",
+            "[global]\nmaglev_table_size = 65536\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.maglev_table_size: 65536 is not a prime",
+        ),
+        (
+            "table size too big",
+            "[global]\nmaglev_table_size = 100003\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.maglev_table_size: 100003 exceeds the maximum 65537",
+        ),
+        (
+            "rise 0",
+            svc("[service.health]\nrise = 0\n"),
+            "lbd.toml:8: service[0].health.rise: must be at least 1",
+        ),
+        (
+            "fall 0",
+            svc("[service.health]\nrise = 2\nfall = 0\n"),
+            "lbd.toml:9: service[0].health.fall: must be at least 1",
+        ),
+        (
+            "timeout > interval",
+            svc("[service.health]\ninterval = \"1s\"\ntimeout = \"1500ms\"\n"),
+            "lbd.toml:9: service[0].health.timeout: timeout 1s 500ms is longer than interval 1s",
+        ),
+        (
+            "default timeout > interval",
+            svc("[service.health]\ninterval = \"500ms\"\n"),
+            "lbd.toml:8: service[0].health.interval: timeout 1s is longer than interval 500ms",
+        ),
+        (
+            "exec without script",
+            svc("[service.health]\nkind = \"exec\"\n"),
+            "lbd.toml:8: service[0].health.script: an exec check needs script",
+        ),
+        (
+            "port 0 service with the default tcp check",
+            with_iface("[[service]]\nname = \"all\"\nvip = \"10.0.0.1\"\nport = 0\n"),
+            "lbd.toml:6: service[0].health.port: the service port is 0 (every port), so a tcp check needs health.port",
+        ),
+        (
+            "port 0 service with an https check",
+            with_iface(
+                "[[service]]\nname = \"all\"\nvip = \"10.0.0.1\"\nport = 0\n[service.health]\nkind = \"https\"\n",
+            ),
+            "lbd.toml:8: service[0].health.port: the service port is 0 (every port), so an https check needs health.port",
+        ),
+        (
+            "health port 0",
+            svc("[service.health]\nport = 0\n"),
+            "lbd.toml:8: service[0].health.port: must be 1..=65535",
+        ),
+        (
+            "bad status code",
+            svc("[service.health]\nkind = \"http\"\nexpect_status = [200, 99]\n"),
+            "lbd.toml:9: service[0].health.expect_status[1]: 99 is not an HTTP status code",
+        ),
+        (
+            "bad http path",
+            svc("[service.health]\nkind = \"http\"\npath = \"healthz\"\n"),
+            "lbd.toml:9: service[0].health.path: \"healthz\" is not a request path",
+        ),
+        (
+            "no interface",
+            String::new(),
+            "lbd.toml: interface: at least one [[interface]] is required",
+        ),
+        (
+            "max_backends > 65535",
+            "[global]\nmax_backends = 65536\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.max_backends: 65536 is out of range 1..=65535",
+        ),
+        (
+            "IPv4 VIP with an IPv6 backend",
+            svc("[[service.backend]]\naddress = \"2001:db8::2\"\n"),
+            "lbd.toml:8: service[0].backend[0].address: backend 2001:db8::2 is IPv6 but the VIP 10.0.0.1 is IPv4",
+        ),
+        (
+            "IPv6 VIP with an IPv4 backend",
+            with_iface(
+                "[[service]]\nname = \"v6\"\nvip = \"2001:db8::1\"\nport = 80\n[[service.backend]]\naddress = \"10.0.0.2\"\n",
+            ),
+            "lbd.toml:8: service[0].backend[0].address: backend 10.0.0.2 is IPv4 but the VIP 2001:db8::1 is IPv6",
+        ),
+        (
+            "backend is the VIP",
+            svc("[[service.backend]]\naddress = \"10.0.0.1\"\n"),
+            "lbd.toml:8: service[0].backend[0].address: a backend cannot be the VIP itself",
+        ),
+        (
+            "more services than max_services",
+            "[global]\nmax_services = 1\n".to_owned()
+                + &with_iface(
+                    "[[service]]\nname = \"a\"\nvip = \"10.0.0.1\"\nport = 80\n\
+                     [[service]]\nname = \"b\"\nvip = \"10.0.0.2\"\nport = 80\n",
+                ),
+            "lbd.toml:10: service[1].name: more than global.max_services = 1 services",
+        ),
+        (
+            "more distinct backends than max_backends",
+            "[global]\nmax_backends = 2\n".to_owned()
+                + &with_iface(
+                    "[[service]]\nname = \"a\"\nvip = \"10.0.0.1\"\nport = 80\n\
+                     [[service.backend]]\naddress = \"10.0.1.1\"\n\
+                     [[service.backend]]\naddress = \"10.0.1.2\"\n\
+                     [[service]]\nname = \"b\"\nvip = \"10.0.0.1\"\nport = 443\n\
+                     [[service.backend]]\naddress = \"10.0.1.2\"\n\
+                     [[service.backend]]\naddress = \"10.0.1.3\"\n",
+                ),
+            "lbd.toml:20: service[1].backend[1].address: more than global.max_backends = 2 distinct backend addresses",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, text, prefix) in &cases {
+        match p(text) {
+            Ok(_) => failures.push(format!("{name}: parsed, expected error {prefix:?}")),
+            Err(e) if !e.to_string().starts_with(prefix) => {
+                failures.push(format!("{name}:\n   got {e}\n  want {prefix}"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn error_fields_are_structured() {
+    let err = p(&svc(
+        "[[service.backend]]\naddress = \"10.0.0.2\"\nport = 8443\n",
+    ))
+    .unwrap_err();
+    assert_eq!(err.file, PathBuf::from("lbd.toml"));
+    assert_eq!(err.line, Some(9));
+    assert_eq!(err.field, "service[0].backend[0].port");
+    assert!(err.message.starts_with("backend port 8443"), "{err}");
+    let err = p("[[interface]]\nname = 3\n").unwrap_err();
+    assert_eq!(err.line, Some(2));
+    assert_eq!(err.field, "interface[0].name");
+}
+
+#[test]
+fn crlf_and_unicode_do_not_confuse_lines() {
+    let text =
+        "# héllo wörld\r\n[[interface]]\r\nname = \"eth0\"\r\n[global]\r\nmax_backends = 0\r\n";
+    let err = p(text).unwrap_err();
+    assert_eq!(
+        (err.line, err.field.as_str()),
+        (Some(5), "global.max_backends")
+    );
+    // Out-of-range offsets are clamped rather than panicking.
+    assert_eq!(super::line_of("a\nb", 100), 2);
+}

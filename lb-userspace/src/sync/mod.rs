@@ -1,0 +1,663 @@
+//! The reconciler: turns what the operator wants (services and backends from the
+//! config), what is true (health, backend MACs) and the data plane's current maps into
+//! the smallest set of map writes, in an order that never strands a packet:
+//!
+//! 1. backends that take or keep flows are written first (tables may point at them);
+//! 2. Maglev tables are rebuilt and installed atomically, moved slots marked dirty so
+//!    established flows keep their backend;
+//! 3. backends that went down or away are marked down last (their tracked flows are
+//!    then re-balanced by the data plane).
+//!
+//! Backend indices and service ids are stable: the same (service, address) keeps its
+//! index across reloads and controller restarts ([`Reconciler::adopt`] rebuilds the
+//! allocation from the pinned maps). A freed index is reused only in a later apply,
+//! with its generation bumped so stale connection entries do not follow it.
+//!
+//! [`Reconciler::settle`] later cleans dirty slots no live tracked flow depends on, so
+//! the connection table is consulted only while a change can matter.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use lb_common::{
+    hash::reduce,
+    maglev::{self, MaglevBackend},
+    maps::{
+        addr_words, Backend, ConnKey, ConnValue, DataplaneConfig, ServiceKey, ServiceTable,
+        TableEntry, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, KEY_FRAGMENTS, KEY_SERVICE,
+        NO_BACKEND,
+    },
+    select::slot_hash,
+};
+
+use crate::dataplane::{Dataplane, DataplaneError, ServiceSpec};
+
+/// The data-plane operations the reconciler needs. [`Dataplane`] implements it over
+/// the live maps; tests use an in-memory map set.
+pub trait DataplaneOps {
+    /// Every backend slot.
+    fn backends(&self) -> Result<Vec<Backend>, DataplaneError>;
+    /// Write a backend slot.
+    fn set_backend(&mut self, index: u16, backend: &Backend) -> Result<(), DataplaneError>;
+    /// Keys of installed services and fragment routes.
+    fn service_keys(&self) -> Result<Vec<ServiceKey>, DataplaneError>;
+    /// One installed service.
+    fn service(&self, key: &ServiceKey) -> Result<Option<Box<ServiceTable>>, DataplaneError>;
+    /// Install or atomically replace a service.
+    fn set_service(&mut self, key: &ServiceKey, table: &ServiceTable)
+        -> Result<(), DataplaneError>;
+    /// Remove a service.
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
+    /// Every tracked connection.
+    fn conns(&self) -> Result<HashMap<ConnKey, ConnValue>, DataplaneError>;
+    /// Forget a tracked connection.
+    fn remove_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError>;
+    /// Forwarding switch and hash seed.
+    fn config(&self) -> Result<DataplaneConfig, DataplaneError>;
+    /// Replace the forwarding switch and hash seed.
+    fn set_config(&mut self, config: &DataplaneConfig) -> Result<(), DataplaneError>;
+    /// The data plane's clock (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) in nanoseconds.
+    fn now_ns(&self) -> u64;
+
+    /// Build `key`'s Maglev table and install it, marking slots that move relative to
+    /// the installed table dirty.
+    fn install_service(
+        &mut self,
+        key: &ServiceKey,
+        spec: &ServiceSpec<'_>,
+    ) -> Result<Box<ServiceTable>, DataplaneError> {
+        let fresh = maglev::build(spec.backends, spec.table_size, spec.seed)?;
+        let old = self.service(key)?;
+        let entries = maglev::merge(old.as_ref().map(|t| t.slots()), &fresh);
+        let table = ServiceTable::boxed(spec.id, spec.flags, &entries).ok_or(
+            DataplaneError::Table(maglev::MaglevError::TableTooLarge(spec.table_size)),
+        )?;
+        self.set_service(key, &table)?;
+        Ok(table)
+    }
+}
+
+impl DataplaneOps for Dataplane {
+    fn backends(&self) -> Result<Vec<Backend>, DataplaneError> {
+        Dataplane::backends(self)
+    }
+    fn set_backend(&mut self, index: u16, backend: &Backend) -> Result<(), DataplaneError> {
+        Dataplane::set_backend(self, index, backend)
+    }
+    fn service_keys(&self) -> Result<Vec<ServiceKey>, DataplaneError> {
+        Dataplane::service_keys(self)
+    }
+    fn service(&self, key: &ServiceKey) -> Result<Option<Box<ServiceTable>>, DataplaneError> {
+        Dataplane::service(self, key)
+    }
+    fn set_service(
+        &mut self,
+        key: &ServiceKey,
+        table: &ServiceTable,
+    ) -> Result<(), DataplaneError> {
+        Dataplane::set_service(self, key, table)
+    }
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
+        Dataplane::remove_service(self, key)
+    }
+    fn conns(&self) -> Result<HashMap<ConnKey, ConnValue>, DataplaneError> {
+        Dataplane::conns(self)
+    }
+    fn remove_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError> {
+        Dataplane::remove_conn(self, key)
+    }
+    fn config(&self) -> Result<DataplaneConfig, DataplaneError> {
+        Dataplane::config(self)
+    }
+    fn set_config(&mut self, config: &DataplaneConfig) -> Result<(), DataplaneError> {
+        Dataplane::set_config(self, config)
+    }
+    fn now_ns(&self) -> u64 {
+        monotonic_ns()
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Where a backend's frames go: its MAC, and our egress interface and MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Backend MAC.
+    pub mac: [u8; 6],
+    /// Egress interface index.
+    pub ifindex: u32,
+    /// Egress interface MAC (the frame's new source).
+    pub src_mac: [u8; 6],
+}
+
+/// One backend as it should be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendInput {
+    /// Its address.
+    pub address: IpAddr,
+    /// Maglev weight; 0 drains.
+    pub weight: u32,
+    /// Passing health checks.
+    pub healthy: bool,
+    /// Resolved link-layer route; `None` = no MAC yet (not usable).
+    pub link: Option<Link>,
+}
+
+/// One service as it should be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceInput {
+    /// Operator's name.
+    pub name: String,
+    /// (VIP, port, protocol).
+    pub key: ServiceKey,
+    /// `SVC_F_*`.
+    pub flags: u32,
+    /// Its backends.
+    pub backends: Vec<BackendInput>,
+}
+
+/// Everything the data plane should hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    /// Services.
+    pub services: Vec<ServiceInput>,
+    /// Maglev table size M.
+    pub table_size: u32,
+    /// Maglev seed (cluster-wide).
+    pub maglev_seed: u64,
+    /// Flow hash seed (cluster-wide).
+    pub hash_seed: u32,
+    /// Forward VIP traffic (else pass it to the kernel).
+    pub forwarding: bool,
+}
+
+/// What one apply changed (for logs and tests).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Service tables written (services and fragment routes).
+    pub tables_written: usize,
+    /// Services removed.
+    pub services_removed: usize,
+    /// Backend slots written.
+    pub backends_written: usize,
+}
+
+/// Capacity limits from the config.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Service ids available.
+    pub max_services: u32,
+    /// Backend indices available.
+    pub max_backends: u32,
+}
+
+/// Errors of the reconciler.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A data-plane operation failed.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    /// Out of service ids or backend indices.
+    #[error("out of {0} (raise the limit in [global])")]
+    Capacity(&'static str),
+}
+
+#[derive(Clone, Debug)]
+struct ServiceState {
+    id: u32,
+    flags: u32,
+    /// Address -> backend index.
+    backends: BTreeMap<IpAddr, u16>,
+    /// Last table change (for settle).
+    changed: Option<Instant>,
+}
+
+/// The reconciler's memory: allocations and what it last wrote.
+#[derive(Debug)]
+pub struct Reconciler {
+    limits: Limits,
+    services: BTreeMap<ServiceKey, ServiceState>,
+    /// Highest generation given out per index.
+    gens: HashMap<u16, u32>,
+    /// Indices in use.
+    used: BTreeSet<u16>,
+    /// Freed indices, oldest first (reused after never-used ones run out).
+    freed: VecDeque<u16>,
+    /// Next never-used index.
+    next_index: u32,
+    /// What each in-use or freed index holds in the data plane.
+    written: HashMap<u16, Backend>,
+}
+
+fn backend_id(address: IpAddr) -> Vec<u8> {
+    address.to_string().into_bytes()
+}
+
+impl Reconciler {
+    /// A reconciler for an empty data plane.
+    pub fn new(limits: Limits) -> Self {
+        Reconciler {
+            limits,
+            services: BTreeMap::new(),
+            gens: HashMap::new(),
+            used: BTreeSet::new(),
+            freed: VecDeque::new(),
+            next_index: 0,
+            written: HashMap::new(),
+        }
+    }
+
+    /// A reconciler that continues from the state in `dp` (pinned maps left by a
+    /// previous controller): same service ids, same backend indices and generations,
+    /// so the next apply with the same config writes nothing that moves a flow.
+    pub fn adopt(dp: &impl DataplaneOps, limits: Limits, now: Instant) -> Result<Self, SyncError> {
+        let mut r = Reconciler::new(limits);
+        let mut by_id: HashMap<u32, ServiceKey> = HashMap::new();
+        for key in dp.service_keys()? {
+            if key.kind != KEY_SERVICE {
+                continue;
+            }
+            if let Some(table) = dp.service(&key)? {
+                let dirty = table.slots().iter().any(TableEntry::is_dirty);
+                by_id.insert(table.id, key);
+                r.services.insert(
+                    key,
+                    ServiceState {
+                        id: table.id,
+                        flags: table.flags,
+                        backends: BTreeMap::new(),
+                        changed: dirty.then_some(now),
+                    },
+                );
+            }
+        }
+        for (index, b) in dp.backends()?.into_iter().enumerate() {
+            let index = index as u16;
+            if b.gen == 0 {
+                continue;
+            }
+            r.gens.insert(index, b.gen);
+            r.next_index = r.next_index.max(index as u32 + 1);
+            r.written.insert(index, b);
+            let owner = by_id.get(&b.service).and_then(|k| r.services.get_mut(k));
+            match owner {
+                Some(svc) if b.state != BACKEND_DOWN || b.mac != [0; 6] => {
+                    svc.backends
+                        .insert(lb_common::maps::words_addr(&b.addr), index);
+                    r.used.insert(index);
+                }
+                _ => r.freed.push_back(index),
+            }
+        }
+        // Indices below next_index that were never written are free too.
+        for index in 0..r.next_index as u16 {
+            if !r.used.contains(&index) && !r.freed.contains(&index) {
+                r.freed.push_back(index);
+            }
+        }
+        Ok(r)
+    }
+
+    fn allocate_index(&mut self) -> Result<u16, SyncError> {
+        let index = if self.next_index < self.limits.max_backends.min(NO_BACKEND as u32) {
+            self.next_index += 1;
+            (self.next_index - 1) as u16
+        } else {
+            self.freed
+                .pop_front()
+                .ok_or(SyncError::Capacity("backend indices"))?
+        };
+        self.used.insert(index);
+        let gen = self.gens.entry(index).or_insert(0);
+        *gen += 1;
+        Ok(index)
+    }
+
+    fn allocate_service_id(&self) -> Result<u32, SyncError> {
+        let taken: BTreeSet<u32> = self.services.values().map(|s| s.id).collect();
+        (0..self.limits.max_services)
+            .find(|id| !taken.contains(id))
+            .ok_or(SyncError::Capacity("service ids"))
+    }
+
+    fn write_backend(
+        &mut self,
+        dp: &mut impl DataplaneOps,
+        index: u16,
+        b: Backend,
+        report: &mut ApplyReport,
+    ) -> Result<(), SyncError> {
+        if self.written.get(&index) != Some(&b) {
+            dp.set_backend(index, &b)?;
+            self.written.insert(index, b);
+            report.backends_written += 1;
+        }
+        Ok(())
+    }
+
+    /// Make the data plane hold `desired`.
+    pub fn apply(
+        &mut self,
+        dp: &mut impl DataplaneOps,
+        desired: &Desired,
+        now: Instant,
+    ) -> Result<ApplyReport, SyncError> {
+        let mut report = ApplyReport::default();
+        let mut freed_now: Vec<u16> = Vec::new();
+
+        // Services that went away: their backends go down after the tables (below).
+        let wanted: BTreeSet<ServiceKey> = desired.services.iter().map(|s| s.key).collect();
+        let gone: Vec<ServiceKey> = self
+            .services
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .copied()
+            .collect();
+
+        // Allocate ids and indices; compute every backend's value.
+        let mut values: Vec<(u16, Backend)> = Vec::new();
+        for svc in &desired.services {
+            let id = match self.services.get(&svc.key) {
+                Some(s) => s.id,
+                None => {
+                    let id = self.allocate_service_id()?;
+                    self.services.insert(
+                        svc.key,
+                        ServiceState {
+                            id,
+                            flags: svc.flags,
+                            backends: BTreeMap::new(),
+                            changed: None,
+                        },
+                    );
+                    id
+                }
+            };
+            let wanted_addrs: BTreeSet<IpAddr> = svc.backends.iter().map(|b| b.address).collect();
+            let stale: Vec<(IpAddr, u16)> = self.services[&svc.key]
+                .backends
+                .iter()
+                .filter(|(a, _)| !wanted_addrs.contains(a))
+                .map(|(a, i)| (*a, *i))
+                .collect();
+            for (addr, index) in stale {
+                if let Some(s) = self.services.get_mut(&svc.key) {
+                    s.backends.remove(&addr);
+                }
+                freed_now.push(index);
+            }
+            for b in &svc.backends {
+                let existing = self.services[&svc.key].backends.get(&b.address).copied();
+                let index = match existing {
+                    Some(i) => i,
+                    None => {
+                        let i = self.allocate_index()?;
+                        if let Some(s) = self.services.get_mut(&svc.key) {
+                            s.backends.insert(b.address, i);
+                        }
+                        i
+                    }
+                };
+                let state = match (b.healthy, b.link) {
+                    (true, Some(_)) if b.weight > 0 => BACKEND_UP,
+                    (true, Some(_)) => BACKEND_DRAINING,
+                    _ => BACKEND_DOWN,
+                };
+                let link = b.link.unwrap_or(Link {
+                    mac: [0; 6],
+                    ifindex: 0,
+                    src_mac: [0; 6],
+                });
+                values.push((
+                    index,
+                    Backend {
+                        mac: link.mac,
+                        src_mac: link.src_mac,
+                        ifindex: link.ifindex,
+                        state,
+                        gen: self.gens.get(&index).copied().unwrap_or(1),
+                        service: id,
+                        addr: addr_words(b.address),
+                    },
+                ));
+            }
+        }
+        for key in &gone {
+            if let Some(s) = self.services.get(key) {
+                freed_now.extend(s.backends.values().copied());
+            }
+        }
+
+        // 1. Backends that take or keep flows.
+        for (index, b) in &values {
+            if b.state != BACKEND_DOWN {
+                self.write_backend(dp, *index, *b, &mut report)?;
+            }
+        }
+
+        // 2. Tables.
+        let mut fragment_routes: BTreeMap<(/* vip */ [u32; 4], u8), ServiceKey> = BTreeMap::new();
+        for svc in &desired.services {
+            let Some(state) = self.services.get(&svc.key) else {
+                continue;
+            };
+            let id = state.id;
+            let members: Vec<MaglevBackend> = svc
+                .backends
+                .iter()
+                .filter_map(|b| {
+                    let index = *state.backends.get(&b.address)?;
+                    let up = values
+                        .iter()
+                        .any(|(i, v)| *i == index && v.state == BACKEND_UP);
+                    up.then(|| MaglevBackend {
+                        id: backend_id(b.address),
+                        index,
+                        weight: b.weight,
+                    })
+                })
+                .collect();
+            let fresh = maglev::build(&members, desired.table_size, desired.maglev_seed)
+                .map_err(DataplaneError::Table)?;
+            let old = dp.service(&svc.key)?;
+            let unchanged = old.as_ref().is_some_and(|t| {
+                t.flags == svc.flags
+                    && t.id == id
+                    && t.slots().len() == fresh.len()
+                    && t.slots().iter().zip(&fresh).all(|(e, f)| e.backend == *f)
+            });
+            if !unchanged {
+                let entries = maglev::merge(old.as_ref().map(|t| t.slots()), &fresh);
+                let table = ServiceTable::boxed(id, svc.flags, &entries).ok_or(
+                    DataplaneError::Table(maglev::MaglevError::TableTooLarge(desired.table_size)),
+                )?;
+                dp.set_service(&svc.key, &table)?;
+                report.tables_written += 1;
+                if let Some(s) = self.services.get_mut(&svc.key) {
+                    s.flags = svc.flags;
+                    if entries.iter().any(TableEntry::is_dirty) {
+                        s.changed = Some(now);
+                    }
+                }
+                tracing::info!(service = %svc.name, backends = members.len(), "installed Maglev table");
+            }
+            // Fragment route: the whole-VIP service if any, else the lowest port.
+            let route = fragment_routes
+                .entry((svc.key.vip, svc.key.proto))
+                .or_insert(svc.key);
+            if svc.key.port < route.port {
+                *route = svc.key;
+            }
+        }
+        // Fragment routes mirror their service's table.
+        let route_keys: BTreeSet<ServiceKey> = fragment_routes
+            .keys()
+            .map(|(vip, proto)| ServiceKey {
+                vip: *vip,
+                port: 0,
+                proto: *proto,
+                kind: KEY_FRAGMENTS,
+            })
+            .collect();
+        for ((vip, proto), svc_key) in &fragment_routes {
+            let route = ServiceKey {
+                vip: *vip,
+                port: 0,
+                proto: *proto,
+                kind: KEY_FRAGMENTS,
+            };
+            if let Some(table) = dp.service(svc_key)? {
+                let current = dp.service(&route)?;
+                let same = current.as_ref().is_some_and(|c| {
+                    c.id == table.id && c.flags == table.flags && c.slots() == table.slots()
+                });
+                if !same {
+                    dp.set_service(&route, &table)?;
+                    report.tables_written += 1;
+                }
+            }
+        }
+        for key in dp.service_keys()? {
+            let stale = match key.kind {
+                KEY_FRAGMENTS => !route_keys.contains(&key),
+                _ => !wanted.contains(&key),
+            };
+            if stale {
+                dp.remove_service(&key)?;
+                report.services_removed += usize::from(key.kind == KEY_SERVICE);
+            }
+        }
+        for key in &gone {
+            self.services.remove(key);
+        }
+
+        // 3. Backends that went down, and freed indices.
+        for (index, b) in &values {
+            if b.state == BACKEND_DOWN {
+                self.write_backend(dp, *index, *b, &mut report)?;
+            }
+        }
+        for index in freed_now {
+            let mut b = self.written.get(&index).copied().unwrap_or_default();
+            b.state = BACKEND_DOWN;
+            b.gen = self.gens.get(&index).copied().unwrap_or(b.gen);
+            self.write_backend(dp, index, b, &mut report)?;
+            self.used.remove(&index);
+            self.freed.push_back(index);
+        }
+
+        // The switch and the seed.
+        let config = DataplaneConfig {
+            forwarding: desired.forwarding as u32,
+            hash_seed: desired.hash_seed,
+            _pad: [0; 2],
+        };
+        if dp.config()? != config {
+            dp.set_config(&config)?;
+        }
+        Ok(report)
+    }
+
+    /// Clean dirty slots of services whose table last changed at least `after` ago,
+    /// except slots a live tracked flow (seen within `after`) still depends on; forget
+    /// the tracked entries of the slots cleaned. Returns the number of slots cleaned.
+    pub fn settle(
+        &mut self,
+        dp: &mut impl DataplaneOps,
+        after: Duration,
+        now: Instant,
+    ) -> Result<usize, SyncError> {
+        let due: Vec<ServiceKey> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.changed.is_some_and(|t| now.duration_since(t) >= after))
+            .map(|(k, _)| *k)
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let seed = dp.config()?.hash_seed;
+        let backends = dp.backends()?;
+        let conns = dp.conns()?;
+        let now_ns = dp.now_ns();
+        let mut cleaned = 0;
+        for key in due {
+            let Some(mut table) = dp.service(&key)? else {
+                continue;
+            };
+            let len = table.len;
+            let belongs = |k: &ConnKey| {
+                k.dst == key.vip && k.proto == key.proto && (key.port == 0 || k.dport == key.port)
+            };
+            let mut pinned: BTreeSet<u32> = BTreeSet::new();
+            let mut by_slot: Vec<(u32, ConnKey)> = Vec::new();
+            for (k, v) in conns.iter().filter(|(k, _)| belongs(k)) {
+                let slot = reduce(slot_hash(seed, table.flags, k), len);
+                let Some(entry) = table.slots().get(slot as usize) else {
+                    continue;
+                };
+                by_slot.push((slot, *k));
+                let alive = now_ns.saturating_sub(v.last_seen_ns) < after.as_nanos() as u64;
+                let elsewhere = v.backend != entry.backend as u32;
+                let keeps = backends
+                    .get(v.backend as usize)
+                    .is_some_and(|b| b.keeps_flows() && b.gen == v.gen);
+                if entry.is_dirty() && alive && elsewhere && keeps {
+                    pinned.insert(slot);
+                }
+            }
+            let mut cleaned_slots: BTreeSet<u32> = BTreeSet::new();
+            for (slot, entry) in table.entries[..len as usize].iter_mut().enumerate() {
+                if entry.is_dirty() && !pinned.contains(&(slot as u32)) {
+                    entry.prev = NO_BACKEND;
+                    cleaned_slots.insert(slot as u32);
+                }
+            }
+            if cleaned_slots.is_empty() {
+                continue;
+            }
+            dp.set_service(&key, &table)?;
+            for (slot, k) in &by_slot {
+                if cleaned_slots.contains(slot) {
+                    dp.remove_conn(k)?;
+                }
+            }
+            cleaned += cleaned_slots.len();
+            let still_dirty = table.slots().iter().any(TableEntry::is_dirty);
+            if let Some(s) = self.services.get_mut(&key) {
+                s.changed = still_dirty.then_some(now);
+            }
+            tracing::info!(
+                slots = cleaned_slots.len(),
+                pinned = pinned.len(),
+                "settled Maglev slots"
+            );
+        }
+        Ok(cleaned)
+    }
+
+    /// The backend index of `address` in service `key`.
+    pub fn index_of(&self, key: &ServiceKey, address: IpAddr) -> Option<u16> {
+        self.services.get(key)?.backends.get(&address).copied()
+    }
+
+    /// The id of service `key`.
+    pub fn service_id(&self, key: &ServiceKey) -> Option<u32> {
+        self.services.get(key).map(|s| s.id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -7,11 +7,15 @@
 //! - [`config`]: the TOML config: parsing, validation with file/line/field errors.
 //! - [`health`]: backend health checks (TCP, HTTP, HTTPS, exec) and rise/fall.
 //! - [`neigh`]: backend MAC resolution and neighbour-change following over rtnetlink.
+//! - [`views`]: what lbctl shows, read from the maps.
+//! - [`control`]: the lbctl <-> lbd protocol (JSON lines on a Unix socket).
 //! - [`sync`]: the reconciler: desired state -> ordered, minimal data-plane writes.
 
 pub mod config;
+pub mod control;
 pub mod dataplane;
 pub mod explain;
 pub mod health;
 pub mod neigh;
 pub mod sync;
+pub mod views;

@@ -1,7 +1,13 @@
 //! Attaching the program to an interface: driver (native) mode, skb (generic) mode, or
 //! auto, which tries driver mode and falls back to skb mode with a logged reason.
 
-use aya::programs::{xdp::XdpLinkId, Xdp, XdpMode};
+use std::path::Path;
+
+use aya::programs::{
+    links::{FdLink, PinnedLink},
+    xdp::{XdpLink, XdpLinkId},
+    Xdp, XdpMode,
+};
 
 use super::DataplaneError;
 
@@ -23,6 +29,9 @@ pub enum AttachedMode {
     Driver,
     /// Generic XDP.
     Skb,
+    /// A link pinned by a previous lbd, with the program replaced in place (its mode
+    /// is whatever it was attached with).
+    Adopted,
 }
 
 pub(super) fn attach(
@@ -61,4 +70,35 @@ pub(super) fn attach(
             }
         },
     }
+}
+
+/// Attach through a pinned link at `path`: adopt (replace the program in) an existing
+/// one, else attach and pin a new one.
+pub(super) fn attach_pinned(
+    prog: &mut Xdp,
+    interface: &str,
+    mode: AttachMode,
+    path: &Path,
+) -> Result<AttachedMode, DataplaneError> {
+    let fail = |source| DataplaneError::Attach { interface: interface.into(), mode, source };
+    let link_err = |message: String| DataplaneError::Link { interface: interface.into(), path: path.to_path_buf(), message };
+    if path.exists() {
+        match PinnedLink::from_pin(path) {
+            Ok(pinned) => {
+                let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| link_err(e.to_string()))?;
+                prog.attach_to_link(link).map_err(fail)?;
+                tracing::info!(interface, pin = %path.display(), "adopted the pinned XDP link; program replaced atomically");
+                return Ok(AttachedMode::Adopted);
+            }
+            Err(e) => {
+                tracing::warn!(interface, pin = %path.display(), error = %e, "stale link pin; attaching afresh");
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    let (id, got) = attach(prog, interface, mode)?;
+    let link = prog.take_link(id).map_err(fail)?;
+    let fd_link = FdLink::try_from(link).map_err(|e| link_err(e.to_string()))?;
+    fd_link.pin(path).map_err(|e| link_err(format!("pinning: {e}")))?;
+    Ok(got)
 }

@@ -64,6 +64,16 @@ pub enum DataplaneError {
         #[source]
         source: ProgramError,
     },
+    /// Adopting or pinning an attach link failed.
+    #[error("XDP link for {interface} at {path}: {message}")]
+    Link {
+        /// Interface name.
+        interface: String,
+        /// Pin path.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// A devmap operation failed.
     #[error("egress port map: {0}")]
     TxPort(#[from] aya::maps::xdp::XdpMapError),
@@ -118,6 +128,11 @@ pub struct DataplaneOptions {
     pub pin_dir: Option<PathBuf>,
     /// Map capacities (ignored for maps reused from pins).
     pub capacities: Capacities,
+}
+
+/// Where the link attaching the program to `interface` is pinned.
+pub fn link_pin_path(pin_dir: &Path, interface: &str) -> PathBuf {
+    pin_dir.join(format!("link_{interface}"))
 }
 
 /// What a service's table is built from.
@@ -214,6 +229,46 @@ impl Dataplane {
                 name: name.into(),
                 source,
             })
+    }
+
+    /// Open the data plane a running (or crashed) lbd pinned under `pin_dir`, for
+    /// reading (lbctl without lbd). Fails, creating nothing, if the maps are not pinned.
+    pub fn open_pinned(pin_dir: &Path) -> Result<Self> {
+        for (name, path) in Self::pin_paths(pin_dir) {
+            if !path.exists() {
+                return Err(DataplaneError::Missing(format!("pinned map {name} at {}", path.display())));
+            }
+        }
+        Self::load(&DataplaneOptions { pin_dir: Some(pin_dir.to_path_buf()), capacities: Capacities::default() })
+    }
+
+    /// Attach the balancer to `interface` through a bpf link pinned under `pin_dir`, so
+    /// it outlives this process. If a pinned link for the interface exists (a previous
+    /// lbd), the program inside it is replaced atomically: forwarding never stops.
+    pub fn attach_pinned(&mut self, interface: &str, mode: AttachMode, pin_dir: &Path) -> Result<AttachedMode> {
+        let path = link_pin_path(pin_dir, interface);
+        self.load_program(programs::LB)?;
+        let prog = self.xdp_mut(programs::LB)?;
+        let got = attach::attach_pinned(prog, interface, mode, &path)?;
+        Ok(got)
+    }
+
+    /// Remove everything lbd pinned under `pin_dir`: the links (which detaches the
+    /// program from every interface) and the maps. Returns what was removed.
+    pub fn remove_pinned(pin_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let entries = match std::fs::read_dir(pin_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            std::fs::remove_file(&path)?;
+            removed.push(path);
+        }
+        std::fs::remove_dir(pin_dir)?;
+        Ok(removed)
     }
 
     /// Load another program of the object (the bench baseline, the pass program).

@@ -7,6 +7,7 @@
 //! names (Host header, TLS SNI and certificate name) come only from the
 //! explicit `host` override, never from DNS.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -126,11 +127,42 @@ enum ProbeError {
 pub async fn probe(probe: &Probe, target: SocketAddr, timeout: Duration) -> Outcome {
     let start = Instant::now();
     let result = match probe {
+        Probe::Tcp => deadline(timeout, connect(target)).await.map(drop),
+        Probe::Http {
+            path,
+            expect_status,
+            host,
+        } => {
+            let get = async {
+                let stream = connect(target).await?;
+                http_get(stream, target, path, host.as_deref()).await
+            };
+            deadline(timeout, get)
+                .await
+                .and_then(|status| check_status(status, expect_status))
+        }
+        Probe::Https {
+            path,
+            expect_status,
+            host,
+            tls,
+        } => {
+            let get = async {
+                let config = tls_config(tls)?;
+                let server_name = server_name(host.as_deref(), target)?;
+                let stream = connect(target).await?;
+                let tls_stream = tokio_rustls::TlsConnector::from(config)
+                    .connect(server_name, stream)
+                    .await
+                    .map_err(|e| ProbeError::Tls(e.to_string()))?;
+                http_get(tls_stream, target, path, host.as_deref()).await
+            };
+            deadline(timeout, get)
+                .await
+                .and_then(|status| check_status(status, expect_status))
+        }
+        // Owns its deadline: the script must be killed, not just abandoned.
         Probe::Exec { script } => exec(script, target, timeout).await,
-        _ => match tokio::time::timeout(timeout, network(probe, target)).await {
-            Ok(r) => r,
-            Err(_) => Err(ProbeError::Timeout(timeout)),
-        },
     };
     match result {
         Ok(()) => Outcome::Pass {
@@ -142,37 +174,14 @@ pub async fn probe(probe: &Probe, target: SocketAddr, timeout: Duration) -> Outc
     }
 }
 
-async fn network(probe: &Probe, target: SocketAddr) -> Result<(), ProbeError> {
-    match probe {
-        Probe::Tcp => connect(target).await.map(drop),
-        Probe::Http {
-            path,
-            expect_status,
-            host,
-        } => {
-            let stream = connect(target).await?;
-            let status = http_get(stream, target, path, host.as_deref()).await?;
-            check_status(status, expect_status)
-        }
-        Probe::Https {
-            path,
-            expect_status,
-            host,
-            tls,
-        } => {
-            let config = tls_config(tls)?;
-            let server_name = server_name(host.as_deref(), target)?;
-            let stream = connect(target).await?;
-            let tls_stream = tokio_rustls::TlsConnector::from(config)
-                .connect(server_name, stream)
-                .await
-                .map_err(|e| ProbeError::Tls(e.to_string()))?;
-            let status = http_get(tls_stream, target, path, host.as_deref()).await?;
-            check_status(status, expect_status)
-        }
-        // Handled by `exec`, which owns its own deadline.
-        Probe::Exec { .. } => Ok(()),
-    }
+/// Run `fut`, abandoning it (dropping the socket) at `timeout`.
+async fn deadline<T>(
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, ProbeError>>,
+) -> Result<T, ProbeError> {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .unwrap_or(Err(ProbeError::Timeout(timeout)))
 }
 
 async fn connect(target: SocketAddr) -> Result<TcpStream, ProbeError> {

@@ -21,7 +21,7 @@
 #   lab.sh up [PREFIX]       create (or complete) the lab; idempotent
 #   lab.sh down [PREFIX]     remove everything; idempotent
 #   lab.sh status [PREFIX]   show what exists
-# Needs root, iproute2 and ethtool. Touches nothing outside the namespaces it creates.
+# Needs root, iproute2, ethtool and xdp-tools (xdp-filter). Touches nothing outside the namespaces it creates.
 set -euo pipefail
 
 PROG=$(basename "$0")
@@ -103,7 +103,20 @@ cmd_up() {
         offloads_off "$br" "$peer"
         offloads_off "$ns" eth0
     done
-    ip netns exec "$br" ethtool -K v-lb gro on >/dev/null 2>&1 || true
+    # The LB sends frames back out of its veth with XDP_TX. A veth hands such frames to
+    # its peer only through the peer's NAPI, and flushes them reliably only when the peer
+    # runs an XDP program of its own (with GRO alone they wait for the next unrelated
+    # packet). So the bridge-side peer gets a pass-everything XDP program (xdp-filter
+    # from Debian's xdp-tools; it needs a bpffs where it runs, mounted only for that
+    # command). On a real NIC none of this is needed.
+    if ! ip -n "$br" link show v-lb | grep -q 'prog/xdp'; then
+        if command -v xdp-filter >/dev/null 2>&1; then
+            ip netns exec "$br" sh -c 'mount -t bpf bpf /sys/fs/bpf && xdp-filter load -m native v-lb' >/dev/null
+        else
+            echo "warning: xdp-filter (Debian xdp-tools) missing; falling back to GRO on v-lb, XDP_TX frames may stall" >&2
+            ip netns exec "$br" ethtool -K v-lb gro on >/dev/null 2>&1 || true
+        fi
+    fi
     ip -n "$P-client" route replace "$VIP/32" via "$LB_IP"
     for node in "${BACKENDS[@]}"; do
         ip netns exec "$P-$node" "$REALSERVER" up "$VIP" >/dev/null

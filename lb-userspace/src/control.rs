@@ -134,7 +134,10 @@ pub enum ControlError {
 
 /// Send one request to lbd at `socket` and wait for the response.
 pub async fn call(socket: &Path, request: &Request) -> Result<Response, ControlError> {
-    let io = |source| ControlError::Io { path: socket.display().to_string(), source };
+    let io = |source| ControlError::Io {
+        path: socket.display().to_string(),
+        source,
+    };
     let stream = UnixStream::connect(socket).await.map_err(io)?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(request)?;
@@ -154,9 +157,13 @@ pub type RequestTx = mpsc::Sender<(Request, oneshot::Sender<Response>)>;
 pub async fn ask(tx: &RequestTx, request: Request) -> Response {
     let (reply, answer) = oneshot::channel();
     if tx.send((request, reply)).await.is_err() {
-        return Response::Error { message: "lbd is shutting down".into() };
+        return Response::Error {
+            message: "lbd is shutting down".into(),
+        };
     }
-    answer.await.unwrap_or(Response::Error { message: "lbd dropped the request".into() })
+    answer.await.unwrap_or(Response::Error {
+        message: "lbd dropped the request".into(),
+    })
 }
 
 /// Create the control socket at `path` (replacing a stale one), mode 0600.
@@ -192,9 +199,13 @@ pub async fn serve(listener: UnixListener, tx: RequestTx) {
             while let Ok(Some(line)) = lines.next_line().await {
                 let response = match serde_json::from_str::<Request>(&line) {
                     Ok(request) => ask(&tx, request).await,
-                    Err(e) => Response::Error { message: format!("bad request: {e}") },
+                    Err(e) => Response::Error {
+                        message: format!("bad request: {e}"),
+                    },
                 };
-                let Ok(mut out) = serde_json::to_string(&response) else { break };
+                let Ok(mut out) = serde_json::to_string(&response) else {
+                    break;
+                };
                 out.push('\n');
                 if write.write_all(out.as_bytes()).await.is_err() {
                     break;
@@ -210,7 +221,12 @@ mod tests {
 
     #[test]
     fn requests_round_trip_as_json_lines() {
-        let r = Request::Explain { src: "192.0.2.1:4000".parse().unwrap(), dst: "198.51.100.10:80".parse().unwrap(), protocol: "tcp".into(), syn: true };
+        let r = Request::Explain {
+            src: "192.0.2.1:4000".parse().unwrap(),
+            dst: "198.51.100.10:80".parse().unwrap(),
+            protocol: "tcp".into(),
+            syn: true,
+        };
         let s = serde_json::to_string(&r).unwrap();
         assert!(s.starts_with(r#"{"cmd":"explain""#), "{s}");
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);

@@ -4,18 +4,25 @@
 //!   through typed methods (no map names or Pod types leak out).
 //! - [`explain`]: where a flow would go and why, computed by the same selection code
 //!   the XDP program runs.
+//! - [`daemon`]: lbd's event loop (owns the data plane; reacts to health, neighbours,
+//!   lbctl, signals).
 //! - [`config`]: the TOML config: parsing, validation with file/line/field errors.
 //! - [`health`]: backend health checks (TCP, HTTP, HTTPS, exec) and rise/fall.
 //! - [`neigh`]: backend MAC resolution and neighbour-change following over rtnetlink.
 //! - [`views`]: what lbctl shows, read from the maps.
 //! - [`control`]: the lbctl <-> lbd protocol (JSON lines on a Unix socket).
+//! - [`cli`]: lbctl's text views (ipvsadm-like tables) and argument parsing, all pure.
+//! - [`metrics`]: the Prometheus endpoint (`GET /metrics`), fed by lbd's main loop.
 //! - [`sync`]: the reconciler: desired state -> ordered, minimal data-plane writes.
 
+pub mod cli;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod dataplane;
 pub mod explain;
 pub mod health;
+pub mod metrics;
 pub mod neigh;
 pub mod sync;
 pub mod views;

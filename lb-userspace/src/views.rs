@@ -32,7 +32,11 @@ pub struct Traffic {
 
 impl From<TrafficStats> for Traffic {
     fn from(s: TrafficStats) -> Self {
-        Traffic { packets: s.packets, bytes: s.bytes, new_flows: s.new_flows }
+        Traffic {
+            packets: s.packets,
+            bytes: s.bytes,
+            new_flows: s.new_flows,
+        }
     }
 }
 
@@ -156,29 +160,51 @@ fn service_label(key: &ServiceKey) -> String {
 pub fn from_maps(dp: &Dataplane) -> Result<Vec<ServiceView>, DataplaneError> {
     let backends = dp.backends()?;
     let conns = dp.conns()?;
-    let mut keys: Vec<ServiceKey> = dp.service_keys()?.into_iter().filter(|k| k.kind == KEY_SERVICE).collect();
+    let mut keys: Vec<ServiceKey> = dp
+        .service_keys()?
+        .into_iter()
+        .filter(|k| k.kind == KEY_SERVICE)
+        .collect();
     keys.sort();
     let mut out = Vec::new();
     for key in keys {
-        let Some(table) = dp.service(&key)? else { continue };
+        let Some(table) = dp.service(&key)? else {
+            continue;
+        };
         let mut slot_counts = std::collections::BTreeMap::new();
         for e in table.slots() {
             *slot_counts.entry(e.backend).or_insert(0usize) += 1;
         }
         let mut views = Vec::new();
         for (index, b) in backends.iter().enumerate() {
-            if b.gen == 0 || b.service != table.id || (b.state == BACKEND_DOWN && b.mac == [0; 6] && b.addr == [0; 4]) {
+            if b.gen == 0
+                || b.service != table.id
+                || (b.state == BACKEND_DOWN && b.mac == [0; 6] && b.addr == [0; 4])
+            {
                 continue;
             }
             let index = index as u16;
-            views.push(backend_view(dp, index, b, slot_counts.get(&index).copied().unwrap_or(0), conns.values().filter(|c| c.backend == index as u32 && c.gen == b.gen).count())?);
+            views.push(backend_view(
+                dp,
+                index,
+                b,
+                slot_counts.get(&index).copied().unwrap_or(0),
+                conns
+                    .values()
+                    .filter(|c| c.backend == index as u32 && c.gen == b.gen)
+                    .count(),
+            )?);
         }
         out.push(ServiceView {
             name: None,
             vip: words_addr(&key.vip),
             port: key.port,
             protocol: protocol_name(key.proto),
-            scheduler: if table.flags & SVC_F_SOURCE_HASH != 0 { "source-hash".into() } else { "maglev".into() },
+            scheduler: if table.flags & SVC_F_SOURCE_HASH != 0 {
+                "source-hash".into()
+            } else {
+                "maglev".into()
+            },
             id: table.id,
             table_size: table.len,
             dirty_slots: table.slots().iter().filter(|e| e.is_dirty()).count(),
@@ -189,7 +215,13 @@ pub fn from_maps(dp: &Dataplane) -> Result<Vec<ServiceView>, DataplaneError> {
     Ok(out)
 }
 
-fn backend_view(dp: &Dataplane, index: u16, b: &Backend, slots: usize, tracked: usize) -> Result<BackendView, DataplaneError> {
+fn backend_view(
+    dp: &Dataplane,
+    index: u16,
+    b: &Backend,
+    slots: usize,
+    tracked: usize,
+) -> Result<BackendView, DataplaneError> {
     Ok(BackendView {
         address: words_addr(&b.addr),
         name: None,
@@ -216,7 +248,10 @@ pub fn conns(dp: &Dataplane, limit: usize, now_ns: u64) -> Result<Vec<ConnView>,
             vip: SocketAddr::new(words_addr(&k.dst), k.dport),
             protocol: protocol_name(k.proto),
             backend_index: v.backend,
-            backend: backends.get(v.backend as usize).filter(|b| b.gen == v.gen).map(|b| words_addr(&b.addr)),
+            backend: backends
+                .get(v.backend as usize)
+                .filter(|b| b.gen == v.gen)
+                .map(|b| words_addr(&b.addr)),
             idle_ms: now_ns.saturating_sub(v.last_seen_ns) / 1_000_000,
         })
         .collect();
@@ -229,7 +264,12 @@ pub fn conns(dp: &Dataplane, limit: usize, now_ns: u64) -> Result<Vec<ConnView>,
 pub fn counters(dp: &Dataplane) -> Result<Counters, DataplaneError> {
     let values = dp.global_stats()?;
     Ok(Counters(
-        outcome::NAMES.iter().zip(values).filter(|(n, _)| !n.starts_with("reserved")).map(|(n, v)| (n.to_string(), v)).collect(),
+        outcome::NAMES
+            .iter()
+            .zip(values)
+            .filter(|(n, _)| !n.starts_with("reserved"))
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
     ))
 }
 
@@ -250,7 +290,9 @@ pub fn explain_view(e: &Explanation) -> ExplainView {
             backend: None,
             backend_index: None,
             slot: None,
-            reason: "forwarding is off on this node (standby or VRRP backup); the kernel handles it".into(),
+            reason:
+                "forwarding is off on this node (standby or VRRP backup); the kernel handles it"
+                    .into(),
         },
         Explanation::NoBackend { service } => ExplainView {
             verdict: "drop".into(),
@@ -260,7 +302,11 @@ pub fn explain_view(e: &Explanation) -> ExplainView {
             slot: None,
             reason: "the service has no usable backend".into(),
         },
-        Explanation::Forward { service, choice, backend } => ExplainView {
+        Explanation::Forward {
+            service,
+            choice,
+            backend,
+        } => ExplainView {
             verdict: "forward".into(),
             service: Some(service_label(service)),
             backend: Some(words_addr(&backend.addr)),
@@ -268,11 +314,23 @@ pub fn explain_view(e: &Explanation) -> ExplainView {
             slot: Some(choice.slot),
             reason: match choice.how {
                 How::CleanSlot => format!("Maglev slot {} belongs to this backend", choice.slot),
-                How::NewConnection => format!("new connection (SYN) on changed slot {}: the slot's current backend", choice.slot),
+                How::NewConnection => format!(
+                    "new connection (SYN) on changed slot {}: the slot's current backend",
+                    choice.slot
+                ),
                 How::Tracked => "the connection table tracks this flow on this backend".into(),
-                How::PreChange => format!("slot {} changed; the flow predates the change and stays on its backend", choice.slot),
-                How::Current => format!("slot {} changed and its previous backend is gone: the current backend", choice.slot),
-                How::Rebalanced => "the tracked backend is down or replaced: re-balanced to the slot's backend".into(),
+                How::PreChange => format!(
+                    "slot {} changed; the flow predates the change and stays on its backend",
+                    choice.slot
+                ),
+                How::Current => format!(
+                    "slot {} changed and its previous backend is gone: the current backend",
+                    choice.slot
+                ),
+                How::Rebalanced => {
+                    "the tracked backend is down or replaced: re-balanced to the slot's backend"
+                        .into()
+                }
             },
         },
     }

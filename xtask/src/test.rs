@@ -20,6 +20,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "keepalived",
+    "xdp-tools",
 ];
 
 /// Variables that would pin the host toolchain in a nested `cargo +nightly`

@@ -80,12 +80,21 @@ pub(super) fn attach_pinned(
     mode: AttachMode,
     path: &Path,
 ) -> Result<AttachedMode, DataplaneError> {
-    let fail = |source| DataplaneError::Attach { interface: interface.into(), mode, source };
-    let link_err = |message: String| DataplaneError::Link { interface: interface.into(), path: path.to_path_buf(), message };
+    let fail = |source| DataplaneError::Attach {
+        interface: interface.into(),
+        mode,
+        source,
+    };
+    let link_err = |message: String| DataplaneError::Link {
+        interface: interface.into(),
+        path: path.to_path_buf(),
+        message,
+    };
     if path.exists() {
         match PinnedLink::from_pin(path) {
             Ok(pinned) => {
-                let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| link_err(e.to_string()))?;
+                let link =
+                    XdpLink::try_from(FdLink::from(pinned)).map_err(|e| link_err(e.to_string()))?;
                 prog.attach_to_link(link).map_err(fail)?;
                 tracing::info!(interface, pin = %path.display(), "adopted the pinned XDP link; program replaced atomically");
                 return Ok(AttachedMode::Adopted);
@@ -99,6 +108,8 @@ pub(super) fn attach_pinned(
     let (id, got) = attach(prog, interface, mode)?;
     let link = prog.take_link(id).map_err(fail)?;
     let fd_link = FdLink::try_from(link).map_err(|e| link_err(e.to_string()))?;
-    fd_link.pin(path).map_err(|e| link_err(format!("pinning: {e}")))?;
+    fd_link
+        .pin(path)
+        .map_err(|e| link_err(format!("pinning: {e}")))?;
     Ok(got)
 }

@@ -236,16 +236,27 @@ impl Dataplane {
     pub fn open_pinned(pin_dir: &Path) -> Result<Self> {
         for (name, path) in Self::pin_paths(pin_dir) {
             if !path.exists() {
-                return Err(DataplaneError::Missing(format!("pinned map {name} at {}", path.display())));
+                return Err(DataplaneError::Missing(format!(
+                    "pinned map {name} at {}",
+                    path.display()
+                )));
             }
         }
-        Self::load(&DataplaneOptions { pin_dir: Some(pin_dir.to_path_buf()), capacities: Capacities::default() })
+        Self::load(&DataplaneOptions {
+            pin_dir: Some(pin_dir.to_path_buf()),
+            capacities: Capacities::default(),
+        })
     }
 
     /// Attach the balancer to `interface` through a bpf link pinned under `pin_dir`, so
     /// it outlives this process. If a pinned link for the interface exists (a previous
     /// lbd), the program inside it is replaced atomically: forwarding never stops.
-    pub fn attach_pinned(&mut self, interface: &str, mode: AttachMode, pin_dir: &Path) -> Result<AttachedMode> {
+    pub fn attach_pinned(
+        &mut self,
+        interface: &str,
+        mode: AttachMode,
+        pin_dir: &Path,
+    ) -> Result<AttachedMode> {
         let path = link_pin_path(pin_dir, interface);
         self.load_program(programs::LB)?;
         let prog = self.xdp_mut(programs::LB)?;

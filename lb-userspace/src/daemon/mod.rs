@@ -1,0 +1,643 @@
+//! lbd's runtime. One task owns the data plane, the reconciler and everything lbd has
+//! learned (health, backend MACs); it reacts to events, one at a time:
+//! health transitions, neighbour changes and resolutions, lbctl requests, SIGHUP
+//! (reload), the settle timer, and SIGTERM/SIGINT (exit, leaving the pinned data plane
+//! forwarding). Side tasks (health checks, netlink, the control socket, metrics) only
+//! send events.
+//!
+//! Restart without a gap: maps and attach links are pinned under `pin_dir`. A new lbd
+//! reuses the pinned maps, takes each backend's health and MAC from its pinned entry
+//! (so the first apply writes nothing), and swaps its program into the pinned links.
+
+pub mod translate;
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime},
+};
+
+use lb_common::maps::{words_addr, BACKEND_DOWN};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::{mpsc, oneshot},
+};
+
+use crate::{
+    config::{self, Config, Forwarding, XdpMode},
+    control::{self, HealthView, Request, Response, StatusView},
+    dataplane::{
+        AttachMode, AttachedMode, Capacities, Dataplane, DataplaneError, DataplaneOptions,
+    },
+    explain,
+    health::{BackendKey, HealthEvent, HealthMonitor},
+    neigh::{self, NetlinkHandle},
+    sync::{self, Limits, Link, Reconciler, SyncError},
+    views,
+};
+
+/// Errors that stop lbd.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config is invalid.
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    /// The data plane could not be loaded or attached.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    /// The first sync failed.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    /// Netlink could not be opened.
+    #[error(transparent)]
+    Netlink(#[from] neigh::NeighError),
+    /// A socket or signal could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being set up.
+        what: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pin directory is not on a BPF filesystem.
+    #[error("pin_dir {0} is not on a bpf filesystem; mount one (mount -t bpf bpf /sys/fs/bpf) or set [global] pin_dir")]
+    NotBpffs(PathBuf),
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const RESOLVE_WAIT: Duration = Duration::from_secs(3);
+const RESOLVE_RETRY: Duration = Duration::from_secs(5);
+
+/// True if `path` (or its nearest existing ancestor) is on a bpffs.
+fn on_bpffs(path: &Path) -> bool {
+    let mut p = path;
+    loop {
+        if p.exists() {
+            let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+                return false;
+            };
+            // SAFETY: zeroed statfs is a valid out-parameter; c is NUL-terminated.
+            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            return unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0
+                && st.f_type as i64 == BPF_FS_MAGIC;
+        }
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => return false,
+        }
+    }
+}
+
+fn attach_mode(mode: XdpMode) -> AttachMode {
+    match mode {
+        XdpMode::Driver => AttachMode::Driver,
+        XdpMode::Skb => AttachMode::Skb,
+        XdpMode::Auto => AttachMode::Auto,
+    }
+}
+
+fn mode_name(mode: AttachedMode) -> &'static str {
+    match mode {
+        AttachedMode::Driver => "driver",
+        AttachedMode::Skb => "skb",
+        AttachedMode::Adopted => "adopted",
+    }
+}
+
+/// A resolution result: backend address and its link, or why not.
+type Resolved = (IpAddr, Result<Link, String>);
+
+struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    dp: Dataplane,
+    reconciler: Reconciler,
+    health: HashMap<BackendKey, bool>,
+    monitor: HealthMonitor,
+    links: HashMap<IpAddr, Link>,
+    resolving: std::collections::HashSet<IpAddr>,
+    netlink: NetlinkHandle,
+    resolved_tx: mpsc::Sender<Resolved>,
+    attached: Vec<(String, AttachedMode)>,
+    last_reload: String,
+}
+
+/// `lbd --check-config`: validate and summarise.
+pub fn check_config(path: &Path) -> Result<String, config::ConfigError> {
+    let c = config::load(path)?;
+    let backends: usize = c.services.iter().map(|s| s.backends.len()).sum();
+    Ok(format!(
+        "{}: ok ({} services, {} backends, {} interfaces)",
+        path.display(),
+        c.services.len(),
+        backends,
+        c.interfaces.len()
+    ))
+}
+
+/// `lbd --detach`: remove the pinned links (detaching XDP) and maps.
+pub fn detach(config_path: &Path) -> Result<Vec<PathBuf>, DaemonError> {
+    let c = config::load(config_path)?;
+    Dataplane::remove_pinned(&c.global.pin_dir).map_err(|source| DaemonError::Io {
+        what: format!("removing pins in {}", c.global.pin_dir.display()),
+        source,
+    })
+}
+
+/// Run lbd until SIGTERM/SIGINT.
+pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
+    let config = config::load(&config_path)?;
+    let pin_dir = config.global.pin_dir.clone();
+    if !on_bpffs(&pin_dir) {
+        return Err(DaemonError::NotBpffs(pin_dir));
+    }
+    let adopting = Dataplane::pin_paths(&pin_dir)
+        .iter()
+        .all(|(_, p)| p.exists());
+    let dp = Dataplane::load(&DataplaneOptions {
+        pin_dir: Some(pin_dir.clone()),
+        capacities: Capacities {
+            services: config.global.max_services,
+            backends: config.global.max_backends,
+            conns: config.global.conn_table_size,
+            tx_ports: lb_common::maps::capacity::TX_PORTS,
+        },
+    })?;
+    let limits = Limits {
+        max_services: config.global.max_services,
+        max_backends: config.global.max_backends,
+    };
+    let reconciler = Reconciler::adopt(&dp, limits, Instant::now())?;
+
+    // What the pinned data plane already does is the starting point.
+    let mut health = HashMap::new();
+    let mut links = HashMap::new();
+    if adopting {
+        let pinned = dp.backends()?;
+        for svc in &config.services {
+            let key = translate::service_key(svc);
+            for b in &svc.backends {
+                let Some(index) = reconciler.index_of(&key, b.address) else {
+                    continue;
+                };
+                let Some(entry) = pinned.get(index as usize) else {
+                    continue;
+                };
+                if words_addr(&entry.addr) != b.address {
+                    continue;
+                }
+                health.insert((svc.name.clone(), b.address), entry.state != BACKEND_DOWN);
+                if entry.mac != [0; 6] {
+                    links.insert(
+                        b.address,
+                        Link {
+                            mac: entry.mac,
+                            ifindex: entry.ifindex,
+                            src_mac: entry.src_mac,
+                        },
+                    );
+                }
+            }
+        }
+        tracing::info!(pin_dir = %pin_dir.display(), backends = links.len(), "adopting the pinned data plane");
+    }
+
+    let netlink = NetlinkHandle::new().await?;
+    let (health_tx, mut health_rx) = mpsc::channel::<HealthEvent>(1024);
+    let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
+    let (req_tx, mut req_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(64);
+    let mut monitor = HealthMonitor::new(64, health_tx);
+    monitor.set_checks(translate::checks(&config, &health));
+
+    let mut d = Daemon {
+        config_path,
+        config,
+        dp,
+        reconciler,
+        health,
+        monitor,
+        links,
+        resolving: Default::default(),
+        netlink,
+        resolved_tx,
+        attached: Vec::new(),
+        last_reload: "started".into(),
+    };
+    d.apply()?;
+    d.attach_interfaces()?;
+    d.resolve_missing();
+
+    let mut neigh_rx = neigh::watch_neighbors().await?;
+    let listener =
+        control::bind(&d.config.global.control_socket).map_err(|source| DaemonError::Io {
+            what: format!(
+                "control socket {}",
+                d.config.global.control_socket.display()
+            ),
+            source,
+        })?;
+    tokio::spawn(control::serve(listener, req_tx.clone()));
+    if let Some(addr) = d.config.global.metrics_listen {
+        let tx = req_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, tx).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+    let sig = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|source| DaemonError::Io {
+            what: format!("{name} handler"),
+            source,
+        })
+    };
+    let mut hup = sig(SignalKind::hangup(), "SIGHUP")?;
+    let mut term = sig(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = sig(SignalKind::interrupt(), "SIGINT")?;
+    let settle_every =
+        (d.config.global.settle_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut settle = tokio::time::interval(settle_every);
+    tracing::info!(node = %d.config.global.node_name, services = d.config.services.len(), "lbd running");
+
+    loop {
+        tokio::select! {
+            Some(ev) = health_rx.recv() => d.on_health(ev),
+            Some((ip, result)) = resolved_rx.recv() => d.on_resolved(ip, result),
+            Some(n) = neigh_rx.recv() => d.on_neighbor(n),
+            Some((request, reply)) = req_rx.recv() => {
+                let response = d.handle(request);
+                let _ = reply.send(response);
+            }
+            _ = hup.recv() => { let _ = d.reload(); }
+            _ = settle.tick() => {
+                let after = d.config.global.settle_after;
+                if let Err(e) = d.reconciler.settle(&mut d.dp, after, Instant::now()) {
+                    tracing::warn!(error = %e, "settling dirty slots failed");
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let _ = std::fs::remove_file(&d.config.global.control_socket);
+    tracing::info!(pin_dir = %d.config.global.pin_dir.display(), "lbd exiting; the pinned data plane keeps forwarding (lbd --detach removes it)");
+    Ok(())
+}
+
+impl Daemon {
+    fn forwarding(&self) -> bool {
+        self.config.global.forwarding == Forwarding::Active
+    }
+
+    fn apply(&mut self) -> Result<(), SyncError> {
+        let desired =
+            translate::desired(&self.config, &self.health, &self.links, self.forwarding());
+        let report = self
+            .reconciler
+            .apply(&mut self.dp, &desired, Instant::now())?;
+        if report != sync::ApplyReport::default() {
+            tracing::info!(?report, "data plane updated");
+        }
+        Ok(())
+    }
+
+    fn apply_logged(&mut self) {
+        if let Err(e) = self.apply() {
+            tracing::error!(error = %e, "data plane update failed; will retry on the next event");
+        }
+    }
+
+    fn attach_interfaces(&mut self) -> Result<(), DaemonError> {
+        let pin_dir = self.config.global.pin_dir.clone();
+        for iface in self.config.interfaces.clone() {
+            if self.attached.iter().any(|(n, _)| *n == iface.name) {
+                continue;
+            }
+            let got = self
+                .dp
+                .attach_pinned(&iface.name, attach_mode(iface.xdp_mode), &pin_dir)?;
+            tracing::info!(interface = %iface.name, mode = mode_name(got), "XDP program attached");
+            self.attached.push((iface.name, got));
+        }
+        Ok(())
+    }
+
+    /// Start resolving every configured backend that has no MAC yet.
+    fn resolve_missing(&mut self) {
+        let wanted: Vec<IpAddr> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.backends.iter().map(|b| b.address))
+            .collect();
+        for ip in wanted {
+            if !self.links.contains_key(&ip) {
+                self.resolve(ip, Duration::ZERO);
+            }
+        }
+    }
+
+    fn resolve(&mut self, ip: IpAddr, delay: Duration) {
+        if !self.resolving.insert(ip) {
+            return;
+        }
+        let netlink = self.netlink.clone();
+        let tx = self.resolved_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let result = async {
+                let n = netlink
+                    .resolve(ip, RESOLVE_WAIT)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mac = n.mac.ok_or_else(|| "no MAC".to_string())?;
+                let link = netlink.link(n.ifindex).await.map_err(|e| e.to_string())?;
+                Ok(Link {
+                    mac,
+                    ifindex: n.ifindex,
+                    src_mac: link.mac,
+                })
+            }
+            .await;
+            let _ = tx.send((ip, result)).await;
+        });
+    }
+
+    fn is_backend(&self, ip: IpAddr) -> bool {
+        self.config
+            .services
+            .iter()
+            .any(|s| s.backends.iter().any(|b| b.address == ip))
+    }
+
+    fn on_resolved(&mut self, ip: IpAddr, result: Result<Link, String>) {
+        self.resolving.remove(&ip);
+        if !self.is_backend(ip) {
+            return;
+        }
+        match result {
+            Ok(link) => {
+                if self.links.get(&ip) != Some(&link) {
+                    tracing::info!(backend = %ip, mac = %neigh::format_mac(&link.mac), ifindex = link.ifindex, "backend MAC resolved");
+                    if let Err(e) = self.dp.add_tx_port(link.ifindex) {
+                        tracing::warn!(backend = %ip, error = %e, "could not add the egress port for redirects");
+                    }
+                    self.links.insert(ip, link);
+                    self.apply_logged();
+                }
+            }
+            Err(reason) => {
+                if self.links.remove(&ip).is_some() {
+                    tracing::warn!(backend = %ip, %reason, "backend MAC lost; backend unusable until resolved");
+                    self.apply_logged();
+                } else {
+                    tracing::warn!(backend = %ip, %reason, "backend MAC unknown; backend unusable until resolved; retrying");
+                }
+                self.resolve(ip, RESOLVE_RETRY);
+            }
+        }
+    }
+
+    /// Neighbour table changes: a new MAC is taken at once; a failed or deleted entry
+    /// is re-resolved (the XDP path bypasses the neighbour table, so entries age out
+    /// while the backend is fine) and the old MAC is kept until that fails.
+    fn on_neighbor(&mut self, n: neigh::Neighbor) {
+        if !self.is_backend(n.ip) {
+            return;
+        }
+        match (neigh::usable(&n), n.mac) {
+            (true, Some(mac)) => {
+                if let Some(link) = self.links.get(&n.ip).copied() {
+                    if link.mac != mac && link.ifindex == n.ifindex {
+                        tracing::info!(backend = %n.ip, old = %neigh::format_mac(&link.mac), new = %neigh::format_mac(&mac), "backend MAC changed");
+                        self.links.insert(n.ip, Link { mac, ..link });
+                        self.apply_logged();
+                    }
+                } else {
+                    self.resolve(n.ip, Duration::ZERO);
+                }
+            }
+            _ => self.resolve(n.ip, Duration::ZERO),
+        }
+    }
+
+    fn on_health(&mut self, ev: HealthEvent) {
+        let (service, backend) = &ev.key;
+        if ev.up {
+            tracing::info!(%service, %backend, reason = %ev.reason, "backend up");
+        } else {
+            tracing::warn!(%service, %backend, reason = %ev.reason, "backend down");
+        }
+        let before = self.health.insert(ev.key.clone(), ev.up);
+        if before != Some(ev.up) {
+            self.apply_logged();
+        }
+    }
+
+    /// Re-read the config. A bad config changes nothing and says why.
+    fn reload(&mut self) -> Result<String, String> {
+        let new = match config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("reload rejected, running config kept: {e}");
+                tracing::error!("{msg}");
+                self.last_reload = msg.clone();
+                return Err(msg);
+            }
+        };
+        let old = &self.config.global;
+        let fixed = [
+            (old.pin_dir != new.global.pin_dir, "pin_dir"),
+            (old.max_services != new.global.max_services, "max_services"),
+            (old.max_backends != new.global.max_backends, "max_backends"),
+            (
+                old.conn_table_size != new.global.conn_table_size,
+                "conn_table_size",
+            ),
+            (
+                old.control_socket != new.global.control_socket,
+                "control_socket",
+            ),
+            (
+                old.metrics_listen != new.global.metrics_listen,
+                "metrics_listen",
+            ),
+        ];
+        let mut new = new;
+        for (changed, name) in fixed {
+            if changed {
+                tracing::warn!(
+                    setting = name,
+                    "changing this setting needs a restart; keeping the running value"
+                );
+            }
+        }
+        new.global.pin_dir = old.pin_dir.clone();
+        new.global.max_services = old.max_services;
+        new.global.max_backends = old.max_backends;
+        new.global.conn_table_size = old.conn_table_size;
+        new.global.control_socket = old.control_socket.clone();
+        new.global.metrics_listen = old.metrics_listen;
+        let previous = std::mem::replace(&mut self.config, new);
+        self.monitor
+            .set_checks(translate::checks(&self.config, &self.health));
+        if let Err(e) = self.attach_interfaces() {
+            tracing::error!(error = %e, "attaching a new interface failed");
+        }
+        self.resolve_missing();
+        if let Err(e) = self.apply() {
+            let msg = format!("reload failed applying, running config restored: {e}");
+            tracing::error!("{msg}");
+            self.config = previous;
+            self.monitor
+                .set_checks(translate::checks(&self.config, &self.health));
+            self.apply_logged();
+            self.last_reload = msg.clone();
+            return Err(msg);
+        }
+        let msg = format!(
+            "reloaded {} ({} services)",
+            self.config_path.display(),
+            self.config.services.len()
+        );
+        tracing::info!("{msg}");
+        self.last_reload = msg.clone();
+        Ok(msg)
+    }
+
+    fn handle(&mut self, request: Request) -> Response {
+        let result: Result<Response, DataplaneError> = (|| {
+            Ok(match request {
+                Request::Status => Response::Status(StatusView {
+                    node: self.config.global.node_name.clone(),
+                    config: self.config_path.display().to_string(),
+                    forwarding: self.dp.config()?.forwarding != 0,
+                    interfaces: self
+                        .attached
+                        .iter()
+                        .map(|(n, m)| (n.clone(), mode_name(*m).to_string()))
+                        .collect(),
+                    pin_dir: self.config.global.pin_dir.display().to_string(),
+                    counters: views::counters(&self.dp)?,
+                    last_reload: self.last_reload.clone(),
+                }),
+                Request::List => Response::List {
+                    services: self.list()?,
+                },
+                Request::Conns { limit } => Response::Conns {
+                    conns: views::conns(&self.dp, limit, sync::monotonic_ns())?,
+                },
+                Request::Explain {
+                    src,
+                    dst,
+                    protocol,
+                    syn,
+                } => {
+                    let proto = match protocol.as_str() {
+                        "tcp" => 6,
+                        "udp" => 17,
+                        other => {
+                            return Ok(Response::Error {
+                                message: format!("unknown protocol {other:?} (tcp or udp)"),
+                            })
+                        }
+                    };
+                    let key = lb_common::maps::ConnKey {
+                        src: lb_common::maps::addr_words(src.ip()),
+                        dst: lb_common::maps::addr_words(dst.ip()),
+                        sport: src.port(),
+                        dport: dst.port(),
+                        proto,
+                        _pad: 0,
+                        _pad2: 0,
+                    };
+                    let mut view = views::explain_view(&explain::explain(&self.dp, &key, syn)?);
+                    if let Some(svc) = self.config.services.iter().find(|s| {
+                        s.vip == dst.ip()
+                            && s.protocol.number() == proto
+                            && (s.port == dst.port() || s.port == 0)
+                    }) {
+                        view.service = Some(format!(
+                            "{} ({})",
+                            svc.name,
+                            view.service.unwrap_or_default()
+                        ));
+                    }
+                    Response::Explain(view)
+                }
+                Request::Health => Response::Health {
+                    backends: self.health_views(),
+                },
+                Request::Reload => match self.reload() {
+                    Ok(message) => Response::Done { message },
+                    Err(message) => Response::Error { message },
+                },
+            })
+        })();
+        result.unwrap_or_else(|e| Response::Error {
+            message: e.to_string(),
+        })
+    }
+
+    fn health_views(&self) -> Vec<HealthView> {
+        let now = SystemTime::now();
+        self.monitor
+            .snapshot()
+            .into_iter()
+            .map(|((service, backend), s)| HealthView {
+                service,
+                backend,
+                up: s.up,
+                last: s.last,
+                latency_us: s.latency.map(|l| l.as_micros() as u64),
+                checks: s.checks,
+                since_s: now
+                    .duration_since(s.since)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// Map views enriched with names, weights and health from the config.
+    fn list(&self) -> Result<Vec<views::ServiceView>, DataplaneError> {
+        let mut services = views::from_maps(&self.dp)?;
+        let snapshot: HashMap<BackendKey, String> = self
+            .monitor
+            .snapshot()
+            .into_iter()
+            .map(|(k, s)| {
+                (
+                    k,
+                    format!("{}: {}", if s.up { "up" } else { "down" }, s.last),
+                )
+            })
+            .collect();
+        for view in &mut services {
+            let Some(svc) = self.config.services.iter().find(|s| {
+                s.vip == view.vip && s.port == view.port && s.protocol.to_string() == view.protocol
+            }) else {
+                continue;
+            };
+            view.name = Some(svc.name.clone());
+            for b in &mut view.backends {
+                if let Some(conf) = svc.backends.iter().find(|c| c.address == b.address) {
+                    b.name = conf.name.clone();
+                    b.weight = Some(conf.weight);
+                    b.health = Some(
+                        snapshot
+                            .get(&(svc.name.clone(), b.address))
+                            .cloned()
+                            .unwrap_or_else(|| "no check".into()),
+                    );
+                } else {
+                    b.health = Some("removed from config".into());
+                }
+            }
+        }
+        Ok(services)
+    }
+}

@@ -1,0 +1,223 @@
+//! Pure translation from the operator's config (plus what lbd has learned: health,
+//! MACs) into the reconciler's input and the health monitor's checks. No I/O, so the
+//! rules (who is usable, which probe a service gets) are unit-tested directly.
+
+use std::{collections::HashMap, net::IpAddr, net::SocketAddr};
+
+use lb_common::maps::{addr_words, ServiceKey, KEY_SERVICE, SVC_F_SOURCE_HASH};
+
+use crate::{
+    config::{CheckKind, Config, Scheduler, Service},
+    health::{BackendKey, CheckSpec, Probe, TlsMode},
+    sync::{BackendInput, Desired, Link, ServiceInput},
+};
+
+/// The data-plane key of a configured service.
+pub fn service_key(svc: &Service) -> ServiceKey {
+    ServiceKey {
+        vip: addr_words(svc.vip),
+        port: svc.port,
+        proto: svc.protocol.number(),
+        kind: KEY_SERVICE,
+    }
+}
+
+/// Cluster-wide Maglev seed, derived from the hash seed so one setting governs both.
+pub fn maglev_seed(hash_seed: u32) -> u64 {
+    (hash_seed as u64) << 32 | 0x6d67_6c76
+}
+
+/// The probe a service's backends get, or `None` for `kind = "none"` (always healthy).
+pub fn probe(svc: &Service) -> Option<Probe> {
+    Some(match &svc.health.kind {
+        CheckKind::None => return None,
+        CheckKind::Tcp => Probe::Tcp,
+        CheckKind::Http {
+            path,
+            expect_status,
+            host,
+        } => Probe::Http {
+            path: path.clone(),
+            expect_status: expect_status.clone(),
+            host: host.clone(),
+        },
+        CheckKind::Https {
+            path,
+            expect_status,
+            host,
+            tls_verify,
+            ca_file,
+        } => Probe::Https {
+            path: path.clone(),
+            expect_status: expect_status.clone(),
+            host: host.clone(),
+            tls: match (tls_verify, ca_file) {
+                (false, _) => TlsMode::Insecure,
+                (true, Some(ca)) => TlsMode::VerifyWithCa(ca.clone()),
+                (true, None) => TlsMode::VerifySystemRoots,
+            },
+        },
+        CheckKind::Exec { script } => Probe::Exec {
+            script: script.clone(),
+        },
+    })
+}
+
+/// Health checks for every backend with a probe. `initial` overrides a backend's start
+/// state (adoption after a restart keeps what the data plane already does).
+pub fn checks(
+    config: &Config,
+    initial: &HashMap<BackendKey, bool>,
+) -> Vec<(BackendKey, CheckSpec)> {
+    let mut out = Vec::new();
+    for svc in &config.services {
+        let Some(probe) = probe(svc) else { continue };
+        let port = svc.health.port.unwrap_or(svc.port);
+        for b in &svc.backends {
+            let key: BackendKey = (svc.name.clone(), b.address);
+            let start_up = initial.get(&key).copied().unwrap_or(svc.health.start_up);
+            out.push((
+                key,
+                CheckSpec {
+                    probe: probe.clone(),
+                    target: SocketAddr::new(b.address, port),
+                    interval: svc.health.interval,
+                    timeout: svc.health.timeout,
+                    rise: svc.health.rise,
+                    fall: svc.health.fall,
+                    start_up,
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// Whether a backend counts as healthy: its last known state, else its service's start
+/// state; always for services without checks.
+pub fn healthy(svc: &Service, address: IpAddr, health: &HashMap<BackendKey, bool>) -> bool {
+    if matches!(svc.health.kind, CheckKind::None) {
+        return true;
+    }
+    health
+        .get(&(svc.name.clone(), address))
+        .copied()
+        .unwrap_or(svc.health.start_up)
+}
+
+/// What the data plane should hold.
+pub fn desired(
+    config: &Config,
+    health: &HashMap<BackendKey, bool>,
+    links: &HashMap<IpAddr, Link>,
+    forwarding: bool,
+) -> Desired {
+    Desired {
+        services: config
+            .services
+            .iter()
+            .map(|svc| ServiceInput {
+                name: svc.name.clone(),
+                key: service_key(svc),
+                flags: match svc.scheduler {
+                    Scheduler::Maglev => 0,
+                    Scheduler::SourceHash => SVC_F_SOURCE_HASH,
+                },
+                backends: svc
+                    .backends
+                    .iter()
+                    .map(|b| BackendInput {
+                        address: b.address,
+                        weight: b.weight,
+                        healthy: healthy(svc, b.address, health),
+                        link: links.get(&b.address).copied(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        table_size: config.global.maglev_table_size,
+        maglev_seed: maglev_seed(config.global.hash_seed),
+        hash_seed: config.global.hash_seed,
+        forwarding,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config;
+
+    const CONFIG: &str = r#"
+[[interface]]
+name = "eth0"
+
+[[service]]
+name = "api"
+vip = "192.168.100.40"
+port = 6443
+[service.health]
+kind = "https"
+path = "/healthz"
+start = "down"
+[[service.backend]]
+address = "192.168.100.41"
+[[service.backend]]
+address = "192.168.100.42"
+weight = 0
+
+[[service]]
+name = "dns"
+vip = "192.168.100.40"
+port = 53
+protocol = "udp"
+scheduler = "source-hash"
+[service.health]
+kind = "none"
+[[service.backend]]
+address = "192.168.100.43"
+"#;
+
+    fn config() -> Config {
+        config::parse(CONFIG, Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn health_defaults_follow_start_state_and_none_is_always_up() {
+        let c = config();
+        let d = desired(&c, &HashMap::new(), &HashMap::new(), true);
+        assert!(!d.services[0].backends[0].healthy, "start = down");
+        assert!(d.services[1].backends[0].healthy, "kind = none");
+        assert_eq!(d.services[1].flags, SVC_F_SOURCE_HASH);
+        assert_eq!(d.services[0].backends[1].weight, 0);
+        let up = HashMap::from([(("api".to_string(), "192.168.100.41".parse().unwrap()), true)]);
+        assert!(desired(&c, &up, &HashMap::new(), true).services[0].backends[0].healthy);
+    }
+
+    #[test]
+    fn checks_skip_none_and_honour_adopted_state() {
+        let c = config();
+        let key: BackendKey = ("api".into(), "192.168.100.41".parse().unwrap());
+        let checks = checks(&c, &HashMap::from([(key.clone(), true)]));
+        assert_eq!(checks.len(), 2, "two api backends, dns has no check");
+        let (k, spec) = &checks[0];
+        assert_eq!(k, &key);
+        assert!(spec.start_up, "adopted as up");
+        assert!(!checks[1].1.start_up);
+        assert_eq!(spec.target, "192.168.100.41:6443".parse().unwrap());
+        assert!(matches!(
+            spec.probe,
+            Probe::Https {
+                tls: TlsMode::Insecure,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn maglev_seed_is_a_function_of_the_hash_seed() {
+        assert_eq!(maglev_seed(7), maglev_seed(7));
+        assert_ne!(maglev_seed(7), maglev_seed(8));
+    }
+}

@@ -1,0 +1,245 @@
+//! End to end, as root, in network namespaces: real TCP from a client through the VIP
+//! to real HTTP backends via the real lbd and XDP program (driver mode on veth).
+//! Each test builds its own lab (tests/src/lab.rs) and removes it, also on failure.
+//! The labs run one at a time: they share the machine's two cores.
+
+use std::{sync::Mutex, time::Duration};
+
+use lb_tests::lab::{Lab, CLIENT};
+use lb_userspace::control::{Request, Response};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lab_with(tag: &str, weights: [Option<u32>; 3]) -> Lab {
+    let mut lab = Lab::up(tag);
+    lab.write_config(&Lab::web_service(weights));
+    lab.start_lbd();
+    lab.wait_healthy(weights.iter().filter(|w| w.is_some()).count());
+    lab
+}
+
+/// Backend (b1..b3) of `n` new connections from ports `from..`, per lbd's explain,
+/// checked against the body each backend serves.
+fn spread(lab: &Lab, from: u16, n: u16) -> Vec<String> {
+    (from..from + n)
+        .map(|port| {
+            let predicted = lab.explain(port, true).expect("explain answers");
+            let got = lab.curl(port, "/");
+            assert_eq!(
+                got, predicted,
+                "client port {port}: explain said {predicted}, the response came from {got:?}"
+            );
+            got
+        })
+        .collect()
+}
+
+fn finished(child: std::process::Child) -> String {
+    let out = child.wait_with_output().expect("curl finished");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const COMPLETE: &str = "1048576 200";
+
+#[test]
+fn dsr_forwards_as_maglev_says_and_replies_bypass_the_lb() {
+    let _s = serial();
+    let lab = lab_with("sp", [Some(1), Some(1), Some(1)]);
+    let got = spread(&lab, 20000, 30);
+    for b in ["b1", "b2", "b3"] {
+        assert!(
+            got.iter().any(|g| g == b),
+            "{b} answered none of 30 requests: {got:?}"
+        );
+    }
+    // Each backend saw the client's own address (no SNAT in DR).
+    for i in 0..3 {
+        assert!(
+            lab.backend_log(i).contains(&format!("{CLIENT} - -")),
+            "backend b{} log:\n{}",
+            i + 1,
+            lab.backend_log(i)
+        );
+    }
+    // A 1 MiB download: the LB forwards only the client's side (ACKs), the MiB goes
+    // straight from the backend to the client.
+    let Some(Response::List { services }) = lab.ask(Request::List) else {
+        panic!("list")
+    };
+    let before: u64 = services[0].backends.iter().map(|b| b.traffic.bytes).sum();
+    assert_eq!(lab.curl(21000, "/big").len(), 1 << 20);
+    let Some(Response::List { services }) = lab.ask(Request::List) else {
+        panic!("list")
+    };
+    let after: u64 = services[0].backends.iter().map(|b| b.traffic.bytes).sum();
+    assert!(after > before, "the LB forwarded the request");
+    assert!(
+        after - before < 200_000,
+        "the LB carried {} bytes for a 1 MiB reply: replies must bypass it",
+        after - before
+    );
+}
+
+#[test]
+fn a_failed_backend_is_avoided_and_rejoins_after_rise() {
+    let _s = serial();
+    let mut lab = lab_with("fa", [Some(1), Some(1), Some(1)]);
+    // A long download on a flow to b1 runs through the whole episode.
+    let port_b1 = (30000..31000)
+        .find(|p| lab.explain(*p, true).as_deref() == Some("b1"))
+        .expect("a b1 flow");
+    let stream = lab.slow_download(port_b1, "150k");
+    lab.stop_backend(1);
+    lab.wait_healthy(2);
+    let got = spread(&lab, 22000, 20);
+    assert!(
+        got.iter().all(|g| g != "b2"),
+        "a down backend got new connections: {got:?}"
+    );
+    lab.start_backend(1);
+    lab.wait_healthy(3);
+    let got = spread(&lab, 23000, 30);
+    assert!(got.iter().any(|g| g == "b2"), "b2 rejoined: {got:?}");
+    assert_eq!(
+        finished(stream),
+        COMPLETE,
+        "the stream to b1 survived b2's failure"
+    );
+}
+
+#[test]
+fn draining_keeps_the_open_connection_and_sends_new_ones_elsewhere() {
+    let _s = serial();
+    let lab = lab_with("dr", [Some(1), Some(1), Some(1)]);
+    let port_b1 = (30000..31000)
+        .find(|p| lab.explain(*p, true).as_deref() == Some("b1"))
+        .expect("a b1 flow");
+    let stream = lab.slow_download(port_b1, "200k");
+    std::thread::sleep(Duration::from_millis(500));
+    lab.write_config(&Lab::web_service([Some(0), Some(1), Some(1)]));
+    assert!(
+        matches!(lab.ask(Request::Reload), Some(Response::Done { .. })),
+        "reload"
+    );
+    let got = spread(&lab, 24000, 30);
+    assert!(
+        got.iter().all(|g| g != "b1"),
+        "a drained backend got new connections: {got:?}"
+    );
+    assert_eq!(
+        finished(stream),
+        COMPLETE,
+        "the drained backend's open connection completed"
+    );
+}
+
+#[test]
+fn adding_a_backend_by_reload_breaks_no_established_connection() {
+    let _s = serial();
+    let lab = lab_with("ad", [Some(1), Some(1), None]);
+    let streams: Vec<_> = (0..6)
+        .map(|i| lab.slow_download(32000 + i, "250k"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    lab.write_config(&Lab::web_service([Some(1), Some(1), Some(1)]));
+    assert!(
+        matches!(lab.ask(Request::Reload), Some(Response::Done { .. })),
+        "reload"
+    );
+    lab.wait_healthy(3);
+    let got = spread(&lab, 25000, 30);
+    assert!(
+        got.iter().any(|g| g == "b3"),
+        "the new backend takes new connections: {got:?}"
+    );
+    for s in streams {
+        assert_eq!(
+            finished(s),
+            COMPLETE,
+            "an established connection broke when a backend was added"
+        );
+    }
+}
+
+#[test]
+fn kill_9_lbd_keeps_streams_and_a_new_lbd_adopts_without_a_gap() {
+    let _s = serial();
+    let mut lab = lab_with("k9", [Some(1), Some(1), Some(1)]);
+    let stream = lab.slow_download(33000, "150k");
+    std::thread::sleep(Duration::from_millis(500));
+    let Some(Response::List { services: before }) = lab.ask(Request::List) else {
+        panic!("list")
+    };
+    lab.kill_lbd();
+    // With no lbd at all, new connections are still served.
+    let got = (26000..26010).map(|p| lab.curl(p, "/")).collect::<Vec<_>>();
+    assert!(
+        got.iter().all(|g| g.starts_with('b')),
+        "forwarding continued without lbd: {got:?}"
+    );
+    lab.start_lbd();
+    assert!(
+        lab.lbd_log(2).contains("adopting the pinned data plane"),
+        "{}",
+        lab.lbd_log(2)
+    );
+    assert!(
+        lab.lbd_log(2).contains("adopted the pinned XDP link"),
+        "{}",
+        lab.lbd_log(2)
+    );
+    let Some(Response::List { services: after }) = lab.ask(Request::List) else {
+        panic!("list")
+    };
+    let idx = |s: &Vec<lb_userspace::views::ServiceView>| {
+        s[0].backends
+            .iter()
+            .map(|b| (b.address, b.index, b.state.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        idx(&before),
+        idx(&after),
+        "the new lbd kept every backend's index and state"
+    );
+    spread(&lab, 27000, 10);
+    assert_eq!(
+        finished(stream),
+        COMPLETE,
+        "the stream survived kill -9 and the restart"
+    );
+}
+
+#[test]
+fn a_bad_reload_changes_nothing_and_says_why() {
+    let _s = serial();
+    let lab = lab_with("br", [Some(1), Some(1), Some(1)]);
+    let Some(Response::List { services: before }) = lab.ask(Request::List) else {
+        panic!("list")
+    };
+    let good = std::fs::read_to_string(lab.config_path()).expect("config");
+    std::fs::write(
+        lab.config_path(),
+        good.replace("port = 80", "port = 80\nbogus = 1"),
+    )
+    .expect("write");
+    match lab.ask(Request::Reload) {
+        Some(Response::Error { message }) => {
+            assert!(
+                message.contains("lbd.toml:") && message.contains("bogus"),
+                "{message}"
+            );
+        }
+        other => panic!("a bad reload must be refused: {other:?}"),
+    }
+    let Some(Response::List { services: after }) = lab.ask(Request::List) else {
+        panic!("list")
+    };
+    assert_eq!(before.len(), after.len());
+    assert_eq!(before[0].backends.len(), after[0].backends.len());
+    spread(&lab, 28000, 6);
+}

@@ -62,13 +62,6 @@ pub fn words_addr(words: &[u32; 4]) -> std::net::IpAddr {
     }
 }
 
-/// [`ServiceKey::kind`]: an ordinary (VIP, port, protocol) service.
-pub const KEY_SERVICE: u8 = 0;
-/// [`ServiceKey::kind`]: where fragments of (VIP, protocol) go, port 0. Fragments after
-/// the first carry no ports, so every fragment of a datagram is routed by this entry
-/// and hashed on addresses only.
-pub const KEY_FRAGMENTS: u8 = 1;
-
 /// Key of the `SERVICES` map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,8 +72,24 @@ pub struct ServiceKey {
     pub port: u16,
     /// IP protocol ([`proto`]).
     pub proto: u8,
-    /// [`KEY_SERVICE`] or [`KEY_FRAGMENTS`].
-    pub kind: u8,
+    /// Zero.
+    pub _pad: u8,
+}
+
+/// Key of the `FRAG_ROUTES` map: (VIP, protocol). Fragments after the first carry no
+/// ports, so every fragment of a datagram is routed to one service of its VIP (the
+/// value, a [`ServiceKey`]) and hashed on addresses only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FragKey {
+    /// Virtual IP, network layout words.
+    pub vip: [u32; 4],
+    /// IP protocol.
+    pub proto: u8,
+    /// Zero.
+    pub _pad: u8,
+    /// Zero.
+    pub _pad2: u16,
 }
 
 /// [`ServiceTable::flags`]: hash on the client address only (IPVS `sh`).
@@ -326,8 +335,10 @@ pub mod names {
     pub const BACKEND_STATS: &str = "LB_BACKEND_STATS";
     /// `DevMapHash`, keyed by egress ifindex.
     pub const TX_PORTS: &str = "LB_TX_PORTS";
+    /// `HashMap<FragKey, ServiceKey>`: the service fragments of a (VIP, protocol) use.
+    pub const FRAG_ROUTES: &str = "LB_FRAG_ROUTES";
     /// Every map, in pin order.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         SERVICES,
         BACKENDS,
         CONNS,
@@ -336,6 +347,7 @@ pub mod names {
         SERVICE_STATS,
         BACKEND_STATS,
         TX_PORTS,
+        FRAG_ROUTES,
     ];
 }
 
@@ -363,6 +375,7 @@ pub mod capacity {
 
 const _: () = {
     assert!(core::mem::size_of::<ServiceKey>() == 20);
+    assert!(core::mem::size_of::<FragKey>() == 20);
     assert!(core::mem::size_of::<TableEntry>() == 4);
     assert!(core::mem::size_of::<ServiceTable>() == 16 + 4 * MAX_TABLE_SIZE);
     assert!(core::mem::size_of::<Backend>() == 44);
@@ -378,6 +391,7 @@ mod pod {
     // SAFETY: all are #[repr(C)], contain only integers and byte arrays, and have no
     // implicit padding (asserted above), so every bit pattern is valid.
     unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for TableEntry {}
     unsafe impl aya::Pod for ServiceTable {}
     unsafe impl aya::Pod for Backend {}

@@ -16,32 +16,33 @@
 use crate::{
     hash::{flow_hash, reduce},
     maps::{
-        Backend, ConnKey, ConnValue, ServiceKey, ServiceTable, BACKEND_UP, KEY_FRAGMENTS,
-        KEY_SERVICE, NO_BACKEND, SVC_F_SOURCE_HASH,
+        Backend, ConnKey, ConnValue, FragKey, ServiceKey, ServiceTable, BACKEND_UP, NO_BACKEND,
+        SVC_F_SOURCE_HASH,
     },
 };
 
 /// The service keys to try for an inbound flow, in order: the exact (VIP, port,
-/// protocol), then the whole-VIP service (port 0). A fragment has one key: its VIP's
-/// fragment route.
+/// protocol), then the whole-VIP service (port 0).
 #[inline(always)]
-pub fn service_keys(flow: &ConnKey, fragment: bool) -> (ServiceKey, Option<ServiceKey>) {
-    if fragment {
-        let key = ServiceKey {
-            vip: flow.dst,
-            port: 0,
-            proto: flow.proto,
-            kind: KEY_FRAGMENTS,
-        };
-        return (key, None);
-    }
+pub fn service_keys(flow: &ConnKey) -> (ServiceKey, ServiceKey) {
     let exact = ServiceKey {
         vip: flow.dst,
         port: flow.dport,
         proto: flow.proto,
-        kind: KEY_SERVICE,
+        _pad: 0,
     };
-    (exact, Some(ServiceKey { port: 0, ..exact }))
+    (exact, ServiceKey { port: 0, ..exact })
+}
+
+/// The fragment-route key of a fragment's flow.
+#[inline(always)]
+pub fn frag_key(flow: &ConnKey) -> FragKey {
+    FragKey {
+        vip: flow.dst,
+        proto: flow.proto,
+        _pad: 0,
+        _pad2: 0,
+    }
 }
 
 /// Map access the selection needs. The XDP program implements it over its maps, the

@@ -14,10 +14,11 @@ use aya_ebpf::{
 };
 use lb_common::{
     maps::{outcome, Backend, ConnKey, ConnValue, ServiceTable},
-    select::{choose, service_keys, slot_hash, FlowState, How},
+    select::{choose, frag_key, service_keys, slot_hash, FlowState, How},
 };
 use maps::{
-    add_traffic, count, BACKENDS, BACKEND_STATS, CONFIG, CONNS, SERVICES, SERVICE_STATS, TX_PORTS,
+    add_traffic, count, BACKENDS, BACKEND_STATS, CONFIG, CONNS, FRAG_ROUTES, SERVICES,
+    SERVICE_STATS, TX_PORTS,
 };
 use parse::{Kind, Parsed};
 
@@ -90,16 +91,22 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
     (action, result)
 }
 
-/// The service for a parsed packet (see `lb_common::select::service_keys`).
+/// The service for a parsed packet: the exact (VIP, port, protocol), else the
+/// whole-VIP service; a fragment goes to its VIP's fragment route (see
+/// `lb_common::select::service_keys` and `frag_key`).
 #[inline(always)]
 fn find_service(pkt: &Parsed) -> Option<&'static ServiceTable> {
-    let (first, then) = service_keys(&pkt.flow, pkt.kind == Kind::Fragment);
-    // SAFETY: the map is not preallocated; elements are replaced, never reused in place.
-    if let Some(service) = unsafe { SERVICES.get(first) } {
+    // SAFETY (all lookups): SERVICES is not preallocated, so its elements are replaced,
+    // never reused in place; FRAG_ROUTES values are copied out at once.
+    if pkt.kind == Kind::Fragment {
+        let route = unsafe { FRAG_ROUTES.get(frag_key(&pkt.flow)) }.copied()?;
+        return unsafe { SERVICES.get(route) };
+    }
+    let (exact, whole_vip) = service_keys(&pkt.flow);
+    if let Some(service) = unsafe { SERVICES.get(exact) } {
         return Some(service);
     }
-    // SAFETY: as above.
-    then.and_then(|key| unsafe { SERVICES.get(key) })
+    unsafe { SERVICES.get(whole_vip) }
 }
 
 /// `XDP_TX` when the backend is behind the ingress interface, else redirect.

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::maps::{
-    capacity, outcome, Backend, ConnKey, ConnValue, DataplaneConfig, ServiceKey, ServiceTable,
-    TrafficStats,
+    capacity, outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey, ServiceKey,
+    ServiceTable, TrafficStats,
 };
 
 /// (VIP, port, protocol, kind) -> service metadata and Maglev table. Not preallocated,
@@ -16,6 +16,11 @@ use lb_common::maps::{
 #[map(name = "LB_SERVICES")]
 pub static SERVICES: HashMap<ServiceKey, ServiceTable> =
     HashMap::with_max_entries(capacity::SERVICES, BPF_F_NO_PREALLOC);
+
+/// (VIP, protocol) -> the service its fragments use.
+#[map(name = "LB_FRAG_ROUTES")]
+pub static FRAG_ROUTES: HashMap<FragKey, ServiceKey> =
+    HashMap::with_max_entries(capacity::SERVICES, 0);
 
 /// Backend index -> MACs, egress interface, state, generation.
 #[map(name = "LB_BACKENDS")]

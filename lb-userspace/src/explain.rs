@@ -60,14 +60,11 @@ impl FlowState for Snapshot {
 
 /// Explain the inbound flow `flow` (a TCP SYN when `syn`) against the live maps.
 pub fn explain(dp: &Dataplane, flow: &ConnKey, syn: bool) -> Result<Explanation, DataplaneError> {
-    let (first, then) = service_keys(flow, false);
-    let (key, table) = match dp.service(&first)? {
-        Some(t) => (first, t),
-        None => match then {
-            Some(k) => match dp.service(&k)? {
-                Some(t) => (k, t),
-                None => return Ok(Explanation::NotAService),
-            },
+    let (exact, whole_vip) = service_keys(flow);
+    let (key, table) = match dp.service(&exact)? {
+        Some(t) => (exact, t),
+        None => match dp.service(&whole_vip)? {
+            Some(t) => (whole_vip, t),
             None => return Ok(Explanation::NotAService),
         },
     };

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use lb_common::{
     maps::{
         outcome, words_addr, Backend, ServiceKey, TrafficStats, BACKEND_DOWN, BACKEND_DRAINING,
-        BACKEND_UP, KEY_SERVICE, SVC_F_SOURCE_HASH,
+        BACKEND_UP, SVC_F_SOURCE_HASH,
     },
     select::How,
 };
@@ -160,11 +160,7 @@ fn service_label(key: &ServiceKey) -> String {
 pub fn from_maps(dp: &Dataplane) -> Result<Vec<ServiceView>, DataplaneError> {
     let backends = dp.backends()?;
     let conns = dp.conns()?;
-    let mut keys: Vec<ServiceKey> = dp
-        .service_keys()?
-        .into_iter()
-        .filter(|k| k.kind == KEY_SERVICE)
-        .collect();
+    let mut keys: Vec<ServiceKey> = dp.service_keys()?;
     keys.sort();
     let mut out = Vec::new();
     for key in keys {

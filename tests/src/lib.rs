@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use lb_common::{
     maglev::MaglevBackend,
-    maps::{addr_words, Backend, ConnKey, ServiceKey, KEY_FRAGMENTS, KEY_SERVICE},
+    maps::{addr_words, Backend, ConnKey, FragKey, ServiceKey},
 };
 use lb_userspace::dataplane::{
     Capacities, Dataplane, DataplaneOptions, ServiceSpec, TestRunOutput,
@@ -128,20 +128,28 @@ impl Fixture {
             vip: words(vip),
             port,
             proto,
-            kind: KEY_SERVICE,
+            _pad: 0,
         };
         self.install(key, id, flags, backends);
     }
 
-    /// Install the fragment route of (`vip`, `proto`) with the given backends.
-    pub fn fragment_route(&mut self, vip: &str, proto: u8, id: u32, backends: &[(u16, u32)]) {
-        let key = ServiceKey {
+    /// Route fragments of (`vip`, `proto`) to the installed service on `port`.
+    pub fn fragment_route(&mut self, vip: &str, proto: u8, port: u16) {
+        let frag = FragKey {
             vip: words(vip),
-            port: 0,
             proto,
-            kind: KEY_FRAGMENTS,
+            _pad: 0,
+            _pad2: 0,
         };
-        self.install(key, id, 0, backends);
+        let service = ServiceKey {
+            vip: words(vip),
+            port,
+            proto,
+            _pad: 0,
+        };
+        self.dp
+            .set_frag_route(&frag, &service)
+            .expect("set fragment route");
     }
 
     fn install(&mut self, key: ServiceKey, id: u32, flags: u32, backends: &[(u16, u32)]) {

@@ -443,7 +443,7 @@ fn reused_backend_index_does_not_inherit_tracked_flows() {
 #[test]
 fn all_fragments_of_a_datagram_reach_the_same_backend() {
     let mut f = three(VIP4, 53, proto::UDP);
-    f.fragment_route(VIP4, proto::UDP, 0, &[(0, 1), (1, 1), (2, 1)]);
+    f.fragment_route(VIP4, proto::UDP, 53);
     let mut backends = std::collections::BTreeSet::new();
     for host in 1..40u8 {
         let src = format!("192.0.2.{host}:5000");
@@ -468,7 +468,7 @@ fn all_fragments_of_a_datagram_reach_the_same_backend() {
     assert_eq!(f.counter(outcome::FRAGMENT), 39 * 3);
     // IPv6 fragment headers route the same way.
     let mut f6 = three(VIP6, 53, proto::UDP);
-    f6.fragment_route(VIP6, proto::UDP, 0, &[(0, 1), (1, 1), (2, 1)]);
+    f6.fragment_route(VIP6, proto::UDP, 53);
     let first = Packet::udp("[2001:db8:1::5]:5000", "[2001:db8::10]:53")
         .payload(&[1; 24])
         .fragment(0, true)

@@ -25,10 +25,10 @@ fn fixture() -> Fixture {
     let all = [(0, 1), (1, 1), (2, 1)];
     f.service("198.51.100.10", 80, proto::TCP, 0, 0, &all);
     f.service("198.51.100.10", 53, proto::UDP, 1, 0, &all);
-    f.fragment_route("198.51.100.10", proto::UDP, 1, &all);
+    f.fragment_route("198.51.100.10", proto::UDP, 53);
     f.service("198.51.100.20", 0, proto::TCP, 2, 0, &all);
     f.service("2001:db8::10", 443, proto::TCP, 3, 0, &all);
-    f.fragment_route("2001:db8::10", proto::UDP, 4, &all);
+    f.fragment_route("2001:db8::10", proto::UDP, 53);
     f.service("2001:db8::10", 53, proto::UDP, 4, 0, &all);
     f
 }

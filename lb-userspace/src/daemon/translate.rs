@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, net::IpAddr, net::SocketAddr};
 
-use lb_common::maps::{addr_words, ServiceKey, KEY_SERVICE, SVC_F_SOURCE_HASH};
+use lb_common::maps::{addr_words, ServiceKey, SVC_F_SOURCE_HASH};
 
 use crate::{
     config::{CheckKind, Config, Scheduler, Service},
@@ -18,7 +18,7 @@ pub fn service_key(svc: &Service) -> ServiceKey {
         vip: addr_words(svc.vip),
         port: svc.port,
         proto: svc.protocol.number(),
-        kind: KEY_SERVICE,
+        _pad: 0,
     }
 }
 

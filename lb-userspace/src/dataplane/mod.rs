@@ -19,8 +19,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lb_common::maps::{
-    capacity, names, outcome, programs, Backend, ConnKey, ConnValue, DataplaneConfig, ServiceKey,
-    ServiceTable, TrafficStats,
+    capacity, names, outcome, programs, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey,
+    ServiceKey, ServiceTable, TrafficStats,
 };
 
 /// The XDP object built by build.rs.
@@ -179,7 +179,8 @@ impl Dataplane {
             .map_max_entries(names::BACKENDS, caps.backends)
             .map_max_entries(names::BACKEND_STATS, caps.backends)
             .map_max_entries(names::CONNS, caps.conns)
-            .map_max_entries(names::TX_PORTS, caps.tx_ports);
+            .map_max_entries(names::TX_PORTS, caps.tx_ports)
+            .map_max_entries(names::FRAG_ROUTES, caps.services);
         let pin_paths: Vec<(&'static str, PathBuf)> = match &options.pin_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| DataplaneError::PinDir {
@@ -431,6 +432,40 @@ impl Dataplane {
         hash.keys()
             .collect::<std::result::Result<_, _>>()
             .map_err(map_err(names::SERVICES))
+    }
+
+    // ----- fragment routes -----
+
+    fn frag_map(&self) -> Result<HashMap<&MapData, FragKey, ServiceKey>> {
+        HashMap::try_from(self.map(names::FRAG_ROUTES)?).map_err(map_err(names::FRAG_ROUTES))
+    }
+
+    /// Route fragments of (VIP, protocol) to `service`.
+    pub fn set_frag_route(&mut self, key: &FragKey, service: &ServiceKey) -> Result<()> {
+        let map = self.map_mut(names::FRAG_ROUTES)?;
+        let mut hash: HashMap<&mut MapData, FragKey, ServiceKey> =
+            HashMap::try_from(map).map_err(map_err(names::FRAG_ROUTES))?;
+        hash.insert(key, service, 0)
+            .map_err(map_err(names::FRAG_ROUTES))
+    }
+
+    /// Remove a fragment route (missing is not an error).
+    pub fn remove_frag_route(&mut self, key: &FragKey) -> Result<()> {
+        let map = self.map_mut(names::FRAG_ROUTES)?;
+        let mut hash: HashMap<&mut MapData, FragKey, ServiceKey> =
+            HashMap::try_from(map).map_err(map_err(names::FRAG_ROUTES))?;
+        match hash.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(names::FRAG_ROUTES)(e)),
+        }
+    }
+
+    /// Every fragment route.
+    pub fn frag_routes(&self) -> Result<StdHashMap<FragKey, ServiceKey>> {
+        self.frag_map()?
+            .iter()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err(names::FRAG_ROUTES))
     }
 
     // ----- connections -----

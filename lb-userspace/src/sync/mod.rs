@@ -26,9 +26,8 @@ use lb_common::{
     hash::reduce,
     maglev::{self, MaglevBackend},
     maps::{
-        addr_words, Backend, ConnKey, ConnValue, DataplaneConfig, ServiceKey, ServiceTable,
-        TableEntry, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, KEY_FRAGMENTS, KEY_SERVICE,
-        NO_BACKEND,
+        addr_words, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey, ServiceKey,
+        ServiceTable, TableEntry, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, NO_BACKEND,
     },
     select::slot_hash,
 };
@@ -51,6 +50,13 @@ pub trait DataplaneOps {
         -> Result<(), DataplaneError>;
     /// Remove a service.
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
+    /// Every fragment route.
+    fn frag_routes(&self) -> Result<HashMap<FragKey, ServiceKey>, DataplaneError>;
+    /// Route fragments of (VIP, protocol) to a service.
+    fn set_frag_route(&mut self, key: &FragKey, service: &ServiceKey)
+        -> Result<(), DataplaneError>;
+    /// Remove a fragment route.
+    fn remove_frag_route(&mut self, key: &FragKey) -> Result<(), DataplaneError>;
     /// Every tracked connection.
     fn conns(&self) -> Result<HashMap<ConnKey, ConnValue>, DataplaneError>;
     /// Forget a tracked connection.
@@ -102,6 +108,19 @@ impl DataplaneOps for Dataplane {
     }
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
         Dataplane::remove_service(self, key)
+    }
+    fn frag_routes(&self) -> Result<HashMap<FragKey, ServiceKey>, DataplaneError> {
+        Dataplane::frag_routes(self)
+    }
+    fn set_frag_route(
+        &mut self,
+        key: &FragKey,
+        service: &ServiceKey,
+    ) -> Result<(), DataplaneError> {
+        Dataplane::set_frag_route(self, key, service)
+    }
+    fn remove_frag_route(&mut self, key: &FragKey) -> Result<(), DataplaneError> {
+        Dataplane::remove_frag_route(self, key)
     }
     fn conns(&self) -> Result<HashMap<ConnKey, ConnValue>, DataplaneError> {
         Dataplane::conns(self)
@@ -186,7 +205,7 @@ pub struct Desired {
 /// What one apply changed (for logs and tests).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApplyReport {
-    /// Service tables written (services and fragment routes).
+    /// Service tables and fragment routes written.
     pub tables_written: usize,
     /// Services removed.
     pub services_removed: usize,
@@ -222,6 +241,9 @@ struct ServiceState {
     backends: BTreeMap<IpAddr, u16>,
     /// Last table change (for settle).
     changed: Option<Instant>,
+    /// Digest of the Maglev assignment last installed, so unchanged services are
+    /// skipped without reading their table back from the kernel (`None` = unknown).
+    installed: Option<u64>,
 }
 
 /// The reconciler's memory: allocations and what it last wrote.
@@ -266,9 +288,6 @@ impl Reconciler {
         let mut r = Reconciler::new(limits);
         let mut by_id: HashMap<u32, ServiceKey> = HashMap::new();
         for key in dp.service_keys()? {
-            if key.kind != KEY_SERVICE {
-                continue;
-            }
             if let Some(table) = dp.service(&key)? {
                 let dirty = table.slots().iter().any(TableEntry::is_dirty);
                 by_id.insert(table.id, key);
@@ -279,6 +298,7 @@ impl Reconciler {
                         flags: table.flags,
                         backends: BTreeMap::new(),
                         changed: dirty.then_some(now),
+                        installed: None,
                     },
                 );
             }
@@ -380,6 +400,7 @@ impl Reconciler {
                             flags: svc.flags,
                             backends: BTreeMap::new(),
                             changed: None,
+                            installed: None,
                         },
                     );
                     id
@@ -448,7 +469,7 @@ impl Reconciler {
         }
 
         // 2. Tables.
-        let mut fragment_routes: BTreeMap<(/* vip */ [u32; 4], u8), ServiceKey> = BTreeMap::new();
+        let mut fragment_routes: BTreeMap<FragKey, ServiceKey> = BTreeMap::new();
         for svc in &desired.services {
             let Some(state) = self.services.get(&svc.key) else {
                 continue;
@@ -471,72 +492,71 @@ impl Reconciler {
                 .collect();
             let fresh = maglev::build(&members, desired.table_size, desired.maglev_seed)
                 .map_err(DataplaneError::Table)?;
-            let old = dp.service(&svc.key)?;
-            let unchanged = old.as_ref().is_some_and(|t| {
-                t.flags == svc.flags
-                    && t.id == id
-                    && t.slots().len() == fresh.len()
-                    && t.slots().iter().zip(&fresh).all(|(e, f)| e.backend == *f)
-            });
-            if !unchanged {
-                let entries = maglev::merge(old.as_ref().map(|t| t.slots()), &fresh);
-                let table = ServiceTable::boxed(id, svc.flags, &entries).ok_or(
-                    DataplaneError::Table(maglev::MaglevError::TableTooLarge(desired.table_size)),
-                )?;
-                dp.set_service(&svc.key, &table)?;
-                report.tables_written += 1;
-                if let Some(s) = self.services.get_mut(&svc.key) {
-                    s.flags = svc.flags;
-                    if entries.iter().any(TableEntry::is_dirty) {
-                        s.changed = Some(now);
+            let digest = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (id, svc.flags, &fresh).hash(&mut h);
+                h.finish()
+            };
+            if state.installed != Some(digest) {
+                let old = dp.service(&svc.key)?;
+                let unchanged = old.as_ref().is_some_and(|t| {
+                    t.flags == svc.flags
+                        && t.id == id
+                        && t.slots().len() == fresh.len()
+                        && t.slots().iter().zip(&fresh).all(|(e, f)| e.backend == *f)
+                });
+                if !unchanged {
+                    let entries = maglev::merge(old.as_ref().map(|t| t.slots()), &fresh);
+                    let table = ServiceTable::boxed(id, svc.flags, &entries).ok_or(
+                        DataplaneError::Table(maglev::MaglevError::TableTooLarge(
+                            desired.table_size,
+                        )),
+                    )?;
+                    dp.set_service(&svc.key, &table)?;
+                    report.tables_written += 1;
+                    if let Some(s) = self.services.get_mut(&svc.key) {
+                        s.flags = svc.flags;
+                        if entries.iter().any(TableEntry::is_dirty) {
+                            s.changed = Some(now);
+                        }
                     }
+                    tracing::info!(service = %svc.name, backends = members.len(), "installed Maglev table");
                 }
-                tracing::info!(service = %svc.name, backends = members.len(), "installed Maglev table");
+                if let Some(s) = self.services.get_mut(&svc.key) {
+                    s.installed = Some(digest);
+                }
             }
             // Fragment route: the whole-VIP service if any, else the lowest port.
             let route = fragment_routes
-                .entry((svc.key.vip, svc.key.proto))
+                .entry(FragKey {
+                    vip: svc.key.vip,
+                    proto: svc.key.proto,
+                    _pad: 0,
+                    _pad2: 0,
+                })
                 .or_insert(svc.key);
             if svc.key.port < route.port {
                 *route = svc.key;
             }
         }
-        // Fragment routes mirror their service's table.
-        let route_keys: BTreeSet<ServiceKey> = fragment_routes
-            .keys()
-            .map(|(vip, proto)| ServiceKey {
-                vip: *vip,
-                port: 0,
-                proto: *proto,
-                kind: KEY_FRAGMENTS,
-            })
-            .collect();
-        for ((vip, proto), svc_key) in &fragment_routes {
-            let route = ServiceKey {
-                vip: *vip,
-                port: 0,
-                proto: *proto,
-                kind: KEY_FRAGMENTS,
-            };
-            if let Some(table) = dp.service(svc_key)? {
-                let current = dp.service(&route)?;
-                let same = current.as_ref().is_some_and(|c| {
-                    c.id == table.id && c.flags == table.flags && c.slots() == table.slots()
-                });
-                if !same {
-                    dp.set_service(&route, &table)?;
-                    report.tables_written += 1;
-                }
+        let current_routes = dp.frag_routes()?;
+        for (frag, target) in &fragment_routes {
+            if current_routes.get(frag) != Some(target) {
+                dp.set_frag_route(frag, target)?;
+                report.tables_written += 1;
             }
         }
+        for frag in current_routes
+            .keys()
+            .filter(|k| !fragment_routes.contains_key(k))
+        {
+            dp.remove_frag_route(frag)?;
+        }
         for key in dp.service_keys()? {
-            let stale = match key.kind {
-                KEY_FRAGMENTS => !route_keys.contains(&key),
-                _ => !wanted.contains(&key),
-            };
-            if stale {
+            if !wanted.contains(&key) {
                 dp.remove_service(&key)?;
-                report.services_removed += usize::from(key.kind == KEY_SERVICE);
+                report.services_removed += 1;
             }
         }
         for key in &gone {

@@ -10,8 +10,8 @@ use std::{
 };
 
 use lb_common::maps::{
-    addr_words, Backend, ConnKey, ConnValue, DataplaneConfig, ServiceKey, ServiceTable,
-    BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, KEY_FRAGMENTS, KEY_SERVICE, NO_BACKEND,
+    addr_words, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey, ServiceKey, ServiceTable,
+    BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, NO_BACKEND,
 };
 
 use super::*;
@@ -29,6 +29,7 @@ struct Fake {
     backends: Vec<Backend>,
     services: HashMap<ServiceKey, Box<ServiceTable>>,
     conns: HashMap<ConnKey, ConnValue>,
+    routes: HashMap<FragKey, ServiceKey>,
     config: DataplaneConfig,
     now_ns: u64,
     log: RefCell<Vec<Op>>,
@@ -83,6 +84,21 @@ impl DataplaneOps for Fake {
         self.log.borrow_mut().push(Op::RemoveService(*key));
         Ok(())
     }
+    fn frag_routes(&self) -> Result<HashMap<FragKey, ServiceKey>, DataplaneError> {
+        Ok(self.routes.clone())
+    }
+    fn set_frag_route(
+        &mut self,
+        key: &FragKey,
+        service: &ServiceKey,
+    ) -> Result<(), DataplaneError> {
+        self.routes.insert(*key, *service);
+        Ok(())
+    }
+    fn remove_frag_route(&mut self, key: &FragKey) -> Result<(), DataplaneError> {
+        self.routes.remove(key);
+        Ok(())
+    }
     fn conns(&self) -> Result<HashMap<ConnKey, ConnValue>, DataplaneError> {
         Ok(self.conns.clone())
     }
@@ -117,7 +133,7 @@ fn key(port: u16) -> ServiceKey {
         vip: addr_words(ip("198.51.100.10")),
         port,
         proto: 6,
-        kind: KEY_SERVICE,
+        _pad: 0,
     }
 }
 
@@ -164,12 +180,17 @@ fn first_apply_installs_everything_and_a_repeat_writes_nothing() {
         report.tables_written, 2,
         "the service and its fragment route"
     );
-    let route = ServiceKey {
-        port: 0,
-        kind: KEY_FRAGMENTS,
-        ..key(80)
+    let frag = FragKey {
+        vip: key(80).vip,
+        proto: 6,
+        _pad: 0,
+        _pad2: 0,
     };
-    assert!(f.services.contains_key(&route));
+    assert_eq!(
+        f.routes.get(&frag),
+        Some(&key(80)),
+        "fragments of the VIP go to its service"
+    );
     assert_eq!(table_backends(&f, &key(80)).len(), 2);
     assert_eq!(f.config.forwarding, 1);
     assert_eq!(f.config.hash_seed, 9);
@@ -347,13 +368,14 @@ fn removing_a_service_removes_its_table_route_and_backends() {
     assert_eq!(report.services_removed, 1);
     assert!(!f.services.contains_key(&key(53)));
     assert_eq!(f.backends[idx5 as usize].state, BACKEND_DOWN);
-    // The fragment route still follows the remaining service (port 80).
-    let route = ServiceKey {
-        port: 0,
-        kind: KEY_FRAGMENTS,
-        ..key(80)
+    // The fragment route follows the lowest remaining port (53 went away: now 80).
+    let frag = FragKey {
+        vip: key(80).vip,
+        proto: 6,
+        _pad: 0,
+        _pad2: 0,
     };
-    assert_eq!(f.services[&route].slots(), f.services[&key(80)].slots());
+    assert_eq!(f.routes.get(&frag), Some(&key(80)));
 }
 
 #[test]

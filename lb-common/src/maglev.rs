@@ -49,7 +49,7 @@ const OFFSET_SALT: u64 = 0x6d61_676c_6576_6f66; // "maglevof"
 const SKIP_SALT: u64 = 0x6d61_676c_6576_736b; // "maglevsk"
 
 /// One backend as the table builder sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MaglevBackend {
     /// Stable identity bytes (for example the backend's address as a string). Decides
     /// the backend's slot preferences, so it must be the same on every LB node and

@@ -14,6 +14,8 @@
 //! - [`cli`]: lbctl's text views (ipvsadm-like tables) and argument parsing, all pure.
 //! - [`metrics`]: the Prometheus endpoint (`GET /metrics`), fed by lbd's main loop.
 //! - [`sync`]: the reconciler: desired state -> ordered, minimal data-plane writes.
+//! - [`vrrp`]: VRRP as keepalived speaks it (v2/v3, IPv4/IPv6): wire codec and the
+//!   per-instance state machine, pure code on a caller-supplied clock.
 
 pub mod cli;
 pub mod config;
@@ -26,3 +28,4 @@ pub mod metrics;
 pub mod neigh;
 pub mod sync;
 pub mod views;
+pub mod vrrp;

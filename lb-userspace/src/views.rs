@@ -251,7 +251,7 @@ pub fn conns(dp: &Dataplane, limit: usize, now_ns: u64) -> Result<Vec<ConnView>,
             idle_ms: now_ns.saturating_sub(v.last_seen_ns) / 1_000_000,
         })
         .collect();
-    out.sort_by(|a, b| (a.vip, a.client).cmp(&(b.vip, b.client)));
+    out.sort_by_key(|c| (c.vip, c.client));
     out.truncate(limit);
     Ok(out)
 }

@@ -243,3 +243,103 @@ fn a_bad_reload_changes_nothing_and_says_why() {
     assert_eq!(before[0].backends.len(), after[0].backends.len());
     spread(&lab, 28000, 6);
 }
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "lbctl failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn lbctl_answers_from_lbd_and_from_pinned_maps_when_lbd_is_gone() {
+    let _s = serial();
+    let mut lab = lab_with("ct", [Some(1), Some(1), Some(1)]);
+    spread(&lab, 29000, 6);
+    let list = stdout(&lab.lbctl(&["list", "--stats"]));
+    assert!(
+        list.contains("10.99.0.100:80") && list.contains("web"),
+        "{list}"
+    );
+    for b in ["10.99.0.11", "10.99.0.12", "10.99.0.13"] {
+        assert!(list.contains(b), "{list}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&lab.lbctl(&["--json", "list"]))).expect("list --json");
+    let backends = json["services"][0]["backends"]
+        .as_array()
+        .expect("backends");
+    assert_eq!(backends.len(), 3);
+    assert!(
+        backends
+            .iter()
+            .all(|b| b["state"] == "up" && b["mac"].is_string()),
+        "{json}"
+    );
+    stdout(&lab.lbctl(&["health"]));
+    let health: serde_json::Value =
+        serde_json::from_str(&stdout(&lab.lbctl(&["--json", "health"]))).expect("health --json");
+    let checked = health["backends"].as_array().expect("backends");
+    assert_eq!(checked.len(), 3, "{health}");
+    assert!(
+        checked
+            .iter()
+            .all(|b| b["up"] == true && b["checks"].as_u64().unwrap_or(0) > 0),
+        "{health}"
+    );
+    let status = stdout(&lab.lbctl(&["status"]));
+    assert!(
+        status.contains("eth0") && status.contains("forwarded_tx"),
+        "{status}"
+    );
+    // explain agrees with where a real connection goes.
+    let said = stdout(&lab.lbctl(&[
+        "--json",
+        "explain",
+        "10.99.0.10:29500",
+        "10.99.0.100:80/tcp",
+        "--syn",
+    ]));
+    let said: serde_json::Value = serde_json::from_str(&said).expect("explain --json");
+    let backend = said["backend"].as_str().expect("backend").to_string();
+    let body = lab.curl(29500, "/");
+    let index = ["10.99.0.11", "10.99.0.12", "10.99.0.13"]
+        .iter()
+        .position(|a| *a == backend)
+        .expect("known backend");
+    assert_eq!(body, format!("b{}", index + 1), "explain said {backend}");
+    stdout(&lab.lbctl(&["conns"]));
+    // Reload through lbctl.
+    let out = lab.lbctl(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // lbd gone: list and explain still answer, from the pinned maps.
+    lab.kill_lbd();
+    let out = lab.lbctl(&["list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("not running"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10.99.0.12"));
+    let out = lab.lbctl(&["explain", "10.99.0.10:29500", "10.99.0.100:80/tcp", "--syn"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&backend),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!lab.lbctl(&["health"]).status.success(), "health needs lbd");
+    // detach removes the links and maps: XDP is gone from the interface.
+    let out = lab.lbctl(&["detach", "--pin-dir", &lab.pin_dir().display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!lab.pin_dir().exists());
+    let link = lb_tests::netns::sh(&format!("ip -n {} link show eth0", lab.ns("lb")));
+    assert!(!link.contains("prog/xdp"), "{link}");
+}

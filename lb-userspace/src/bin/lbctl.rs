@@ -57,7 +57,8 @@ enum Command {
         /// Add packet, byte and new-flow counters.
         #[arg(long)]
         stats: bool,
-        /// Sample twice, one second apart, and show per-second rates.
+        /// Sample twice, one second apart, and show per-second rates (pps, Bps, new
+        /// flows/s) instead of totals.
         #[arg(long)]
         rate: bool,
     },
@@ -180,6 +181,12 @@ impl Ctx {
             Reach::NotRunning(e) => e,
         };
         if self.pinned.is_none() {
+            if !self.pin_dir.exists() {
+                bail!(
+                    "lbd is not running ({e}) and nothing is pinned at {}",
+                    self.pin_dir.display()
+                );
+            }
             let dp = Dataplane::open_pinned(&self.pin_dir).map_err(|err| {
                 anyhow!("lbd is not running ({e}) and its pinned maps cannot be read: {err}")
             })?;
@@ -324,12 +331,19 @@ async fn detach(ctx: &Ctx, pin_dir: Option<PathBuf>) -> Result<()> {
     let pin_dir = pin_dir.unwrap_or_else(|| ctx.pin_dir.clone());
     if let Reach::Answer(_) = reach(&ctx.socket, &Request::Status).await? {
         bail!(
-            "lbd is running (it answers on {}): stop it first (it re-attaches on start)",
+            "lbd is running (it answers on {}): stop it first",
             ctx.socket.display()
         );
     }
-    let removed = Dataplane::remove_pinned(&pin_dir)
+    let mut removed = Dataplane::remove_pinned(&pin_dir)
         .with_context(|| format!("removing the pins under {}", pin_dir.display()))?;
+    // Links first: removing them is what detaches the program.
+    removed.sort_by_key(|p| {
+        let link = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("link_"));
+        (!link, p.clone())
+    });
     let mut lines = Vec::new();
     for path in &removed {
         let name = path

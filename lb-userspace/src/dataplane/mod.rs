@@ -243,9 +243,22 @@ impl Dataplane {
                 )));
             }
         }
+        // Capacities as the pinned maps were created (not the defaults), so walks over
+        // the arrays stay within them.
+        let size = |name: &'static str| -> Result<u32> {
+            aya::maps::MapInfo::from_pin(pin_dir.join(name))
+                .map(|i| i.max_entries())
+                .map_err(map_err(name))
+        };
+        let capacities = Capacities {
+            services: size(names::SERVICES)?,
+            backends: size(names::BACKENDS)?,
+            conns: size(names::CONNS)?,
+            tx_ports: size(names::TX_PORTS)?,
+        };
         Self::load(&DataplaneOptions {
             pin_dir: Some(pin_dir.to_path_buf()),
-            capacities: Capacities::default(),
+            capacities,
         })
     }
 

@@ -241,8 +241,9 @@ struct ServiceState {
     backends: BTreeMap<IpAddr, u16>,
     /// Last table change (for settle).
     changed: Option<Instant>,
-    /// Digest of the Maglev assignment last installed, so unchanged services are
-    /// skipped without reading their table back from the kernel (`None` = unknown).
+    /// Digest of the inputs of the table last installed (members, weights, size,
+    /// seed), so unchanged services are skipped without building or reading a table
+    /// (`None` = unknown).
     installed: Option<u64>,
 }
 
@@ -490,15 +491,23 @@ impl Reconciler {
                     })
                 })
                 .collect();
-            let fresh = maglev::build(&members, desired.table_size, desired.maglev_seed)
-                .map_err(DataplaneError::Table)?;
+            // The table is a function of these inputs: unchanged inputs, nothing to build.
             let digest = {
                 use std::hash::{Hash, Hasher};
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                (id, svc.flags, &fresh).hash(&mut h);
+                (
+                    id,
+                    svc.flags,
+                    &members,
+                    desired.table_size,
+                    desired.maglev_seed,
+                )
+                    .hash(&mut h);
                 h.finish()
             };
             if state.installed != Some(digest) {
+                let fresh = maglev::build(&members, desired.table_size, desired.maglev_seed)
+                    .map_err(DataplaneError::Table)?;
                 let old = dp.service(&svc.key)?;
                 let unchanged = old.as_ref().is_some_and(|t| {
                     t.flags == svc.flags

@@ -7,6 +7,7 @@ mod bench;
 mod bootstrap;
 mod build;
 mod cmd;
+mod demo;
 mod test;
 
 use std::ffi::OsString;
@@ -43,6 +44,8 @@ enum Command {
     Test(test::Args),
     /// Run the lb-bench benchmarks (package lb-tests).
     Bench(bench::Args),
+    /// The narrated lab: traffic through the VIP, a backend failing, lbd killed -9.
+    Demo(demo::Args),
     /// Build lbd (release) and run it with ARGS: `cargo xtask run -- ARGS`.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Build { release } => build::build(release),
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Run { args } => build::run_lbd(args),
     };
     match result {

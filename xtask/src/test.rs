@@ -118,6 +118,12 @@ pub fn run(args: Args) -> Result<()> {
         ));
     }
 
+    // The README's main command, run non-interactively: it checks every step's outcome
+    // and exits non-zero on the first that fails.
+    if args.cargo_test_args.is_empty() {
+        stages.push(("demo", Cmd::new("cargo").args(["xtask", "demo"])));
+    }
+
     let names: Vec<&str> = stages.iter().map(|(name, _)| *name).collect();
     for (name, cmd) in stages {
         println!("xtask: {name}");

@@ -413,7 +413,7 @@ pub fn encode(
                 return Err(EncodeError::V2NotIpv4);
             }
             let cs = advert.max_advert_int_cs;
-            if cs == 0 || cs % 100 != 0 {
+            if cs == 0 || !cs.is_multiple_of(100) {
                 return Err(bad_interval);
             }
             let secs = u8::try_from(cs / 100).map_err(|_| bad_interval)?;
@@ -672,7 +672,7 @@ mod tests {
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        assert!(s.len() % 2 == 0, "odd hex length");
+        assert!(s.len().is_multiple_of(2), "odd hex length");
         (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))

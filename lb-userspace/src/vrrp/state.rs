@@ -128,7 +128,7 @@ impl InstanceConfig {
                     && (1..=255).contains(&self.advert_int.as_secs())
             }
             Version::V3 => {
-                self.advert_int.subsec_nanos() % 10_000_000 == 0
+                self.advert_int.subsec_nanos().is_multiple_of(10_000_000)
                     && (10..=u128::from(V3_MAX_INTERVAL_CS) * 10).contains(&ms)
             }
         };

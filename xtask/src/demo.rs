@@ -387,6 +387,28 @@ fn demo(root: &Path) -> Result<()> {
         d.healthy() == 3
     })?;
     print!("{}", d.lbctl(&["list"])?);
+    let metrics = output(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns("lb"),
+            "curl",
+            "-s",
+            "http://127.0.0.1:9469/metrics",
+        ],
+    )?;
+    let up: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("lb_backend_up{"))
+        .collect();
+    if up.len() != 3 || !up.iter().all(|l| l.ends_with(" 1")) {
+        bail!("metrics should show 3 backends up:\n{metrics}");
+    }
+    say(&format!(
+        "      metrics at http://127.0.0.1:9469/metrics (in the LB namespace), e.g. {}",
+        up[0]
+    ));
 
     step(4, "30 new connections from the client to the VIP");
     let counts = d.requests(30)?;

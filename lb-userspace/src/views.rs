@@ -269,6 +269,44 @@ pub fn counters(dp: &Dataplane) -> Result<Counters, DataplaneError> {
     ))
 }
 
+/// Why an explain request could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The protocol is not tcp or udp.
+    #[error("unknown protocol {0:?} (tcp or udp)")]
+    Protocol(String),
+    /// Reading the maps failed.
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+}
+
+/// Explain the flow `src` -> `dst` over `protocol` ("tcp" | "udp") against the live
+/// maps: what `lbctl explain` asks, answered the same way by lbd and by lbctl's
+/// pinned-map fallback.
+pub fn explain_flow(
+    dp: &Dataplane,
+    src: SocketAddr,
+    dst: SocketAddr,
+    protocol: &str,
+    syn: bool,
+) -> Result<ExplainView, ExplainError> {
+    let proto = match protocol {
+        "tcp" => lb_common::maps::proto::TCP,
+        "udp" => lb_common::maps::proto::UDP,
+        other => return Err(ExplainError::Protocol(other.to_string())),
+    };
+    let flow = lb_common::maps::ConnKey {
+        src: lb_common::maps::addr_words(src.ip()),
+        dst: lb_common::maps::addr_words(dst.ip()),
+        sport: src.port(),
+        dport: dst.port(),
+        proto,
+        _pad: 0,
+        _pad2: 0,
+    };
+    Ok(explain_view(&crate::explain::explain(dp, &flow, syn)?))
+}
+
 /// An [`Explanation`] in words.
 pub fn explain_view(e: &Explanation) -> ExplainView {
     match e {

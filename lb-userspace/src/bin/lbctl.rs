@@ -16,12 +16,10 @@ use std::{
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Parser, Subcommand};
-use lb_common::maps::{addr_words, proto, ConnKey};
 use lb_userspace::{
     cli, config,
     control::{self, ControlError, Request, Response, StatusView},
     dataplane::Dataplane,
-    explain,
     sync::monotonic_ns,
     views,
 };
@@ -255,23 +253,7 @@ fn from_maps(
             dst,
             protocol,
             syn,
-        } => {
-            let proto = match protocol.as_str() {
-                "tcp" => proto::TCP,
-                "udp" => proto::UDP,
-                other => bail!("bad protocol {other}: expected tcp or udp"),
-            };
-            let flow = ConnKey {
-                src: addr_words(src.ip()),
-                dst: addr_words(dst.ip()),
-                sport: src.port(),
-                dport: dst.port(),
-                proto,
-                _pad: 0,
-                _pad2: 0,
-            };
-            Response::Explain(views::explain_view(&explain::explain(dp, &flow, *syn)?))
-        }
+        } => Response::Explain(views::explain_flow(dp, *src, *dst, protocol, *syn)?),
         Request::Health | Request::Reload => bail!("lbd is not running; this needs lbd"),
     })
 }

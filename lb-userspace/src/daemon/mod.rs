@@ -30,7 +30,6 @@ use crate::{
     dataplane::{
         AttachMode, AttachedMode, Capacities, Dataplane, DataplaneError, DataplaneOptions,
     },
-    explain,
     health::{BackendKey, HealthEvent, HealthMonitor},
     neigh::{self, NetlinkHandle},
     sync::{self, Limits, Link, Reconciler, SyncError},
@@ -536,28 +535,18 @@ impl Daemon {
                     protocol,
                     syn,
                 } => {
-                    let proto = match protocol.as_str() {
-                        "tcp" => 6,
-                        "udp" => 17,
-                        other => {
+                    let mut view = match views::explain_flow(&self.dp, src, dst, &protocol, syn) {
+                        Ok(view) => view,
+                        Err(views::ExplainError::Dataplane(e)) => return Err(e),
+                        Err(e) => {
                             return Ok(Response::Error {
-                                message: format!("unknown protocol {other:?} (tcp or udp)"),
+                                message: e.to_string(),
                             })
                         }
                     };
-                    let key = lb_common::maps::ConnKey {
-                        src: lb_common::maps::addr_words(src.ip()),
-                        dst: lb_common::maps::addr_words(dst.ip()),
-                        sport: src.port(),
-                        dport: dst.port(),
-                        proto,
-                        _pad: 0,
-                        _pad2: 0,
-                    };
-                    let mut view = views::explain_view(&explain::explain(&self.dp, &key, syn)?);
                     if let Some(svc) = self.config.services.iter().find(|s| {
                         s.vip == dst.ip()
-                            && s.protocol.number() == proto
+                            && s.protocol.to_string() == protocol
                             && (s.port == dst.port() || s.port == 0)
                     }) {
                         view.service = Some(format!(

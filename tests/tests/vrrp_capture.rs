@@ -29,9 +29,9 @@ use std::{
 
 use lb_tests::netns::{sh, Netns};
 use lb_userspace::vrrp::{
-    auth_from_password, decode, encode, parse_ipv4_packet, Action, Advert, ChecksumMode,
-    Counters, DropReason, Expect, Instance, InstanceConfig, Received, State, Version,
-    IPPROTO_VRRP, MCAST_V4, MCAST_V6,
+    auth_from_password, decode, encode, parse_ipv4_packet, Action, Advert, ChecksumMode, Counters,
+    DropReason, Expect, Instance, InstanceConfig, Received, State, Version, IPPROTO_VRRP, MCAST_V4,
+    MCAST_V6,
 };
 
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
@@ -140,6 +140,19 @@ impl Keepalived {
         }
     }
 
+    /// SIGTERM without waiting: keepalived then sends priority 0, removes its VIPs
+    /// and exits (about a second later).
+    fn terminate(&self) {
+        if let Some(pid) = self
+            .child
+            .as_ref()
+            .and_then(|c| libc::pid_t::try_from(c.id()).ok())
+        {
+            // SAFETY: signalling our own child process by pid.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+
     /// SIGTERM (keepalived then sends priority 0 and removes its VIPs) and reap.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -243,7 +256,10 @@ impl RawSock {
                 libc::c_int::from(IPPROTO_VRRP),
             );
             check(raw, "socket");
-            (OwnedFd::from_raw_fd(raw), libc::if_nametoindex(name.as_ptr()))
+            (
+                OwnedFd::from_raw_fd(raw),
+                libc::if_nametoindex(name.as_ptr()),
+            )
         };
         assert_ne!(ifindex, 0, "no interface {dev}");
         // SAFETY: the name buffer is valid for its length.
@@ -267,8 +283,20 @@ impl RawSock {
         let idx = libc::c_int::try_from(ifindex).expect("ifindex fits");
         if v4 {
             setopt(&fd, libc::IPPROTO_IP, libc::IP_TTL, &ttl, "IP_TTL");
-            setopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &ttl, "IP_MULTICAST_TTL");
-            setopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &off, "IP_MULTICAST_LOOP");
+            setopt(
+                &fd,
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_TTL,
+                &ttl,
+                "IP_MULTICAST_TTL",
+            );
+            setopt(
+                &fd,
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_LOOP,
+                &off,
+                "IP_MULTICAST_LOOP",
+            );
             let mreq = libc::ip_mreqn {
                 imr_multiaddr: libc::in_addr {
                     s_addr: u32::from_ne_bytes(MCAST_V4.octets()),
@@ -276,24 +304,53 @@ impl RawSock {
                 imr_address: libc::in_addr { s_addr: 0 },
                 imr_ifindex: idx,
             };
-            setopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreq, "IP_MULTICAST_IF");
-            setopt(&fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &mreq, "IP_ADD_MEMBERSHIP");
-            let IpAddr::V4(b) = bind else { unreachable!() };
-            let sa = sockaddr_v4(b);
-            // SAFETY: `sa` is a valid sockaddr_in.
-            let rc = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            };
-            check(rc, "bind");
+            setopt(
+                &fd,
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_IF,
+                &mreq,
+                "IP_MULTICAST_IF",
+            );
+            setopt(
+                &fd,
+                libc::IPPROTO_IP,
+                libc::IP_ADD_MEMBERSHIP,
+                &mreq,
+                "IP_ADD_MEMBERSHIP",
+            );
+            // Not bound to 192.0.2.2: a raw socket bound to an address receives only
+            // packets addressed to it, not the multicast group. The source is still
+            // 192.0.2.2, the device's only address.
+            assert_eq!(bind, IpAddr::V4(PEER_V4), "the device's only address");
         } else {
-            setopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &ttl, "IPV6_UNICAST_HOPS");
-            setopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, &ttl, "IPV6_MULTICAST_HOPS");
-            setopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, &idx, "IPV6_MULTICAST_IF");
-            setopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, &off, "IPV6_MULTICAST_LOOP");
+            setopt(
+                &fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_UNICAST_HOPS,
+                &ttl,
+                "IPV6_UNICAST_HOPS",
+            );
+            setopt(
+                &fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_HOPS,
+                &ttl,
+                "IPV6_MULTICAST_HOPS",
+            );
+            setopt(
+                &fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_IF,
+                &idx,
+                "IPV6_MULTICAST_IF",
+            );
+            setopt(
+                &fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_LOOP,
+                &off,
+                "IPV6_MULTICAST_LOOP",
+            );
             let IpAddr::V6(b) = bind else { unreachable!() };
             let sa = sockaddr_v6(b, ifindex);
             // SAFETY: `sa` is a valid sockaddr_in6.
@@ -352,14 +409,7 @@ impl RawSock {
     fn recv_v4(&self) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 2048];
         // SAFETY: valid writable buffer.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-            )
-        };
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         let n = usize::try_from(n).ok()?;
         buf.truncate(n);
         Some(buf)
@@ -402,14 +452,20 @@ fn recaptured_adverts_match_fixtures() {
     }
     let pass = auth_from_password("secret12").expect("8 bytes");
     let cases: [(&str, Expect); 6] = [
-        ("v2_pass", Expect {
-            auth: Some(pass),
-            ..Expect::new(Version::V2, 51, 100)
-        }),
-        ("v2_pass_prio0", Expect {
-            auth: Some(pass),
-            ..Expect::new(Version::V2, 51, 100)
-        }),
+        (
+            "v2_pass",
+            Expect {
+                auth: Some(pass),
+                ..Expect::new(Version::V2, 51, 100)
+            },
+        ),
+        (
+            "v2_pass_prio0",
+            Expect {
+                auth: Some(pass),
+                ..Expect::new(Version::V2, 51, 100)
+            },
+        ),
         ("v3_unicast_v4", Expect::new(Version::V3, 52, 10)),
         ("v3_unicast_v4_prio0", Expect::new(Version::V3, 52, 10)),
         ("v3_ipv6", Expect::new(Version::V3, 53, 100)),
@@ -536,8 +592,13 @@ fn keepalived_accepts_our_adverts_and_rejects_bad_ones() {
             addresses: vec![ip("192.0.2.51")],
             auth: Some(auth_from_password(pass).expect("8 bytes")),
         };
-        encode(&a, IpAddr::V4(PEER_V4), IpAddr::V4(MCAST_V4), ChecksumMode::PseudoHeader)
-            .expect("encodes")
+        encode(
+            &a,
+            IpAddr::V4(PEER_V4),
+            IpAddr::V4(MCAST_V4),
+            ChecksumMode::PseudoHeader,
+        )
+        .expect("encodes")
     };
     let v3u = |priority: u8, mode: ChecksumMode| {
         let a = Advert {
@@ -559,8 +620,13 @@ fn keepalived_accepts_our_adverts_and_rejects_bad_ones() {
             addresses: vec![ip("2001:db8::53")],
             auth: None,
         };
-        encode(&a, IpAddr::V6(PEER_LL), IpAddr::V6(MCAST_V6), ChecksumMode::PseudoHeader)
-            .expect("encodes")
+        encode(
+            &a,
+            IpAddr::V6(PEER_LL),
+            IpAddr::V6(MCAST_V6),
+            ChecksumMode::PseudoHeader,
+        )
+        .expect("encodes")
     };
 
     // Bad adverts, all with a higher priority: keepalived must ignore them.
@@ -575,7 +641,11 @@ fn keepalived_accepts_our_adverts_and_rejects_bad_ones() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    ka.wait_for("(V2PASS) received an invalid passwd", 1, Duration::from_secs(3));
+    ka.wait_for(
+        "(V2PASS) received an invalid passwd",
+        1,
+        Duration::from_secs(3),
+    );
     ka.wait_for(
         "(V2PASS) advertisement interval mismatch",
         1,
@@ -627,6 +697,8 @@ struct Us {
     counters: Counters,
     /// (time, state) of every Notify.
     notes: Vec<(Instant, State)>,
+    /// When the last priority-0 advert arrived.
+    prio0_at: Option<Instant>,
 }
 
 impl Us {
@@ -677,6 +749,9 @@ impl Us {
                 self.counters
                     .record_decode(&res.as_ref().map(|(_, a)| a.clone()).map_err(|e| *e));
                 if let Ok((src, a)) = res {
+                    if a.priority == 0 {
+                        self.prio0_at = Some(now);
+                    }
                     let out = self.inst.on_advert(src, &a, now);
                     self.act(out, now);
                 }
@@ -730,6 +805,7 @@ vrrp_instance V2PASS {
         auth,
         counters: Counters::default(),
         notes: Vec::new(),
+        prio0_at: None,
     };
 
     // 1. We (200) preempt keepalived (150): ignore its adverts, time out, advertise.
@@ -750,25 +826,31 @@ vrrp_instance V2PASS {
     let ok = us.pump_until(Duration::from_secs(8), |u| {
         u.inst.state() == State::Backup && ka.count("(V2PASS) Entering MASTER STATE") == 2
     });
-    assert!(ok, "keepalived did not take back: {:?}\n{}", us.notes, ka.log());
+    assert!(
+        ok,
+        "keepalived did not take back: {:?}\n{}",
+        us.notes,
+        ka.log()
+    );
     assert_eq!(us.inst.master(), Some(IpAddr::V4(KA_V4)));
 
-    // 3. keepalived stops: its priority 0 makes us master within Skew_Time
-    // ((256 - 100) / 256 s), far sooner than Master_Down_Interval.
+    // 3. keepalived stops: its priority 0 makes us master after Skew_Time
+    // ((256 - 100) / 256 s = 609 ms), far sooner than Master_Down_Interval (3.6 s).
     us.pump_until(Duration::from_millis(300), |_| false);
-    let stopped_at = Instant::now();
-    ka.stop();
-    let ok = us.pump_until(Duration::from_secs(3), |u| u.inst.state() == State::Master);
+    ka.terminate();
+    let ok = us.pump_until(Duration::from_secs(4), |u| u.inst.state() == State::Master);
     assert!(ok, "no takeover after priority 0: {:?}", us.notes);
     let (t, s) = *us.notes.last().expect("a notification");
     assert_eq!(s, State::Master);
+    let prio0 = us.prio0_at.expect("keepalived sent priority 0");
+    let took = t.duration_since(prio0);
     assert!(
-        t.duration_since(stopped_at) < Duration::from_millis(1500),
-        "took {:?}",
-        t.duration_since(stopped_at)
+        took >= Duration::from_millis(600) && took < Duration::from_millis(1200),
+        "took {took:?} after priority 0"
     );
     assert_eq!(us.counters.priority_zero_received, 1, "{:?}", us.counters);
     assert_eq!(us.counters.dropped_total(), 0, "{:?}", us.counters);
     assert_eq!(us.counters.dropped(DropReason::BadChecksum), 0);
     assert_eq!(us.inst.transitions(), 3);
+    ka.stop();
 }

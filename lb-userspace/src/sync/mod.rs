@@ -470,6 +470,11 @@ impl Reconciler {
         }
 
         // 2. Tables.
+        let up: BTreeSet<u16> = values
+            .iter()
+            .filter(|(_, v)| v.state == BACKEND_UP)
+            .map(|(i, _)| *i)
+            .collect();
         let mut fragment_routes: BTreeMap<FragKey, ServiceKey> = BTreeMap::new();
         for svc in &desired.services {
             let Some(state) = self.services.get(&svc.key) else {
@@ -481,10 +486,7 @@ impl Reconciler {
                 .iter()
                 .filter_map(|b| {
                     let index = *state.backends.get(&b.address)?;
-                    let up = values
-                        .iter()
-                        .any(|(i, v)| *i == index && v.state == BACKEND_UP);
-                    up.then(|| MaglevBackend {
+                    up.contains(&index).then(|| MaglevBackend {
                         id: backend_id(b.address),
                         index,
                         weight: b.weight,

@@ -34,8 +34,13 @@ CLIENT_IP=10.99.0.10
 VIP=10.99.0.100
 BACKENDS=(b1 b2 b3)
 # node -> address
-declare -A ADDR=([client]=$CLIENT_IP [lb]=$LB_IP [b1]=10.99.0.11 [b2]=10.99.0.12 [b3]=10.99.0.13)
-NODES=(client lb "${BACKENDS[@]}")
+declare -A ADDR=([client]=$CLIENT_IP [lb]=$LB_IP [lb2]=10.99.0.3 [b1]=10.99.0.11 [b2]=10.99.0.12 [b3]=10.99.0.13)
+# LAB_LBS=2 adds a second LB node, PREFIX-lb2 (10.99.0.3), for VRRP failover labs.
+# LAB_VIP_ROUTE=0 leaves out the client's static route to the VIP via the LB: with
+# VRRP the master owns the VIP on its interface and the client finds it by ARP.
+LBS=(lb)
+[ "${LAB_LBS:-1}" = 2 ] && LBS=(lb lb2)
+NODES=(client "${LBS[@]}" "${BACKENDS[@]}")
 
 usage() {
     cat >&2 <<EOF
@@ -109,15 +114,19 @@ cmd_up() {
     # packet). So the bridge-side peer gets a pass-everything XDP program (xdp-filter
     # from Debian's xdp-tools; it needs a bpffs where it runs, mounted only for that
     # command). On a real NIC none of this is needed.
-    if ! ip -n "$br" link show v-lb | grep -q 'prog/xdp'; then
-        if command -v xdp-filter >/dev/null 2>&1; then
-            ip netns exec "$br" sh -c 'mount -t bpf bpf /sys/fs/bpf && xdp-filter load -m native v-lb' >/dev/null
-        else
-            echo "warning: xdp-filter (Debian xdp-tools) missing; falling back to GRO on v-lb, XDP_TX frames may stall" >&2
-            ip netns exec "$br" ethtool -K v-lb gro on >/dev/null 2>&1 || true
+    for lb in "${LBS[@]}"; do
+        if ! ip -n "$br" link show "v-$lb" | grep -q 'prog/xdp'; then
+            if command -v xdp-filter >/dev/null 2>&1; then
+                ip netns exec "$br" sh -c "mount -t bpf bpf /sys/fs/bpf && xdp-filter load -m native v-$lb" >/dev/null
+            else
+                echo "warning: xdp-filter (Debian xdp-tools) missing; falling back to GRO on v-$lb, XDP_TX frames may stall" >&2
+                ip netns exec "$br" ethtool -K "v-$lb" gro on >/dev/null 2>&1 || true
+            fi
         fi
+    done
+    if [ "${LAB_VIP_ROUTE:-1}" = 1 ]; then
+        ip -n "$P-client" route replace "$VIP/32" via "$LB_IP"
     fi
-    ip -n "$P-client" route replace "$VIP/32" via "$LB_IP"
     for node in "${BACKENDS[@]}"; do
         ip netns exec "$P-$node" "$REALSERVER" up "$VIP" >/dev/null
     done
@@ -148,7 +157,8 @@ EOF
 cmd_down() {
     need_root
     local node ns removed=0
-    for node in "${NODES[@]}" br; do
+    # Every node a lab can have, whatever LAB_LBS was at `up`.
+    for node in client lb lb2 "${BACKENDS[@]}" br; do
         ns="$P-$node"
         ns_exists "$ns" || continue
         # Drop the real-server state kept under /run before the namespace goes away.
@@ -164,7 +174,7 @@ cmd_down() {
 
 cmd_status() {
     local node ns any=0
-    for node in br "${NODES[@]}"; do
+    for node in br client lb lb2 "${BACKENDS[@]}"; do
         ns="$P-$node"
         if ns_exists "$ns"; then
             any=1

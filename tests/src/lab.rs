@@ -1,11 +1,12 @@
-//! An end-to-end lab: the project's own `scripts/lab.sh` topology (client, LB and three
-//! backends on one bridge, VIP on the backends' lo via `scripts/realserver.sh`), real
-//! HTTP servers on the backends (python3's http.server, each serving its own name), the
-//! real `lbd` in the LB namespace, and a bpffs under /run shared by every namespace (so
-//! pins outlive an lbd that is killed). Everything is torn down on drop, also when a
-//! test fails.
+//! An end-to-end lab: the project's own `scripts/lab.sh` topology (client, one or two
+//! LB nodes and three backends on one bridge, VIP on the backends' lo via
+//! `scripts/realserver.sh`), real HTTP servers on the backends (python3's http.server,
+//! each serving its own name), the real `lbd` on the LB nodes, and a bpffs under /run
+//! shared by every namespace (so pins outlive an lbd that is killed). Everything is torn
+//! down on drop, also when a test fails.
 
 use std::{
+    collections::HashMap,
     fs,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -48,19 +49,28 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// A running lab.
 pub struct Lab {
-    /// Namespace prefix (`<prefix>-client`, `-lb`, `-b1`..`-b3`, `-br`).
+    /// Namespace prefix (`<prefix>-client`, `-lb`, `-lb2`, `-b1`..`-b3`, `-br`).
     pub prefix: String,
-    /// Scratch directory: web roots, config, logs.
+    /// Scratch directory: web roots, configs, logs.
     pub dir: PathBuf,
     bpffs: PathBuf,
     servers: [Option<Child>; 3],
-    lbd: Option<Child>,
+    /// Running lbd per LB node ("lb", "lb2").
+    lbds: HashMap<String, Child>,
     lbd_runs: u32,
+    /// Other processes to kill on drop (keepalived...).
+    others: Vec<Child>,
 }
 
 impl Lab {
-    /// Build the lab and start the three backends' web servers.
+    /// Build the lab (one LB node) and start the three backends' web servers.
     pub fn up(tag: &str) -> Lab {
+        Self::up_with(tag, 1)
+    }
+
+    /// Build a lab with `lbs` LB nodes: 1 ("lb"; the client routes the VIP via it), or 2
+    /// ("lb" and "lb2"; the client finds the VIP by ARP, as with VRRP).
+    pub fn up_with(tag: &str, lbs: usize) -> Lab {
         let prefix = format!("{tag}{}", std::process::id() % 100_000);
         let dir = PathBuf::from(format!("/tmp/lbt-{prefix}"));
         let bpffs = PathBuf::from(format!("/run/lbt-{prefix}-bpf"));
@@ -69,13 +79,19 @@ impl Lab {
             dir,
             bpffs,
             servers: [None, None, None],
-            lbd: None,
+            lbds: HashMap::new(),
             lbd_runs: 0,
+            others: Vec::new(),
         };
         let _ = fs::remove_dir_all(&lab.dir);
         fs::create_dir_all(&lab.dir).expect("lab dir");
+        let env = if lbs == 2 {
+            "LAB_LBS=2 LAB_VIP_ROUTE=0"
+        } else {
+            ""
+        };
         sh(&format!(
-            "{}/scripts/lab.sh up {} >/dev/null",
+            "{env} {}/scripts/lab.sh up {} >/dev/null",
             workspace().display(),
             lab.prefix
         ));
@@ -95,7 +111,7 @@ impl Lab {
         lab
     }
 
-    /// Namespace name of a node ("client", "lb", "b1"...).
+    /// Namespace name of a node ("client", "lb", "lb2", "b1"...).
     pub fn ns(&self, node: &str) -> String {
         format!("{}-{node}", self.prefix)
     }
@@ -105,17 +121,8 @@ impl Lab {
         let root = self.dir.join(format!("b{}", i + 1));
         let log = fs::File::create(self.dir.join(format!("b{}.log", i + 1))).expect("log");
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(&format!("b{}", i + 1)),
-                "python3",
-                "-m",
-                "http.server",
-                "80",
-                "--bind",
-                "0.0.0.0",
-            ])
+            .args(["netns", "exec", &self.ns(&format!("b{}", i + 1))])
+            .args(["python3", "-m", "http.server", "80", "--bind", "0.0.0.0"])
             .current_dir(root)
             .stdout(Stdio::null())
             .stderr(log)
@@ -141,34 +148,62 @@ impl Lab {
         fs::read_to_string(self.dir.join(format!("b{}.log", i + 1))).unwrap_or_default()
     }
 
-    /// The config file path.
+    /// The config file of node "lb".
     pub fn config_path(&self) -> PathBuf {
-        self.dir.join("lbd.toml")
+        self.config_path_for("lb")
     }
 
-    /// The control socket.
+    /// The config file of LB node `node`.
+    pub fn config_path_for(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("lbd-{node}.toml"))
+    }
+
+    /// The control socket of node "lb".
     pub fn socket(&self) -> PathBuf {
-        PathBuf::from(format!("/run/lbt-{}/lbd.sock", self.prefix))
+        self.socket_for("lb")
     }
 
-    /// Write an lbd config: `[global]` for this lab plus `services` (TOML text).
-    pub fn write_config(&self, services: &str) {
+    /// The control socket of LB node `node`.
+    pub fn socket_for(&self, node: &str) -> PathBuf {
+        PathBuf::from(format!("/run/lbt-{}/lbd-{node}.sock", self.prefix))
+    }
+
+    /// Where node "lb" pins its maps and links.
+    pub fn pin_dir(&self) -> PathBuf {
+        self.pin_dir_for("lb")
+    }
+
+    /// Where LB node `node` pins its maps and links.
+    pub fn pin_dir_for(&self, node: &str) -> PathBuf {
+        self.bpffs.join(format!("lbd-{node}"))
+    }
+
+    /// Write node "lb"'s config: `[global]` for this lab plus `rest` (TOML text).
+    pub fn write_config(&self, rest: &str) {
+        self.write_config_for("lb", rest);
+    }
+
+    /// Write LB node `node`'s config: `[global]` for this lab plus `rest` (TOML text:
+    /// services, VRRP instances).
+    pub fn write_config_for(&self, node: &str, rest: &str) {
         let text = format!(
-            "[global]\nnode_name = \"{p}\"\ncontrol_socket = \"{sock}\"\nmetrics_listen = \"off\"\npin_dir = \"{pins}\"\n\
-             settle_after = \"10m\"\n\n[[interface]]\nname = \"eth0\"\nxdp_mode = \"driver\"\n\n{services}",
-            p = self.prefix,
-            sock = self.socket().display(),
-            pins = self.bpffs.join("lbd").display(),
+            "[global]\nnode_name = \"{name}\"\ncontrol_socket = \"{sock}\"\nmetrics_listen = \"off\"\n\
+             pin_dir = \"{pins}\"\nsettle_after = \"10m\"\n\n[[interface]]\nname = \"eth0\"\n\
+             xdp_mode = \"driver\"\n\n{rest}",
+            name = self.ns(node),
+            sock = self.socket_for(node).display(),
+            pins = self.pin_dir_for(node).display(),
         );
-        fs::write(self.config_path(), text).expect("write config");
+        fs::write(self.config_path_for(node), text).expect("write config");
     }
 
     /// The usual web service: VIP:80/tcp over b1..b3 with the given weights, HTTP
     /// checks every 300 ms.
     pub fn web_service(weights: [Option<u32>; 3]) -> String {
         let mut s = String::from(
-            "[[service]]\nname = \"web\"\nvip = \"10.99.0.100\"\nport = 80\n\n[service.health]\nkind = \"http\"\npath = \"/healthz\"\n\
-             interval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 2\n\n",
+            "[[service]]\nname = \"web\"\nvip = \"10.99.0.100\"\nport = 80\n\n[service.health]\n\
+             kind = \"http\"\npath = \"/healthz\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n\
+             rise = 1\nfall = 2\n\n",
         );
         for (i, w) in weights.iter().enumerate() {
             if let Some(w) = w {
@@ -181,64 +216,100 @@ impl Lab {
         s
     }
 
-    /// Start lbd in the LB namespace.
+    /// Start lbd on node "lb".
     pub fn start_lbd(&mut self) {
+        self.start_lbd_on("lb");
+    }
+
+    /// Start lbd on LB node `node` with its config; waits until it answers.
+    pub fn start_lbd_on(&mut self, node: &str) {
         self.lbd_runs += 1;
         let log =
             fs::File::create(self.dir.join(format!("lbd-{}.log", self.lbd_runs))).expect("log");
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns("lb")])
+            .args(["netns", "exec", &self.ns(node)])
             .arg(binary("lbd"))
             .arg("--config")
-            .arg(self.config_path())
+            .arg(self.config_path_for(node))
             .env("LBD_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start lbd");
-        self.lbd = Some(child);
+        self.lbds.insert(node.to_string(), child);
         wait_until(Duration::from_secs(20), "lbd answering", || {
-            matches!(self.ask(Request::Status), Some(Response::Status(_)))
+            matches!(
+                self.ask_on(node, Request::Status),
+                Some(Response::Status(_))
+            )
         });
     }
 
-    /// Kill lbd with SIGKILL (no cleanup at all).
+    /// Kill node "lb"'s lbd with SIGKILL (no cleanup at all).
     pub fn kill_lbd(&mut self) {
-        if let Some(mut c) = self.lbd.take() {
+        self.kill_lbd_on("lb");
+    }
+
+    /// Kill LB node `node`'s lbd with SIGKILL.
+    pub fn kill_lbd_on(&mut self, node: &str) {
+        if let Some(mut c) = self.lbds.remove(node) {
             // `ip netns exec` execs lbd, so the child is lbd itself.
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    /// lbd's log of run `n` (1-based).
+    /// Stop LB node `node`'s lbd with SIGTERM (graceful) and wait for it.
+    pub fn stop_lbd_on(&mut self, node: &str) {
+        if let Some(mut c) = self.lbds.remove(node) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Keep a process to kill when the lab goes away (keepalived...).
+    pub fn adopt_process(&mut self, child: Child) {
+        self.others.push(child);
+    }
+
+    /// lbd's log of run `n` (1-based, in start order over all nodes).
     pub fn lbd_log(&self, n: u32) -> String {
         fs::read_to_string(self.dir.join(format!("lbd-{n}.log"))).unwrap_or_default()
     }
 
-    /// Ask lbd over its control socket; `None` if it does not answer.
+    /// Ask node "lb"'s lbd; `None` if it does not answer.
     pub fn ask(&self, request: Request) -> Option<Response> {
+        self.ask_on("lb", request)
+    }
+
+    /// Ask LB node `node`'s lbd over its control socket; `None` if it does not answer.
+    pub fn ask_on(&self, node: &str, request: Request) -> Option<Response> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .ok()?;
+        let socket = self.socket_for(node);
         rt.block_on(async {
-            tokio::time::timeout(
-                Duration::from_secs(5),
-                control::call(&self.socket(), &request),
-            )
-            .await
-            .ok()?
-            .ok()
+            tokio::time::timeout(Duration::from_secs(5), control::call(&socket, &request))
+                .await
+                .ok()?
+                .ok()
         })
     }
 
-    /// Wait until lbd reports `n` backends of the web service healthy.
+    /// Wait until node "lb"'s lbd reports `n` backends healthy.
     pub fn wait_healthy(&self, n: usize) {
+        self.wait_healthy_on("lb", n);
+    }
+
+    /// Wait until LB node `node`'s lbd reports `n` backends healthy.
+    pub fn wait_healthy_on(&self, node: &str, n: usize) {
         wait_until(
             Duration::from_secs(20),
             &format!("{n} healthy backends"),
-            || match self.ask(Request::Health) {
+            || match self.ask_on(node, Request::Health) {
                 Some(Response::Health { backends }) => {
                     backends.iter().filter(|b| b.up).count() == n
                 }
@@ -247,7 +318,7 @@ impl Lab {
         );
     }
 
-    /// Which backend lbd says a client port's flow goes to ("b1".."b3").
+    /// Which backend node "lb"'s lbd says a client port's flow goes to ("b1".."b3").
     pub fn explain(&self, client_port: u16, syn: bool) -> Option<String> {
         let request = Request::Explain {
             src: SocketAddr::new(CLIENT.parse().ok()?, client_port),
@@ -270,17 +341,8 @@ impl Lab {
     /// GET `path` from the VIP using `client_port`; the body, or "" on failure.
     pub fn curl(&self, client_port: u16, path: &str) -> String {
         let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns("client"),
-                "curl",
-                "-s",
-                "-m",
-                "5",
-                "--local-port",
-                &client_port.to_string(),
-            ])
+            .args(["netns", "exec", &self.ns("client"), "curl", "-s", "-m", "5"])
+            .args(["--local-port", &client_port.to_string()])
             .arg(format!("http://{VIP}{path}"))
             .output()
             .expect("curl");
@@ -302,47 +364,50 @@ impl Lab {
                 "-m",
                 "60",
             ])
-            .args([
-                "-w",
-                "%{size_download} %{http_code}",
-                "--limit-rate",
-                rate,
-                "--local-port",
-                &client_port.to_string(),
-            ])
+            .args(["-w", "%{size_download} %{http_code}", "--limit-rate", rate])
+            .args(["--local-port", &client_port.to_string()])
             .arg(format!("http://{VIP}/big"))
             .stdout(Stdio::piped())
             .spawn()
             .expect("curl")
     }
 
-    /// Run lbctl in the LB namespace against this lab's lbd.
+    /// Run lbctl in node "lb"'s namespace against its lbd.
     pub fn lbctl(&self, args: &[&str]) -> std::process::Output {
+        self.lbctl_on("lb", args)
+    }
+
+    /// Run lbctl on LB node `node` against its lbd.
+    pub fn lbctl_on(&self, node: &str, args: &[&str]) -> std::process::Output {
         Command::new("ip")
-            .args(["netns", "exec", &self.ns("lb")])
+            .args(["netns", "exec", &self.ns(node)])
             .arg(binary("lbctl"))
             .arg("--socket")
-            .arg(self.socket())
+            .arg(self.socket_for(node))
             .arg("--config")
-            .arg(self.config_path())
+            .arg(self.config_path_for(node))
             .args(args)
             .output()
             .expect("lbctl")
-    }
-
-    /// Where lbd pins its maps and links.
-    pub fn pin_dir(&self) -> PathBuf {
-        self.bpffs.join("lbd")
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        self.kill_lbd();
+        let nodes: Vec<String> = self.lbds.keys().cloned().collect();
+        for node in nodes {
+            self.kill_lbd_on(&node);
+        }
+        for mut c in self.others.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         for i in 0..3 {
             self.stop_backend(i);
         }
-        let _ = fs::remove_dir_all(self.bpffs.join("lbd"));
+        for node in ["lb", "lb2"] {
+            let _ = fs::remove_dir_all(self.pin_dir_for(node));
+        }
         let _ = Command::new("umount").arg(&self.bpffs).status();
         let _ = fs::remove_dir(&self.bpffs);
         let _ = Command::new(workspace().join("scripts/lab.sh"))

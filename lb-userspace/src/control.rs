@@ -40,6 +40,8 @@ pub enum Request {
     Health,
     /// Re-read the config file.
     Reload,
+    /// VRRP instances: state, priority, master, counters.
+    Vrrp,
 }
 
 /// Health of one backend.
@@ -80,6 +82,43 @@ pub struct StatusView {
     pub last_reload: String,
 }
 
+/// One VRRP instance, for `lbctl vrrp` and metrics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpView {
+    /// Instance name.
+    pub name: String,
+    /// Interface it runs on.
+    pub interface: String,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// 2 or 3.
+    pub version: u8,
+    /// MASTER, BACKUP, FAULT, INIT or STOP (keepalived's names).
+    pub state: String,
+    /// Effective priority (after tracking).
+    pub priority: u8,
+    /// Configured priority.
+    pub base_priority: u8,
+    /// Current master, if known.
+    pub master: Option<std::net::IpAddr>,
+    /// Our source address.
+    pub source: Option<std::net::IpAddr>,
+    /// Virtual addresses ("ip/prefix").
+    pub vips: Vec<String>,
+    /// State transitions.
+    pub transitions: u64,
+    /// Adverts accepted.
+    pub adverts_received: u64,
+    /// Adverts sent.
+    pub adverts_sent: u64,
+    /// Adverts dropped, by reason.
+    pub dropped: Vec<(String, u64)>,
+    /// Tracking: priority adjustment and why.
+    pub tracking: Vec<String>,
+    /// Last socket or netlink error.
+    pub last_error: Option<String>,
+}
+
 /// A response from lbd.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -102,6 +141,11 @@ pub enum Response {
     Health {
         /// Backends.
         backends: Vec<HealthView>,
+    },
+    /// Answer to [`Request::Vrrp`].
+    Vrrp {
+        /// Instances (empty: no VRRP configured; the node forwards per `[global]`).
+        instances: Vec<VrrpView>,
     },
     /// The request was carried out.
     Done {

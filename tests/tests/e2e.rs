@@ -230,7 +230,8 @@ fn a_bad_reload_changes_nothing_and_says_why() {
     match lab.ask(Request::Reload) {
         Some(Response::Error { message }) => {
             assert!(
-                message.contains("lbd.toml:") && message.contains("bogus"),
+                message.contains(&format!("{}:", lab.config_path().display()))
+                    && message.contains("bogus"),
                 "{message}"
             );
         }

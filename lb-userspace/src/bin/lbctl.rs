@@ -87,6 +87,8 @@ enum Command {
     Health,
     /// Make lbd re-read its config file (needs lbd). On a bad config lbd keeps the old one.
     Reload,
+    /// VRRP instances: state, priority, master, transitions, dropped adverts (needs lbd).
+    Vrrp,
     /// Remove everything lbd pinned (XDP links, so the program is detached, and maps).
     /// Refuses while lbd is running: stop it first.
     Detach {
@@ -254,7 +256,9 @@ fn from_maps(
             protocol,
             syn,
         } => Response::Explain(views::explain_flow(dp, *src, *dst, protocol, *syn)?),
-        Request::Health | Request::Reload => bail!("lbd is not running; this needs lbd"),
+        Request::Health | Request::Reload | Request::Vrrp => {
+            bail!("lbd is not running; this needs lbd")
+        }
     })
 }
 
@@ -401,6 +405,13 @@ async fn run(cli: Cli) -> Result<()> {
             let r = ctx.ask_lbd(Request::Reload, "reload").await?;
             ctx.print(&r, |r| match r {
                 Response::Done { message } => Some(format!("{message}\n")),
+                _ => None,
+            })
+        }
+        Command::Vrrp => {
+            let r = ctx.ask_lbd(Request::Vrrp, "vrrp").await?;
+            ctx.print(&r, |r| match r {
+                Response::Vrrp { instances } => Some(cli::render_vrrp(instances)),
                 _ => None,
             })
         }

@@ -10,7 +10,7 @@ mod table;
 pub use flow::parse_flow;
 pub use render::{
     rates, render_conns, render_explain, render_health, render_list, render_rates, render_status,
-    BackendRate, PerSecond, ServiceRate,
+    render_vrrp, BackendRate, PerSecond, ServiceRate,
 };
 
 use std::net::IpAddr;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{duration, endpoint, human, latency, table::Table};
 use crate::{
-    control::{HealthView, StatusView},
+    control::{HealthView, StatusView, VrrpView},
     views::{BackendView, ConnView, ExplainView, ServiceView, Traffic},
 };
 
@@ -329,6 +329,74 @@ pub fn render_health(backends: &[HealthView]) -> String {
         ]);
     }
     t.render()
+}
+
+/// `lbctl vrrp`: one row per instance, then its drops and tracking.
+pub fn render_vrrp(instances: &[VrrpView]) -> String {
+    if instances.is_empty() {
+        return "no VRRP instances: this node forwards per [global] forwarding\n".into();
+    }
+    let mut t = Table::new(&[
+        false, false, true, false, true, false, true, true, true, false,
+    ]);
+    t.row(
+        [
+            "Instance",
+            "Interface",
+            "VRID",
+            "State",
+            "Prio",
+            "Master",
+            "Trans",
+            "RxAdv",
+            "TxAdv",
+            "VIPs",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    for v in instances {
+        let prio = if v.priority == v.base_priority {
+            v.priority.to_string()
+        } else {
+            format!("{}({})", v.priority, v.base_priority)
+        };
+        t.row(vec![
+            v.name.clone(),
+            v.interface.clone(),
+            format!("{} v{}", v.vrid, v.version),
+            v.state.clone(),
+            prio,
+            v.master.map_or("-".into(), |m| m.to_string()),
+            v.transitions.to_string(),
+            v.adverts_received.to_string(),
+            v.adverts_sent.to_string(),
+            v.vips.join(","),
+        ]);
+    }
+    let mut out = t.render();
+    for v in instances {
+        let drops: Vec<String> = v
+            .dropped
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        if !drops.is_empty() {
+            out.push_str(&format!(
+                "{}: dropped adverts: {}\n",
+                v.name,
+                drops.join(" ")
+            ));
+        }
+        for reason in &v.tracking {
+            out.push_str(&format!("{}: tracking: {reason}\n", v.name));
+        }
+        if let Some(e) = &v.last_error {
+            out.push_str(&format!("{}: last error: {e}\n", v.name));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

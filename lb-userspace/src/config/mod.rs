@@ -32,6 +32,9 @@ pub struct Config {
     pub interfaces: Vec<Interface>,
     /// Virtual services (`[[service]]`), in file order.
     pub services: Vec<Service>,
+    /// VRRP instances (`[[vrrp]]`), in file order. Empty: always-active mode, no
+    /// VRRP; the node forwards per [`Global::forwarding`].
+    pub vrrp: Vec<VrrpConfig>,
 }
 
 /// Node-wide settings (`[global]`).
@@ -264,6 +267,184 @@ pub struct BackendConfig {
     pub name: Option<String>,
 }
 
+/// One VRRP instance (`[[vrrp]]`, keepalived's `vrrp_instance`).
+///
+/// Validated against what the VRRP core accepts ([`crate::vrrp::InstanceConfig::validate`]);
+/// [`VrrpConfig::instance_config`] turns it into the state machine's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VrrpConfig {
+    /// Unique instance name (notify argument `INSTANCE <name> ...`, `lbctl`).
+    pub name: String,
+    /// Interface VRRP runs on: any valid interface name, not necessarily an
+    /// `[[interface]]` the XDP program is attached to.
+    pub interface: String,
+    /// Virtual router id, 1..=255 (`virtual_router_id`).
+    pub vrid: u8,
+    /// Base priority, 1..=255; 255 = address owner (default 100).
+    pub priority: u8,
+    /// VRRP version (default 2; 2 carries IPv4 only).
+    #[serde(serialize_with = "serialize_version")]
+    pub version: crate::vrrp::Version,
+    /// Advert interval (default 1s). v2: whole seconds 1..=255; v3: a multiple of
+    /// 10ms, 10ms..=40.95s.
+    #[serde(serialize_with = "serialize_duration")]
+    pub advert_interval: Duration,
+    /// Preempt a lower-priority master (default true; false = keepalived `nopreempt`).
+    pub preempt: bool,
+    /// How long a backup that would preempt waits first (default 0s, at most 1000s).
+    #[serde(serialize_with = "serialize_duration")]
+    pub preempt_delay: Duration,
+    /// v2 `auth_type PASS` password, 1 to 8 bytes (never truncated).
+    pub auth_pass: Option<String>,
+    /// Source address of the adverts (keepalived `unicast_src_ip`); the interface's
+    /// primary address of the family when absent.
+    pub unicast_source: Option<IpAddr>,
+    /// Unicast peers; empty = multicast (224.0.0.18 / ff02::12).
+    pub unicast_peers: Vec<IpAddr>,
+    /// The virtual addresses with their prefix length, all of one family; at least
+    /// one. Serialized as `"ip/prefix"`.
+    #[serde(serialize_with = "serialize_prefixes")]
+    pub virtual_addresses: Vec<(IpAddr, u8)>,
+    /// Tracked services and scripts that adjust the priority or force FAULT.
+    pub track: Vec<Track>,
+    /// Notify scripts.
+    pub notify: Notify,
+    /// Delay of the second gratuitous ARP / NA burst after becoming master
+    /// (default 5s; 0 = no second burst).
+    #[serde(serialize_with = "serialize_duration")]
+    pub garp_master_delay: Duration,
+    /// Gratuitous ARPs / unsolicited NAs per burst (default 5; 0 = none).
+    pub garp_master_repeat: u32,
+    /// How VRRPv3 over IPv4 is checksummed when sending (default
+    /// [`V3Checksum::PseudoHeader`]); both forms are accepted on receive.
+    pub v3_checksum: V3Checksum,
+}
+
+impl VrrpConfig {
+    /// Address family of the instance (that of its virtual addresses): `true` = IPv4.
+    pub fn is_ipv4(&self) -> bool {
+        self.virtual_addresses
+            .first()
+            .is_none_or(|(ip, _)| ip.is_ipv4())
+    }
+
+    /// The 8 bytes of `auth_pass` as keepalived puts them on the wire (zero-padded);
+    /// `None` without a password. Validation guarantees 1 to 8 bytes.
+    pub fn auth(&self) -> Option<[u8; 8]> {
+        self.auth_pass
+            .as_deref()
+            .and_then(|p| crate::vrrp::auth_from_password(p).ok())
+    }
+
+    /// The checksum form to send VRRPv3 over IPv4 with.
+    pub fn checksum_mode(&self) -> crate::vrrp::ChecksumMode {
+        self.v3_checksum.send_mode()
+    }
+
+    /// The state machine's configuration, with `primary` as our own address (the
+    /// advert source and election tie-breaker: [`VrrpConfig::unicast_source`] when
+    /// set, else the interface's primary address of the instance's family).
+    pub fn instance_config(&self, primary: IpAddr) -> crate::vrrp::InstanceConfig {
+        crate::vrrp::InstanceConfig {
+            priority: self.priority,
+            advert_int: self.advert_interval,
+            preempt: self.preempt,
+            preempt_delay: self.preempt_delay,
+            unicast_peers: self.unicast_peers.clone(),
+            garp_repeat: self.garp_master_repeat,
+            garp_refresh_delay: self.garp_master_delay,
+            ..crate::vrrp::InstanceConfig::new(
+                self.name.clone(),
+                self.vrid,
+                self.version,
+                primary,
+                self.virtual_addresses.iter().map(|(ip, _)| *ip).collect(),
+            )
+        }
+    }
+}
+
+/// One tracked object of a VRRP instance (`vrrp.track`), with keepalived's weight
+/// semantics: a positive weight is added to the priority while the check succeeds,
+/// a negative one while it fails; weight 0 puts the instance in FAULT while it
+/// fails. See [`crate::vrrp::track::evaluate`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Track {
+    /// A `[[service]]`: failing while fewer than `min_healthy` of its backends are
+    /// healthy.
+    Service {
+        /// Name of a `[[service]]`.
+        service: String,
+        /// -253..=253 (default 0 = FAULT while failing).
+        weight: i32,
+        /// Healthy backends needed for the service to count as up (default 1, >= 1).
+        min_healthy: u32,
+    },
+    /// A script (keepalived `vrrp_script`): exit status 0 = success.
+    Script {
+        /// Program to run (no arguments).
+        script: PathBuf,
+        /// Time between runs (default 1s, > 0).
+        #[serde(serialize_with = "serialize_duration")]
+        interval: Duration,
+        /// Time after which a run counts as failed (default = interval, > 0, <= interval).
+        #[serde(serialize_with = "serialize_duration")]
+        timeout: Duration,
+        /// -253..=253 (default 0 = FAULT while failing).
+        weight: i32,
+        /// Consecutive failures before the script counts as failing (default 1, >= 1).
+        fall: u32,
+        /// Consecutive successes before it counts as succeeding (default 1, >= 1).
+        rise: u32,
+    },
+}
+
+impl Track {
+    /// The weight of either kind.
+    pub fn weight(&self) -> i32 {
+        match self {
+            Track::Service { weight, .. } | Track::Script { weight, .. } => *weight,
+        }
+    }
+}
+
+/// Notify scripts of a VRRP instance, run on every state change without waiting
+/// (see [`crate::vrrp::notify::notify`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Notify {
+    /// `notify`: run with `INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
+    pub any: Option<PathBuf>,
+    /// `notify_master`: run without arguments on becoming master.
+    pub master: Option<PathBuf>,
+    /// `notify_backup`: run without arguments on becoming backup.
+    pub backup: Option<PathBuf>,
+    /// `notify_fault`: run without arguments on entering FAULT.
+    pub fault: Option<PathBuf>,
+}
+
+/// How VRRPv3 adverts over IPv4 are checksummed when sent (`vrrp.v3_checksum`).
+/// IPv6 always includes the pseudo-header; v2 never does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum V3Checksum {
+    /// Include the IPv4 pseudo-header, as keepalived and FRR do (and require).
+    #[default]
+    PseudoHeader,
+    /// The VRRP message only, as RFC 9568 specifies.
+    MessageOnly,
+}
+
+impl V3Checksum {
+    /// The codec's send mode.
+    pub fn send_mode(self) -> crate::vrrp::ChecksumMode {
+        match self {
+            V3Checksum::PseudoHeader => crate::vrrp::ChecksumMode::PseudoHeader,
+            V3Checksum::MessageOnly => crate::vrrp::ChecksumMode::MessageOnly,
+        }
+    }
+}
+
 /// A configuration error, located by file, line and dotted field path.
 ///
 /// Displays as `FILE:LINE: FIELD: MESSAGE`; `:LINE` is left out when no line is
@@ -363,4 +544,14 @@ fn serde_error(
 /// Serializes a duration the way the file spells it (`"15m"`, `"2s"`).
 fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*d))
+}
+
+/// Serializes a VRRP version as its number (2 or 3).
+fn serialize_version<S: Serializer>(v: &crate::vrrp::Version, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u8(v.number())
+}
+
+/// Serializes `(address, prefix)` pairs the way the file spells them (`"10.0.0.1/24"`).
+fn serialize_prefixes<S: Serializer>(list: &[(IpAddr, u8)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(list.iter().map(|(ip, len)| format!("{ip}/{len}")))
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Forwarding, Protocol, Scheduler, XdpMode};
+use super::{Forwarding, Protocol, Scheduler, V3Checksum, XdpMode};
 
 /// An optional value that remembers where it was written.
 pub(super) type Opt<T> = Option<Spanned<T>>;
@@ -27,6 +27,9 @@ pub(super) struct RawConfig {
     /// `[[service]]`.
     #[serde(default)]
     pub service: Vec<RawService>,
+    /// `[[vrrp]]`.
+    #[serde(default)]
+    pub vrrp: Vec<RawVrrp>,
 }
 
 /// `[global]`.
@@ -114,4 +117,48 @@ pub(super) struct RawBackend {
     pub weight: Opt<u32>,
     pub port: Opt<u16>,
     pub name: Opt<String>,
+}
+
+/// `[[vrrp]]`. Integers are read as `i64` so that range errors carry our message
+/// (with the allowed range) rather than serde's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawVrrp {
+    pub name: Spanned<String>,
+    pub interface: Spanned<String>,
+    pub virtual_router_id: Spanned<i64>,
+    pub priority: Opt<i64>,
+    pub version: Opt<i64>,
+    pub advert_interval: Opt<String>,
+    pub preempt: Opt<bool>,
+    pub preempt_delay: Opt<String>,
+    pub auth_pass: Opt<String>,
+    pub unicast_source: Opt<String>,
+    pub unicast_peers: Opt<Vec<Spanned<String>>>,
+    pub virtual_addresses: Opt<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub track: Vec<RawTrack>,
+    pub notify: Opt<PathBuf>,
+    pub notify_master: Opt<PathBuf>,
+    pub notify_backup: Opt<PathBuf>,
+    pub notify_fault: Opt<PathBuf>,
+    pub garp_master_delay: Opt<String>,
+    pub garp_master_repeat: Opt<u32>,
+    pub v3_checksum: Opt<V3Checksum>,
+}
+
+/// One entry of `vrrp.track`: a service (`service`, `weight`, `min_healthy`) or a
+/// script (`script`, `interval`, `timeout`, `weight`, `fall`, `rise`). Which one is
+/// decided, and misplaced keys reported, in validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawTrack {
+    pub service: Opt<String>,
+    pub min_healthy: Opt<u32>,
+    pub script: Opt<PathBuf>,
+    pub interval: Opt<String>,
+    pub timeout: Opt<String>,
+    pub fall: Opt<u32>,
+    pub rise: Opt<u32>,
+    pub weight: Opt<i64>,
 }

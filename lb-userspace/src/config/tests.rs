@@ -112,6 +112,7 @@ fn full_example_parses_to_expected_struct() {
                 name: Some("master1".into()),
             }],
         }],
+        vrrp: vec![],
     };
     assert_eq!(cfg, expected);
 }
@@ -171,6 +172,7 @@ fn minimal_config_gets_documented_defaults() {
                 name: None,
             }],
         }],
+        vrrp: vec![],
     };
     assert_eq!(cfg, expected);
     assert_eq!(cfg.global, Global::default());
@@ -208,6 +210,16 @@ fn example_file_parses() {
     let all = &cfg.services[2];
     assert_eq!(all.port, 0);
     assert_eq!(all.health.port, Some(80));
+    assert_eq!(cfg.vrrp.len(), 1);
+    let v = &cfg.vrrp[0];
+    assert_eq!((v.name.as_str(), v.vrid, v.priority), ("VI_API", 51, 150));
+    assert_eq!(
+        v.virtual_addresses,
+        vec![(ip("192.168.100.40"), 24), (ip("192.168.100.50"), 32)]
+    );
+    assert_eq!(v.track.len(), 2);
+    assert_eq!(v.notify.any, Some(PathBuf::from("/etc/lbd/notify.sh")));
+    assert_eq!(v.notify.master, None);
 }
 
 #[test]
@@ -671,4 +683,608 @@ fn crlf_and_unicode_do_not_confuse_lines() {
     );
     // Out-of-range offsets are clamped rather than panicking.
     assert_eq!(super::line_of("a\nb", 100), 2);
+}
+
+// ---------------------------------------------------------------- [[vrrp]]
+
+/// The `[[vrrp]]` example of the design brief, verbatim, after the service it tracks.
+const VRRP_FULL: &str = r#"
+[[interface]]
+name = "eth0"
+
+[[service]]
+name = "apiserver"
+vip = "192.168.100.40"
+port = 6443
+
+[[vrrp]]
+name = "VI_API"
+interface = "eth0"                  # must be one of the [[interface]] names? NO — VRRP may run on any interface; just a valid interface name
+virtual_router_id = 51              # 1..255
+priority = 150                      # 1..255 (255 = address owner), default 100
+version = 2                         # 2 | 3, default 2
+advert_interval = "1s"              # default 1s; v2: whole seconds 1..255 (error otherwise); v3: multiple of 10ms, 10ms..40.95s
+preempt = true                      # default true; false = keepalived nopreempt
+preempt_delay = "0s"                # default 0s, <= 1000s
+auth_pass = "secret12"              # v2 only (error with version 3); at most 8 bytes (longer is an error: keepalived silently truncates, we refuse)
+unicast_source = "10.0.0.10"        # optional
+unicast_peers = ["10.0.0.11"]       # default [] = multicast; same family as the VIPs
+virtual_addresses = ["192.168.100.40/24"]   # ip/prefix, at least one; all the same family; prefix defaults to /32 or /128 when omitted
+track = [{ service = "apiserver", weight = -60 }, { script = "/etc/lbd/check.sh", interval = "2s", weight = -20, fall = 2, rise = 1 }]
+notify = "/etc/lbd/notify.sh"       # optional; also notify_master / notify_backup / notify_fault
+garp_master_delay = "5s"            # default 5s (second burst)
+garp_master_repeat = 5              # default 5
+v3_checksum = "pseudo-header"       # pseudo-header (keepalived/FRR, default) | message-only (RFC 9568); receive accepts both unless "strict"
+"#;
+
+#[test]
+fn vrrp_full_example_parses_to_expected_struct() {
+    let cfg = p(VRRP_FULL).unwrap();
+    let expected = VrrpConfig {
+        name: "VI_API".into(),
+        interface: "eth0".into(),
+        vrid: 51,
+        priority: 150,
+        version: crate::vrrp::Version::V2,
+        advert_interval: Duration::from_secs(1),
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        auth_pass: Some("secret12".into()),
+        unicast_source: Some(ip("10.0.0.10")),
+        unicast_peers: vec![ip("10.0.0.11")],
+        virtual_addresses: vec![(ip("192.168.100.40"), 24)],
+        track: vec![
+            Track::Service {
+                service: "apiserver".into(),
+                weight: -60,
+                min_healthy: 1,
+            },
+            Track::Script {
+                script: PathBuf::from("/etc/lbd/check.sh"),
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(2),
+                weight: -20,
+                fall: 2,
+                rise: 1,
+            },
+        ],
+        notify: Notify {
+            any: Some(PathBuf::from("/etc/lbd/notify.sh")),
+            master: None,
+            backup: None,
+            fault: None,
+        },
+        garp_master_delay: Duration::from_secs(5),
+        garp_master_repeat: 5,
+        v3_checksum: V3Checksum::PseudoHeader,
+    };
+    assert_eq!(cfg.vrrp, vec![expected]);
+    let v = &cfg.vrrp[0];
+    assert_eq!(v.auth(), Some(*b"secret12"));
+    assert!(v.is_ipv4());
+    assert_eq!(v.checksum_mode(), crate::vrrp::ChecksumMode::PseudoHeader);
+}
+
+/// `[[vrrp]]` with only the required keys gets the documented defaults, and
+/// converts into the VRRP core's configuration.
+#[test]
+fn vrrp_defaults_and_instance_config() {
+    let text = with_iface(
+        "[[vrrp]]\nname = \"VI\"\ninterface = \"bond0.100\"\nvirtual_router_id = 7\nvirtual_addresses = [\"10.0.0.100\"]\n",
+    );
+    let cfg = p(&text).unwrap();
+    let expected = VrrpConfig {
+        name: "VI".into(),
+        interface: "bond0.100".into(),
+        vrid: 7,
+        priority: 100,
+        version: crate::vrrp::Version::V2,
+        advert_interval: Duration::from_secs(1),
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        auth_pass: None,
+        unicast_source: None,
+        unicast_peers: vec![],
+        virtual_addresses: vec![(ip("10.0.0.100"), 32)],
+        track: vec![],
+        notify: Notify::default(),
+        garp_master_delay: Duration::from_secs(5),
+        garp_master_repeat: 5,
+        v3_checksum: V3Checksum::PseudoHeader,
+    };
+    assert_eq!(cfg.vrrp, vec![expected]);
+    let v = &cfg.vrrp[0];
+    assert_eq!(v.auth(), None);
+    let ic = v.instance_config(ip("10.0.0.10"));
+    let mut want = crate::vrrp::InstanceConfig::new(
+        "VI",
+        7,
+        crate::vrrp::Version::V2,
+        ip("10.0.0.10"),
+        vec![ip("10.0.0.100")],
+    );
+    assert_eq!(ic, want);
+    assert_eq!(ic.validate(), Ok(()));
+    // Every setting reaches the core.
+    let text = with_iface(
+        "[[vrrp]]\nname = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 7\n\
+         virtual_addresses = [\"10.0.0.100\"]\npriority = 90\nadvert_interval = \"3s\"\n\
+         preempt = false\npreempt_delay = \"30s\"\nunicast_peers = [\"10.0.0.11\"]\n\
+         garp_master_delay = \"0s\"\ngarp_master_repeat = 2\n",
+    );
+    let ic = p(&text).unwrap().vrrp[0].instance_config(ip("10.0.0.10"));
+    want.priority = 90;
+    want.advert_int = Duration::from_secs(3);
+    want.preempt = false;
+    want.preempt_delay = Duration::from_secs(30);
+    want.unicast_peers = vec![ip("10.0.0.11")];
+    want.garp_refresh_delay = Duration::ZERO;
+    want.garp_repeat = 2;
+    assert_eq!(ic, want);
+}
+
+#[test]
+fn vrrp_assorted_valid_settings() {
+    let text = svc(r#"
+[[vrrp]]
+name = "V6"
+interface = "eth0"
+virtual_router_id = 51               # same VRID and interface as V4 below: other family
+version = 3
+advert_interval = "10ms"
+priority = 255
+preempt = false
+virtual_addresses = ["2001:db8::40/64", "2001:db8::41"]
+unicast_source = "2001:db8::10"
+unicast_peers = ["2001:db8::11", "fe80::1"]
+v3_checksum = "message-only"
+notify_master = "/m.sh"
+notify_backup = "/b.sh"
+notify_fault = "/f.sh"
+
+[[vrrp.track]]                       # the array-of-tables form works too
+service = "web"
+weight = 253
+min_healthy = 2
+
+[[vrrp.track]]
+script = "/bin/true"
+weight = 0
+timeout = "200ms"
+
+[[vrrp]]
+name = "V4"
+interface = "eth0"
+virtual_router_id = 51
+version = 3
+advert_interval = "40.95s"
+virtual_addresses = ["10.0.0.100/24"]
+track = [{ service = "web", weight = -253 }]
+
+[[vrrp]]
+name = "V4-other-if"
+interface = "eth1"                   # same VRID on another interface
+virtual_router_id = 51
+advert_interval = "255s"
+auth_pass = "k"
+virtual_addresses = ["10.0.0.101/32"]
+"#);
+    let cfg = p(&text).unwrap();
+    assert_eq!(cfg.vrrp.len(), 3);
+    let v6 = &cfg.vrrp[0];
+    assert_eq!(v6.version, crate::vrrp::Version::V3);
+    assert_eq!(v6.advert_interval, Duration::from_millis(10));
+    assert_eq!(v6.priority, 255);
+    assert!(!v6.preempt);
+    assert!(!v6.is_ipv4());
+    assert_eq!(
+        v6.virtual_addresses,
+        vec![(ip("2001:db8::40"), 64), (ip("2001:db8::41"), 128)]
+    );
+    assert_eq!(v6.unicast_peers, vec![ip("2001:db8::11"), ip("fe80::1")]);
+    assert_eq!(v6.v3_checksum, V3Checksum::MessageOnly);
+    assert_eq!(v6.checksum_mode(), crate::vrrp::ChecksumMode::MessageOnly);
+    assert_eq!(
+        v6.notify,
+        Notify {
+            any: None,
+            master: Some("/m.sh".into()),
+            backup: Some("/b.sh".into()),
+            fault: Some("/f.sh".into()),
+        }
+    );
+    assert_eq!(
+        v6.track,
+        vec![
+            Track::Service {
+                service: "web".into(),
+                weight: 253,
+                min_healthy: 2
+            },
+            Track::Script {
+                script: "/bin/true".into(),
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_millis(200),
+                weight: 0,
+                fall: 1,
+                rise: 1,
+            },
+        ]
+    );
+    assert_eq!(v6.instance_config(ip("2001:db8::10")).validate(), Ok(()));
+    assert_eq!(cfg.vrrp[1].advert_interval, Duration::from_millis(40_950));
+    assert_eq!(cfg.vrrp[1].track[0].weight(), -253);
+    assert_eq!(cfg.vrrp[2].advert_interval, Duration::from_secs(255));
+    assert_eq!(cfg.vrrp[2].auth(), Some(*b"k\0\0\0\0\0\0\0"));
+}
+
+#[test]
+fn vrrp_serializes_for_lbctl_json() {
+    let cfg = p(VRRP_FULL).unwrap();
+    let json = serde_json::to_value(&cfg).unwrap();
+    let v = &json["vrrp"][0];
+    assert_eq!(v["name"], "VI_API");
+    assert_eq!(v["vrid"], 51);
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["advert_interval"], "1s");
+    assert_eq!(v["preempt_delay"], "0s");
+    assert_eq!(v["virtual_addresses"][0], "192.168.100.40/24");
+    assert_eq!(v["unicast_peers"][0], "10.0.0.11");
+    assert_eq!(v["track"][0]["service"], "apiserver");
+    assert_eq!(v["track"][0]["weight"], -60);
+    assert_eq!(v["track"][0]["min_healthy"], 1);
+    assert_eq!(v["track"][1]["script"], "/etc/lbd/check.sh");
+    assert_eq!(v["track"][1]["interval"], "2s");
+    assert_eq!(v["notify"]["any"], "/etc/lbd/notify.sh");
+    assert_eq!(v["notify"]["master"], serde_json::Value::Null);
+    assert_eq!(v["garp_master_delay"], "5s");
+    assert_eq!(v["v3_checksum"], "pseudo-header");
+    assert_eq!(json["vrrp"].as_array().map(Vec::len), Some(1));
+    let empty = serde_json::to_value(p(MINIMAL).unwrap()).unwrap();
+    assert_eq!(empty["vrrp"], serde_json::json!([]));
+}
+
+/// Service `web` on lines 1-6, `[[vrrp]]` on line 7; `body` starts on line 8.
+fn vrrp_raw(body: &str) -> String {
+    svc(&format!("[[vrrp]]\n{body}"))
+}
+
+/// A valid instance `VI` (VRID 51 on eth0, 10.0.0.100/24) on lines 7-11; `extra`
+/// starts on line 12.
+fn vr(extra: &str) -> String {
+    vrrp_raw(&format!(
+        "name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_addresses = [\"10.0.0.100/24\"]\n{extra}"
+    ))
+}
+
+/// A second instance on lines 12-16 (VRID on line 15, VIP on line 16).
+fn second(name: &str, interface: &str, vrid: u8, vip: &str) -> String {
+    format!(
+        "[[vrrp]]\nname = \"{name}\"\ninterface = \"{interface}\"\nvirtual_router_id = {vrid}\nvirtual_addresses = [\"{vip}\"]\n"
+    )
+}
+
+#[test]
+fn bad_vrrp_configs_name_file_line_and_field() {
+    assert!(p(&vr("")).is_ok(), "the base of the cases must be valid");
+    let cases: Vec<(&str, String, &str)> = vec![
+        // --- TOML level ---
+        (
+            "unknown key",
+            vr("nopreempt = true\n"),
+            "lbd.toml:12: vrrp[0].nopreempt: unknown field `nopreempt`",
+        ),
+        (
+            "unknown key in a track entry",
+            vr("track = [{ service = \"web\", wieght = 1 }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].wieght: unknown field `wieght`",
+        ),
+        (
+            "missing virtual_router_id",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_addresses = [\"10.0.0.100\"]\n"),
+            "lbd.toml:7: vrrp[0]: missing field `virtual_router_id`",
+        ),
+        (
+            "unknown v3_checksum",
+            vr("v3_checksum = \"strict\"\n"),
+            "lbd.toml:12: vrrp[0].v3_checksum: unknown variant `strict`",
+        ),
+        (
+            "wrong type for priority",
+            vr("priority = \"high\"\n"),
+            "lbd.toml:12: vrrp[0].priority: invalid type: string \"high\"",
+        ),
+        // --- identity ---
+        (
+            "duplicate instance name",
+            vr(&second("VI", "eth0", 52, "10.0.0.101")),
+            "lbd.toml:13: vrrp[1].name: VRRP instance name \"VI\" is already used by vrrp[0]",
+        ),
+        (
+            "empty instance name",
+            vrrp_raw("name = \" \"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_addresses = [\"10.0.0.100\"]\n"),
+            "lbd.toml:8: vrrp[0].name: must not be empty",
+        ),
+        (
+            "bad interface name",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0:1\"\nvirtual_router_id = 51\nvirtual_addresses = [\"10.0.0.100\"]\n"),
+            "lbd.toml:9: vrrp[0].interface: \"eth0:1\" is not a valid interface name",
+        ),
+        (
+            "vrid 0",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 0\nvirtual_addresses = [\"10.0.0.100\"]\n"),
+            "lbd.toml:10: vrrp[0].virtual_router_id: 0 is out of range 1..=255",
+        ),
+        (
+            "vrid 256",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 256\nvirtual_addresses = [\"10.0.0.100\"]\n"),
+            "lbd.toml:10: vrrp[0].virtual_router_id: 256 is out of range 1..=255",
+        ),
+        (
+            "duplicate vrid on one interface and family",
+            vr(&second("VI2", "eth0", 51, "10.0.0.101")),
+            "lbd.toml:15: vrrp[1].virtual_router_id: virtual_router_id 51 is already used on eth0 for IPv4 by vrrp[0] \"VI\"",
+        ),
+        (
+            "a VIP in two instances",
+            vr(&second("VI2", "eth1", 52, "10.0.0.100/32")),
+            "lbd.toml:16: vrrp[1].virtual_addresses[0]: 10.0.0.100 is already a virtual address of vrrp[0] \"VI\"",
+        ),
+        // --- priority, version, timers ---
+        (
+            "priority 0",
+            vr("priority = 0\n"),
+            "lbd.toml:12: vrrp[0].priority: 0 is out of range 1..=255 (255 = address owner; 0 is reserved for a master leaving)",
+        ),
+        (
+            "priority 256",
+            vr("priority = 256\n"),
+            "lbd.toml:12: vrrp[0].priority: 256 is out of range 1..=255",
+        ),
+        (
+            "version 4",
+            vr("version = 4\n"),
+            "lbd.toml:12: vrrp[0].version: VRRP version 4 does not exist (2 or 3)",
+        ),
+        (
+            "v2 interval not whole seconds",
+            vr("advert_interval = \"1500ms\"\n"),
+            "lbd.toml:12: vrrp[0].advert_interval: 1s 500ms is not allowed with version 2: whole seconds 1s..=255s",
+        ),
+        (
+            "v2 interval above 255s",
+            vr("advert_interval = \"256s\"\n"),
+            "lbd.toml:12: vrrp[0].advert_interval: 4m 16s is not allowed with version 2",
+        ),
+        (
+            "v2 interval 0",
+            vr("advert_interval = \"0s\"\n"),
+            "lbd.toml:12: vrrp[0].advert_interval: 0s is not allowed with version 2",
+        ),
+        (
+            "v3 interval below 10ms",
+            vr("version = 3\nadvert_interval = \"5ms\"\n"),
+            "lbd.toml:13: vrrp[0].advert_interval: 5ms is not allowed with version 3: a multiple of 10ms, 10ms..=40s 950ms",
+        ),
+        (
+            "v3 interval above 40.95s",
+            vr("version = 3\nadvert_interval = \"41s\"\n"),
+            "lbd.toml:13: vrrp[0].advert_interval: 41s is not allowed with version 3",
+        ),
+        (
+            "v3 interval not a multiple of 10ms",
+            vr("version = 3\nadvert_interval = \"15ms\"\n"),
+            "lbd.toml:13: vrrp[0].advert_interval: 15ms is not allowed with version 3",
+        ),
+        (
+            "bad interval duration",
+            vr("advert_interval = \"fast\"\n"),
+            "lbd.toml:12: vrrp[0].advert_interval: invalid duration \"fast\"",
+        ),
+        (
+            "preempt_delay above 1000s",
+            vr("preempt_delay = \"1001s\"\n"),
+            "lbd.toml:12: vrrp[0].preempt_delay: 16m 41s exceeds the maximum 1000s",
+        ),
+        (
+            "bad garp_master_delay",
+            vr("garp_master_delay = \"later\"\n"),
+            "lbd.toml:12: vrrp[0].garp_master_delay: invalid duration \"later\"",
+        ),
+        // --- authentication ---
+        (
+            "auth with version 3",
+            vr("version = 3\nauth_pass = \"secret\"\n"),
+            "lbd.toml:13: vrrp[0].auth_pass: VRRP version 3 has no authentication",
+        ),
+        (
+            "password longer than 8 bytes",
+            vr("auth_pass = \"secret123\"\n"),
+            "lbd.toml:12: vrrp[0].auth_pass: the password is 9 bytes, at most 8 fit in a VRRPv2 advert (keepalived would silently truncate it; lbd refuses)",
+        ),
+        (
+            "password of 8 bytes in multi-byte characters",
+            vr("auth_pass = \"pässwort\"\n"),
+            "lbd.toml:12: vrrp[0].auth_pass: the password is 9 bytes",
+        ),
+        (
+            "empty password",
+            vr("auth_pass = \"\"\n"),
+            "lbd.toml:12: vrrp[0].auth_pass: ",
+        ),
+        // --- addresses ---
+        (
+            "no virtual_addresses",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\n"),
+            "lbd.toml:8: vrrp[0].virtual_addresses: at least one virtual address is required",
+        ),
+        (
+            "empty virtual_addresses",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_addresses = []\n"),
+            "lbd.toml:11: vrrp[0].virtual_addresses: at least one virtual address is required",
+        ),
+        (
+            "mixed families",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nversion = 3\nvirtual_addresses = [\"10.0.0.100\",\n  \"2001:db8::1\"]\n"),
+            "lbd.toml:13: vrrp[0].virtual_addresses[1]: 2001:db8::1 is IPv6 but virtual_addresses[0] 10.0.0.100 is IPv4",
+        ),
+        (
+            "prefix too long",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_addresses = [\"10.0.0.100/33\"]\n"),
+            "lbd.toml:11: vrrp[0].virtual_addresses[0]: \"10.0.0.100/33\" has a bad prefix length \"33\" (1..=32 for IPv4",
+        ),
+        (
+            "prefix not a number",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_addresses = [\"10.0.0.100/x\"]\n"),
+            "lbd.toml:11: vrrp[0].virtual_addresses[0]: \"10.0.0.100/x\" has a bad prefix length \"x\"",
+        ),
+        (
+            "prefix 0",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_addresses = [\"10.0.0.100/0\"]\n"),
+            "lbd.toml:11: vrrp[0].virtual_addresses[0]: \"10.0.0.100/0\" has a bad prefix length \"0\"",
+        ),
+        (
+            "IPv6 prefix too long",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nversion = 3\nvirtual_addresses = [\"2001:db8::1/129\"]\n"),
+            "lbd.toml:12: vrrp[0].virtual_addresses[0]: \"2001:db8::1/129\" has a bad prefix length \"129\" (1..=128 for IPv6",
+        ),
+        (
+            "bad virtual address",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_addresses = [\"10.0.0.300/24\"]\n"),
+            "lbd.toml:11: vrrp[0].virtual_addresses[0]: \"10.0.0.300\" is not an IPv4 or IPv6 address",
+        ),
+        (
+            "multicast virtual address",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_addresses = [\"224.0.0.18\"]\n"),
+            "lbd.toml:11: vrrp[0].virtual_addresses[0]: 224.0.0.18 is an unspecified, multicast or broadcast address",
+        ),
+        (
+            "duplicate virtual address",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_addresses = [\"10.0.0.100/24\", \"10.0.0.100\"]\n"),
+            "lbd.toml:11: vrrp[0].virtual_addresses[1]: 10.0.0.100 is already listed as virtual_addresses[0]",
+        ),
+        (
+            "IPv6 with the default version 2",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_addresses = [\"2001:db8::1\"]\n"),
+            "lbd.toml:11: vrrp[0].virtual_addresses[0]: VRRP version 2 carries IPv4 only",
+        ),
+        (
+            "IPv6 with an explicit version 2",
+            vrrp_raw("name = \"VI\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nversion = 2\nvirtual_addresses = [\"2001:db8::1\"]\n"),
+            "lbd.toml:11: vrrp[0].version: VRRP version 2 carries IPv4 only: IPv6 virtual addresses need version = 3",
+        ),
+        (
+            "unicast peer of the other family",
+            vr("unicast_peers = [\"10.0.0.11\", \"2001:db8::2\"]\n"),
+            "lbd.toml:12: vrrp[0].unicast_peers[1]: 2001:db8::2 is IPv6 but the virtual addresses are IPv4",
+        ),
+        (
+            "unicast source of the other family",
+            vr("unicast_source = \"2001:db8::2\"\n"),
+            "lbd.toml:12: vrrp[0].unicast_source: 2001:db8::2 is IPv6 but the virtual addresses are IPv4",
+        ),
+        (
+            "bad unicast peer",
+            vr("unicast_peers = [\"peer1\"]\n"),
+            "lbd.toml:12: vrrp[0].unicast_peers[0]: \"peer1\" is not an IPv4 or IPv6 address",
+        ),
+        (
+            "duplicate unicast peer",
+            vr("unicast_peers = [\"10.0.0.11\", \"10.0.0.11\"]\n"),
+            "lbd.toml:12: vrrp[0].unicast_peers[1]: 10.0.0.11 is already listed as unicast_peers[0]",
+        ),
+        (
+            "unicast peer is the source",
+            vr("unicast_source = \"10.0.0.10\"\nunicast_peers = [\"10.0.0.10\"]\n"),
+            "lbd.toml:13: vrrp[0].unicast_peers[0]: 10.0.0.10 is the unicast_source itself",
+        ),
+        // --- tracking ---
+        (
+            "tracked service unknown",
+            vr("track = [{ service = \"nope\", weight = -10 }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].service: no [[service]] is named \"nope\"",
+        ),
+        (
+            "weight above 253",
+            vr("track = [{ service = \"web\", weight = 254 }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].weight: 254 is out of range -253..=253 (keepalived's range; 0 = FAULT while failing)",
+        ),
+        (
+            "weight below -253",
+            vr("track = [\n  { service = \"web\" },\n  { script = \"/c.sh\", weight = -254 },\n]\n"),
+            "lbd.toml:14: vrrp[0].track[1].weight: -254 is out of range -253..=253",
+        ),
+        (
+            "script track without script",
+            vr("track = [{ interval = \"2s\", weight = -20 }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].script: a script track needs script",
+        ),
+        (
+            "track entry with neither service nor script",
+            vr("[[vrrp.track]]\nweight = 5\n"),
+            "lbd.toml:13: vrrp[0].track[0].service: a track entry needs service (a [[service]] name) or script",
+        ),
+        (
+            "track entry with both service and script",
+            vr("track = [{ service = \"web\", script = \"/c.sh\" }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].script: a track entry is either a service or a script, not both",
+        ),
+        (
+            "script setting on a service track",
+            vr("[[vrrp.track]]\nservice = \"web\"\nfall = 2\n"),
+            "lbd.toml:14: vrrp[0].track[0].fall: fall applies to a script track, not a service track",
+        ),
+        (
+            "min_healthy on a script track",
+            vr("track = [{ script = \"/c.sh\", min_healthy = 2 }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].min_healthy: min_healthy applies to a service track",
+        ),
+        (
+            "min_healthy 0",
+            vr("track = [{ service = \"web\", min_healthy = 0 }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].min_healthy: must be at least 1",
+        ),
+        (
+            "empty script",
+            vr("track = [{ script = \"\" }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].script: must not be empty",
+        ),
+        (
+            "script interval 0",
+            vr("track = [{ script = \"/c.sh\", interval = \"0s\" }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].interval: must be greater than 0",
+        ),
+        (
+            "script timeout above interval",
+            vr("[[vrrp.track]]\nscript = \"/c.sh\"\ninterval = \"1s\"\ntimeout = \"2s\"\n"),
+            "lbd.toml:15: vrrp[0].track[0].timeout: timeout 2s is longer than interval 1s",
+        ),
+        (
+            "script fall 0",
+            vr("track = [{ script = \"/c.sh\", fall = 0 }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].fall: must be at least 1",
+        ),
+        (
+            "script rise 0",
+            vr("track = [{ script = \"/c.sh\", rise = 0 }]\n"),
+            "lbd.toml:12: vrrp[0].track[0].rise: must be at least 1",
+        ),
+        // --- notify ---
+        (
+            "empty notify path",
+            vr("notify_fault = \"\"\n"),
+            "lbd.toml:12: vrrp[0].notify_fault: must not be empty",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, text, prefix) in &cases {
+        match p(text) {
+            Ok(_) => failures.push(format!("{name}: parsed, expected error {prefix:?}")),
+            Err(e) if !e.to_string().starts_with(prefix) => {
+                failures.push(format!("{name}:\n   got {e}\n  want {prefix}"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }

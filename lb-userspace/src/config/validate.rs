@@ -14,11 +14,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{Opt, RawBackend, RawConfig, RawGlobal, RawHealth, RawInterface, RawKind};
-use super::raw::{RawService, RawStart};
+use super::raw::{RawService, RawStart, RawTrack, RawVrrp};
 use super::{
-    BackendConfig, CheckKind, Config, ConfigError, Global, HealthCheck, Interface, Protocol,
-    Scheduler, Service, XdpMode,
+    BackendConfig, CheckKind, Config, ConfigError, Global, HealthCheck, Interface, Notify,
+    Protocol, Scheduler, Service, Track, V3Checksum, VrrpConfig, XdpMode,
 };
+use crate::vrrp::Version;
 
 /// Where the text came from, to locate errors.
 pub(super) struct Ctx<'a> {
@@ -72,10 +73,12 @@ pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
     let global = global(ctx, raw.global.unwrap_or_default())?;
     let interfaces = interfaces(ctx, &raw.interface)?;
     let services = services(ctx, &global, &raw.service)?;
+    let vrrp = vrrp_instances(ctx, &services, &raw.vrrp)?;
     Ok(Config {
         global,
         interfaces,
         services,
+        vrrp,
     })
 }
 
@@ -646,4 +649,543 @@ fn health(
         start_up: or(&h.start, RawStart::Down) == RawStart::Up,
         port,
     })
+}
+
+/// keepalived's bound on a tracking weight (`-253..=253`).
+const MAX_TRACK_WEIGHT: i64 = 253;
+/// keepalived's bound on `preempt_delay`.
+const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(1000);
+/// Largest VRRPv3 advert interval (4095 centiseconds).
+const MAX_V3_INTERVAL: Duration = Duration::from_millis(40_950);
+/// Virtual addresses that fit in one advert (the count field is 8 bits).
+const MAX_VIRTUAL_ADDRESSES: usize = 255;
+
+/// `[[vrrp]]`: each instance on its own, then the cross-instance checks (unique
+/// names, unique (vrid, interface, family), each virtual address in one instance).
+fn vrrp_instances(ctx: &Ctx<'_>, services: &[Service], raw: &[RawVrrp]) -> Result<Vec<VrrpConfig>> {
+    let mut out: Vec<VrrpConfig> = Vec::with_capacity(raw.len());
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut routers: BTreeMap<(u8, &str, bool), usize> = BTreeMap::new();
+    let mut vips: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    for (i, rv) in raw.iter().enumerate() {
+        let path = format!("vrrp[{i}]");
+        if let Some(first) = names.insert(rv.name.get_ref(), i) {
+            return Err(ctx.at(
+                &rv.name,
+                format!("{path}.name"),
+                format!(
+                    "VRRP instance name {:?} is already used by vrrp[{first}]",
+                    rv.name.get_ref()
+                ),
+            ));
+        }
+        let v = vrrp_instance(ctx, services, rv, &path)?;
+        if let Some(first) = routers.insert((v.vrid, rv.interface.get_ref(), v.is_ipv4()), i) {
+            return Err(ctx.at(
+                &rv.virtual_router_id,
+                format!("{path}.virtual_router_id"),
+                format!(
+                    "virtual_router_id {} is already used on {} for {} by vrrp[{first}] {:?} (one VRID per interface and family)",
+                    v.vrid,
+                    v.interface,
+                    if v.is_ipv4() { "IPv4" } else { "IPv6" },
+                    out[first].name
+                ),
+            ));
+        }
+        if let Some(list) = &rv.virtual_addresses {
+            for (k, (ip, _)) in v.virtual_addresses.iter().enumerate() {
+                // Duplicates within the instance were reported by `vrrp_instance`.
+                if let Some(first) = vips.insert(*ip, i) {
+                    return Err(ctx.at(
+                        &list.get_ref()[k],
+                        format!("{path}.virtual_addresses[{k}]"),
+                        format!(
+                            "{ip} is already a virtual address of vrrp[{first}] {:?}",
+                            out[first].name
+                        ),
+                    ));
+                }
+            }
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// An integer field in `range`, with the range in the message.
+fn int_in<T: TryFrom<i64>>(
+    ctx: &Ctx<'_>,
+    value: &Spanned<i64>,
+    field: &str,
+    range: std::ops::RangeInclusive<i64>,
+    hint: &str,
+) -> Result<T> {
+    let n = *value.get_ref();
+    if !range.contains(&n) {
+        return Err(ctx.at(
+            value,
+            field,
+            format!(
+                "{n} is out of range {}..={}{hint}",
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    T::try_from(n).map_err(|_| ctx.at(value, field, format!("{n} is out of range")))
+}
+
+/// An optional path that must not be empty when given.
+fn opt_path(ctx: &Ctx<'_>, value: &Opt<PathBuf>, field: &str) -> Result<Option<PathBuf>> {
+    match value {
+        Some(v) if v.get_ref().as_os_str().is_empty() => Err(ctx.at(v, field, "must not be empty")),
+        Some(v) => Ok(Some(v.get_ref().clone())),
+        None => Ok(None),
+    }
+}
+
+/// One `ip[/prefix]` virtual address; the prefix defaults to the host prefix.
+fn virtual_address(ctx: &Ctx<'_>, value: &Spanned<String>, field: &str) -> Result<(IpAddr, u8)> {
+    let s = value.get_ref().trim();
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let as_written = Spanned::new(value.span(), addr.to_owned());
+    let ip = address(ctx, &as_written, field)?;
+    let max: u8 = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match prefix {
+        None => max,
+        Some(p) => match p.parse::<u8>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                return Err(ctx.at(
+                    value,
+                    field,
+                    format!(
+                        "{s:?} has a bad prefix length {p:?} (1..={max} for {}; leave it out for /{max})",
+                        family(ip)
+                    ),
+                ))
+            }
+        },
+    };
+    Ok((ip, len))
+}
+
+fn vrrp_instance(
+    ctx: &Ctx<'_>,
+    services: &[Service],
+    rv: &RawVrrp,
+    path: &str,
+) -> Result<VrrpConfig> {
+    let name = non_empty(ctx, &rv.name, &format!("{path}.name"))?;
+    let interface = rv.interface.get_ref();
+    if !valid_ifname(interface) {
+        return Err(ctx.at(
+            &rv.interface,
+            format!("{path}.interface"),
+            format!("{interface:?} is not a valid interface name (1 to 15 characters, no '/', ':' or blanks)"),
+        ));
+    }
+    let vrid: u8 = int_in(
+        ctx,
+        &rv.virtual_router_id,
+        &format!("{path}.virtual_router_id"),
+        1..=255,
+        "",
+    )?;
+    let priority: u8 = match &rv.priority {
+        Some(p) => int_in(
+            ctx,
+            p,
+            &format!("{path}.priority"),
+            1..=255,
+            " (255 = address owner; 0 is reserved for a master leaving)",
+        )?,
+        None => 100,
+    };
+    let version = match &rv.version {
+        None => Version::V2,
+        Some(v) => match *v.get_ref() {
+            2 => Version::V2,
+            3 => Version::V3,
+            n => {
+                return Err(ctx.at(
+                    v,
+                    format!("{path}.version"),
+                    format!("VRRP version {n} does not exist (2 or 3)"),
+                ))
+            }
+        },
+    };
+
+    let ifield = format!("{path}.advert_interval");
+    let advert_interval = duration(ctx, &rv.advert_interval, &ifield, Duration::from_secs(1))?;
+    let ispan = span_or(&rv.advert_interval, None);
+    let shown = humantime::format_duration(advert_interval);
+    match version {
+        Version::V2 => {
+            if advert_interval.subsec_nanos() != 0
+                || !(1..=255).contains(&advert_interval.as_secs())
+            {
+                return Err(ctx.err(
+                    ispan,
+                    ifield,
+                    format!("{shown} is not allowed with version 2: whole seconds 1s..=255s (use version 3 for sub-second intervals)"),
+                ));
+            }
+        }
+        Version::V3 => {
+            if advert_interval.subsec_nanos() % 10_000_000 != 0
+                || advert_interval < Duration::from_millis(10)
+                || advert_interval > MAX_V3_INTERVAL
+            {
+                return Err(ctx.err(
+                    ispan,
+                    ifield,
+                    format!("{shown} is not allowed with version 3: a multiple of 10ms, 10ms..=40s 950ms"),
+                ));
+            }
+        }
+    }
+
+    let dfield = format!("{path}.preempt_delay");
+    let preempt_delay = duration(ctx, &rv.preempt_delay, &dfield, Duration::ZERO)?;
+    if preempt_delay > MAX_PREEMPT_DELAY {
+        return Err(ctx.err(
+            span_or(&rv.preempt_delay, None),
+            dfield,
+            format!(
+                "{} exceeds the maximum 1000s",
+                humantime::format_duration(preempt_delay)
+            ),
+        ));
+    }
+
+    let auth_pass = match &rv.auth_pass {
+        None => None,
+        Some(a) => {
+            let field = format!("{path}.auth_pass");
+            if version == Version::V3 {
+                return Err(ctx.at(
+                    a,
+                    field,
+                    "VRRP version 3 has no authentication (remove auth_pass or use version 2)",
+                ));
+            }
+            crate::vrrp::auth_from_password(a.get_ref()).map_err(|e| {
+                ctx.at(
+                    a,
+                    field.as_str(),
+                    match e {
+                        crate::vrrp::AuthError::TooLong { len } => format!(
+                            "the password is {len} bytes, at most 8 fit in a VRRPv2 advert (keepalived would silently truncate it; lbd refuses)"
+                        ),
+                        other => other.to_string(),
+                    },
+                )
+            })?;
+            Some(a.get_ref().clone())
+        }
+    };
+
+    // Virtual addresses first: they fix the instance's family.
+    let afield = format!("{path}.virtual_addresses");
+    let (list, list_span) = match &rv.virtual_addresses {
+        Some(l) => (l.get_ref().as_slice(), Some(l.span())),
+        None => (&[][..], None),
+    };
+    if list.is_empty() {
+        return Err(ctx.err(
+            list_span.or(Some(rv.name.span())),
+            afield,
+            "at least one virtual address is required (\"ip/prefix\", e.g. \"192.168.100.40/24\")",
+        ));
+    }
+    if list.len() > MAX_VIRTUAL_ADDRESSES {
+        return Err(ctx.err(
+            list_span,
+            afield,
+            format!(
+                "{} virtual addresses: at most {MAX_VIRTUAL_ADDRESSES} fit in an advert",
+                list.len()
+            ),
+        ));
+    }
+    let mut virtual_addresses: Vec<(IpAddr, u8)> = Vec::with_capacity(list.len());
+    for (k, a) in list.iter().enumerate() {
+        let field = format!("{afield}[{k}]");
+        let (ip, len) = virtual_address(ctx, a, &field)?;
+        if let Some((first_ip, _)) = virtual_addresses.first() {
+            if first_ip.is_ipv4() != ip.is_ipv4() {
+                return Err(ctx.at(
+                    a,
+                    field,
+                    format!(
+                        "{ip} is {} but virtual_addresses[0] {first_ip} is {}: one instance carries one family (use a second instance)",
+                        family(ip),
+                        family(*first_ip)
+                    ),
+                ));
+            }
+        }
+        if let Some(first) = virtual_addresses.iter().position(|(v, _)| *v == ip) {
+            return Err(ctx.at(
+                a,
+                field,
+                format!("{ip} is already listed as virtual_addresses[{first}]"),
+            ));
+        }
+        virtual_addresses.push((ip, len));
+    }
+    let ipv4 = virtual_addresses[0].0.is_ipv4();
+    if version == Version::V2 && !ipv4 {
+        let vspan = span_or(&rv.version, Some(list[0].span()));
+        let field = if rv.version.is_some() {
+            format!("{path}.version")
+        } else {
+            format!("{afield}[0]")
+        };
+        return Err(ctx.err(
+            vspan,
+            field,
+            "VRRP version 2 carries IPv4 only: IPv6 virtual addresses need version = 3",
+        ));
+    }
+    let same_family = |ctx: &Ctx<'_>, v: &Spanned<String>, field: &str| -> Result<IpAddr> {
+        let ip = address(ctx, v, field)?;
+        if ip.is_ipv4() != ipv4 {
+            return Err(ctx.at(
+                v,
+                field,
+                format!(
+                    "{ip} is {} but the virtual addresses are {}",
+                    family(ip),
+                    if ipv4 { "IPv4" } else { "IPv6" }
+                ),
+            ));
+        }
+        Ok(ip)
+    };
+    let unicast_source = match &rv.unicast_source {
+        Some(v) => Some(same_family(ctx, v, &format!("{path}.unicast_source"))?),
+        None => None,
+    };
+    let mut unicast_peers: Vec<IpAddr> = Vec::new();
+    if let Some(peers) = &rv.unicast_peers {
+        for (k, v) in peers.get_ref().iter().enumerate() {
+            let field = format!("{path}.unicast_peers[{k}]");
+            let ip = same_family(ctx, v, &field)?;
+            if let Some(first) = unicast_peers.iter().position(|p| *p == ip) {
+                return Err(ctx.at(
+                    v,
+                    field,
+                    format!("{ip} is already listed as unicast_peers[{first}]"),
+                ));
+            }
+            if Some(ip) == unicast_source {
+                return Err(ctx.at(v, field, format!("{ip} is the unicast_source itself")));
+            }
+            unicast_peers.push(ip);
+        }
+    }
+
+    let mut track = Vec::with_capacity(rv.track.len());
+    for (k, t) in rv.track.iter().enumerate() {
+        track.push(track_entry(
+            ctx,
+            services,
+            t,
+            &format!("{path}.track[{k}]"),
+            &rv.name,
+        )?);
+    }
+
+    let notify = Notify {
+        any: opt_path(ctx, &rv.notify, &format!("{path}.notify"))?,
+        master: opt_path(ctx, &rv.notify_master, &format!("{path}.notify_master"))?,
+        backup: opt_path(ctx, &rv.notify_backup, &format!("{path}.notify_backup"))?,
+        fault: opt_path(ctx, &rv.notify_fault, &format!("{path}.notify_fault"))?,
+    };
+
+    let cfg = VrrpConfig {
+        name,
+        interface: interface.clone(),
+        vrid,
+        priority,
+        version,
+        advert_interval,
+        preempt: or(&rv.preempt, true),
+        preempt_delay,
+        auth_pass,
+        unicast_source,
+        unicast_peers,
+        virtual_addresses,
+        track,
+        notify,
+        garp_master_delay: duration(
+            ctx,
+            &rv.garp_master_delay,
+            &format!("{path}.garp_master_delay"),
+            Duration::from_secs(5),
+        )?,
+        garp_master_repeat: or(&rv.garp_master_repeat, 5),
+        v3_checksum: or(&rv.v3_checksum, V3Checksum::PseudoHeader),
+    };
+    // Backstop: whatever the VRRP core would clamp or refuse must have been caught above.
+    let primary = unicast_source.unwrap_or(if ipv4 {
+        IpAddr::from([0u8; 4])
+    } else {
+        IpAddr::from([0u8; 16])
+    });
+    cfg.instance_config(primary)
+        .validate()
+        .map_err(|e| ctx.at(&rv.name, format!("{path}.name"), e.to_string()))?;
+    Ok(cfg)
+}
+
+/// The first span among a track entry's keys, to locate errors about the entry
+/// as a whole; the instance name's when the entry is empty.
+fn track_span(t: &RawTrack, fallback: &Spanned<String>) -> Range<usize> {
+    let spans = [
+        t.service.as_ref().map(Spanned::span),
+        t.script.as_ref().map(Spanned::span),
+        t.weight.as_ref().map(Spanned::span),
+        t.min_healthy.as_ref().map(Spanned::span),
+        t.interval.as_ref().map(Spanned::span),
+        t.timeout.as_ref().map(Spanned::span),
+        t.fall.as_ref().map(Spanned::span),
+        t.rise.as_ref().map(Spanned::span),
+    ];
+    spans
+        .into_iter()
+        .flatten()
+        .min_by_key(|s| s.start)
+        .unwrap_or_else(|| fallback.span())
+}
+
+fn track_entry(
+    ctx: &Ctx<'_>,
+    services: &[Service],
+    t: &RawTrack,
+    path: &str,
+    instance_name: &Spanned<String>,
+) -> Result<Track> {
+    let weight: i32 = match &t.weight {
+        Some(w) => int_in(
+            ctx,
+            w,
+            &format!("{path}.weight"),
+            -MAX_TRACK_WEIGHT..=MAX_TRACK_WEIGHT,
+            " (keepalived's range; 0 = FAULT while failing)",
+        )?,
+        None => 0,
+    };
+    match (&t.service, &t.script) {
+        (Some(_), Some(script)) => Err(ctx.at(
+            script,
+            format!("{path}.script"),
+            "a track entry is either a service or a script, not both (write two entries)",
+        )),
+        (Some(svc), None) => {
+            let misplaced = [
+                ("interval", t.interval.as_ref().map(Spanned::span)),
+                ("timeout", t.timeout.as_ref().map(Spanned::span)),
+                ("fall", t.fall.as_ref().map(Spanned::span)),
+                ("rise", t.rise.as_ref().map(Spanned::span)),
+            ];
+            if let Some((key, span)) = misplaced.into_iter().find(|(_, s)| s.is_some()) {
+                return Err(ctx.err(
+                    span,
+                    format!("{path}.{key}"),
+                    format!("{key} applies to a script track, not a service track (the service's own health check decides)"),
+                ));
+            }
+            let name = svc.get_ref();
+            if !services.iter().any(|s| &s.name == name) {
+                return Err(ctx.at(
+                    svc,
+                    format!("{path}.service"),
+                    format!("no [[service]] is named {name:?}"),
+                ));
+            }
+            let min_healthy = or(&t.min_healthy, 1);
+            if let Some(m) = t.min_healthy.as_ref().filter(|m| *m.get_ref() == 0) {
+                return Err(ctx.at(m, format!("{path}.min_healthy"), "must be at least 1"));
+            }
+            Ok(Track::Service {
+                service: name.clone(),
+                weight,
+                min_healthy,
+            })
+        }
+        (None, Some(script)) => {
+            if let Some(m) = &t.min_healthy {
+                return Err(ctx.at(
+                    m,
+                    format!("{path}.min_healthy"),
+                    "min_healthy applies to a service track, not a script track",
+                ));
+            }
+            if script.get_ref().as_os_str().is_empty() {
+                return Err(ctx.at(script, format!("{path}.script"), "must not be empty"));
+            }
+            let ifield = format!("{path}.interval");
+            let interval = duration(ctx, &t.interval, &ifield, Duration::from_secs(1))?;
+            if interval.is_zero() {
+                return Err(ctx.err(span_or(&t.interval, None), ifield, "must be greater than 0"));
+            }
+            let tfield = format!("{path}.timeout");
+            let timeout = duration(ctx, &t.timeout, &tfield, interval)?;
+            if timeout.is_zero() {
+                return Err(ctx.err(span_or(&t.timeout, None), tfield, "must be greater than 0"));
+            }
+            if timeout > interval {
+                return Err(ctx.err(
+                    span_or(&t.timeout, None),
+                    tfield,
+                    format!(
+                        "timeout {} is longer than interval {}",
+                        humantime::format_duration(timeout),
+                        humantime::format_duration(interval)
+                    ),
+                ));
+            }
+            if let Some(v) = t.fall.as_ref().filter(|v| *v.get_ref() == 0) {
+                return Err(ctx.at(v, format!("{path}.fall"), "must be at least 1"));
+            }
+            if let Some(v) = t.rise.as_ref().filter(|v| *v.get_ref() == 0) {
+                return Err(ctx.at(v, format!("{path}.rise"), "must be at least 1"));
+            }
+            Ok(Track::Script {
+                script: script.get_ref().clone(),
+                interval,
+                timeout,
+                weight,
+                fall: or(&t.fall, 1),
+                rise: or(&t.rise, 1),
+            })
+        }
+        (None, None) => {
+            let (field, hint) = if t.interval.is_some()
+                || t.timeout.is_some()
+                || t.fall.is_some()
+                || t.rise.is_some()
+            {
+                ("script", "a script track needs script (the program to run)")
+            } else {
+                (
+                    "service",
+                    "a track entry needs service (a [[service]] name) or script",
+                )
+            };
+            Err(ctx.err(
+                Some(track_span(t, instance_name)),
+                format!("{path}.{field}"),
+                hint,
+            ))
+        }
+    }
 }

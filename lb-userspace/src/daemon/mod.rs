@@ -10,6 +10,7 @@
 //! (so the first apply writes nothing), and swaps its program into the pinned links.
 
 pub mod translate;
+pub mod vrrp;
 
 use std::{
     collections::HashMap,
@@ -122,6 +123,16 @@ struct Daemon {
     resolved_tx: mpsc::Sender<Resolved>,
     attached: Vec<(String, AttachedMode)>,
     last_reload: String,
+    /// Running VRRP instances.
+    vrrp: Vec<vrrp::Handle>,
+    /// Instances that want forwarding (master, or inherited master after a restart).
+    masters: HashMap<String, bool>,
+    /// Interface carrier state, for FAULT.
+    links_up: HashMap<String, bool>,
+    /// Script tracks' current results.
+    scripts_ok: HashMap<PathBuf, bool>,
+    /// Tracking last sent to each instance, with its reasons.
+    tracked: HashMap<String, (i32, bool, Vec<String>)>,
 }
 
 /// `lbd --check-config`: validate and summarise.
@@ -224,12 +235,51 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         resolved_tx,
         attached: Vec::new(),
         last_reload: "started".into(),
+        vrrp: Vec::new(),
+        masters: HashMap::new(),
+        links_up: HashMap::new(),
+        scripts_ok: HashMap::new(),
+        tracked: HashMap::new(),
     };
+    // An instance whose VIPs are all still on its interface was master before this lbd
+    // started: keep forwarding until its election settles (see daemon::vrrp).
+    if !d.config.vrrp.is_empty() {
+        if let Ok(addr) = crate::vrrp::addr::AddrHandle::new().await {
+            for v in &d.config.vrrp {
+                let mut all = !v.virtual_addresses.is_empty();
+                for (ip, _) in &v.virtual_addresses {
+                    all &= addr.has(&v.interface, *ip).await.unwrap_or(false);
+                }
+                d.masters.insert(v.name.clone(), all);
+            }
+        }
+    }
     d.apply()?;
     d.attach_interfaces()?;
     d.resolve_missing();
 
     let mut neigh_rx = neigh::watch_neighbors().await?;
+    let (vrrp_tx, mut vrrp_rx) = mpsc::channel::<vrrp::Event>(64);
+    let (script_tx, mut script_rx) = mpsc::channel::<(PathBuf, bool)>(64);
+    let mut link_rx = if d.config.vrrp.is_empty() {
+        mpsc::channel(1).1
+    } else {
+        crate::vrrp::addr::watch_links()
+            .await
+            .map_err(|e| DaemonError::Io {
+                what: "watching links for VRRP".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    };
+    for v in d.config.vrrp.clone() {
+        let handle = vrrp::spawn(v, vrrp_tx.clone()).map_err(|e| DaemonError::Io {
+            what: e,
+            source: std::io::Error::other("VRRP"),
+        })?;
+        d.vrrp.push(handle);
+    }
+    spawn_script_tracks(&d.config, script_tx);
+    d.update_tracking();
     let listener =
         control::bind(&d.config.global.control_socket).map_err(|source| DaemonError::Io {
             what: format!(
@@ -266,6 +316,21 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             Some(ev) = health_rx.recv() => d.on_health(ev),
             Some((ip, result)) = resolved_rx.recv() => d.on_resolved(ip, result),
             Some(n) = neigh_rx.recv() => d.on_neighbor(n),
+            Some((name, forward)) = vrrp_rx.recv() => {
+                d.masters.insert(name, forward);
+                d.apply_logged();
+            }
+            Some((ifname, up)) = link_rx.recv() => {
+                if d.links_up.insert(ifname.clone(), up) != Some(up) {
+                    tracing::info!(interface = %ifname, up, "link state");
+                    d.update_tracking();
+                }
+            }
+            Some((script, ok)) = script_rx.recv() => {
+                tracing::info!(script = %script.display(), ok, "VRRP track script result");
+                d.scripts_ok.insert(script, ok);
+                d.update_tracking();
+            }
             Some((request, reply)) = req_rx.recv() => {
                 let response = d.handle(request);
                 let _ = reply.send(response);
@@ -281,14 +346,115 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             _ = int.recv() => break,
         }
     }
+    // A graceful stop hands the VIPs over (priority 0: the backup takes over within
+    // skew time). The data plane keeps forwarding whatever still arrives here, to the
+    // same backends the new master picks.
+    for h in &d.vrrp {
+        let (done, wait) = oneshot::channel();
+        if h.commands.send(vrrp::Command::Shutdown(done)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
+        }
+    }
     let _ = std::fs::remove_file(&d.config.global.control_socket);
     tracing::info!(pin_dir = %d.config.global.pin_dir.display(), "lbd exiting; the pinned data plane keeps forwarding (lbd --detach removes it)");
     Ok(())
 }
 
 impl Daemon {
+    /// Without VRRP the node forwards per `[global] forwarding` (always-active mode);
+    /// with VRRP, while any instance is master.
     fn forwarding(&self) -> bool {
-        self.config.global.forwarding == Forwarding::Active
+        if self.config.vrrp.is_empty() {
+            self.config.global.forwarding == Forwarding::Active
+        } else {
+            self.masters.values().any(|m| *m)
+        }
+    }
+
+    /// Re-evaluate every instance's tracking (service health, scripts, interface) and
+    /// tell the instances whose result changed.
+    fn update_tracking(&mut self) {
+        for h in &self.vrrp {
+            let config = &self.config;
+            let health = &self.health;
+            let service_healthy = |name: &str| -> (u32, u32) {
+                let Some(svc) = config.services.iter().find(|s| s.name == name) else {
+                    return (0, 0);
+                };
+                let up = svc
+                    .backends
+                    .iter()
+                    .filter(|b| translate::healthy(svc, b.address, health))
+                    .count();
+                (up as u32, svc.backends.len() as u32)
+            };
+            let scripts = &self.scripts_ok;
+            let script_ok = |p: &Path| scripts.get(p).copied();
+            let input = crate::vrrp::track::TrackInput {
+                service_healthy: &service_healthy,
+                script_ok: &script_ok,
+            };
+            let mut result = crate::vrrp::track::evaluate(&h.config.track, &input);
+            if self.links_up.get(&h.config.interface) == Some(&false) {
+                result.fault = true;
+                result
+                    .reasons
+                    .push(format!("interface {} is down", h.config.interface));
+            }
+            let now = (result.delta, result.fault, result.reasons.clone());
+            if self.tracked.get(&h.name) != Some(&now) {
+                tracing::info!(instance = %h.name, delta = result.delta, fault = result.fault, reasons = ?result.reasons, "VRRP tracking changed");
+                let _ = h.commands.try_send(vrrp::Command::Track {
+                    delta: result.delta,
+                    fault: result.fault,
+                });
+                self.tracked.insert(h.name.clone(), now);
+            }
+        }
+    }
+
+    fn vrrp_views(&self) -> Vec<crate::control::VrrpView> {
+        self.vrrp
+            .iter()
+            .map(|h| {
+                let st = h.status.lock().map(|s| s.clone()).unwrap_or_default();
+                crate::control::VrrpView {
+                    name: h.name.clone(),
+                    interface: h.config.interface.clone(),
+                    vrid: h.config.vrid,
+                    version: match h.config.version {
+                        crate::vrrp::Version::V2 => 2,
+                        crate::vrrp::Version::V3 => 3,
+                    },
+                    state: st.state,
+                    priority: st.priority,
+                    base_priority: h.config.priority,
+                    master: st.master,
+                    source: st.source,
+                    vips: h
+                        .config
+                        .virtual_addresses
+                        .iter()
+                        .map(|(a, p)| format!("{a}/{p}"))
+                        .collect(),
+                    transitions: st.transitions,
+                    adverts_received: st.counters.adverts_received,
+                    adverts_sent: st.counters.adverts_sent,
+                    dropped: st
+                        .counters
+                        .drops()
+                        .into_iter()
+                        .map(|(r, n)| (r.name().to_string(), n))
+                        .collect(),
+                    tracking: self
+                        .tracked
+                        .get(&h.name)
+                        .map(|t| t.2.clone())
+                        .unwrap_or_default(),
+                    last_error: st.last_error,
+                }
+            })
+            .collect()
     }
 
     fn apply(&mut self) -> Result<(), SyncError> {
@@ -433,6 +599,7 @@ impl Daemon {
         let before = self.health.insert(ev.key.clone(), ev.up);
         if before != Some(ev.up) {
             self.apply_logged();
+            self.update_tracking();
         }
     }
 
@@ -557,6 +724,9 @@ impl Daemon {
                     }
                     Response::Explain(view)
                 }
+                Request::Vrrp => Response::Vrrp {
+                    instances: self.vrrp_views(),
+                },
                 Request::Health => Response::Health {
                     backends: self.health_views(),
                 },
@@ -628,5 +798,43 @@ impl Daemon {
             }
         }
         Ok(services)
+    }
+}
+
+/// Run every VRRP track script (each distinct script once) at its interval, with its
+/// timeout, and report its rise/fall-filtered result to the main loop.
+fn spawn_script_tracks(config: &Config, tx: mpsc::Sender<(PathBuf, bool)>) {
+    let mut seen = std::collections::HashSet::new();
+    for v in &config.vrrp {
+        for t in &v.track {
+            let Some(mut track) = crate::vrrp::track::ScriptTrack::from_track(t) else {
+                continue;
+            };
+            if !seen.insert(track.script.clone()) {
+                continue;
+            }
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut cmd = tokio::process::Command::new(&track.script);
+                    cmd.kill_on_drop(true)
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null());
+                    let ok = match cmd.spawn() {
+                        Ok(mut child) => {
+                            matches!(tokio::time::timeout(track.timeout, child.wait()).await, Ok(Ok(status)) if status.success())
+                        }
+                        Err(_) => false,
+                    };
+                    if let Some(result) = track.observe(ok) {
+                        if tx.send((track.script.clone(), result)).await.is_err() {
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(track.interval).await;
+                }
+            });
+        }
     }
 }

@@ -67,6 +67,8 @@ pub trait DataplaneOps {
     fn set_config(&mut self, config: &DataplaneConfig) -> Result<(), DataplaneError>;
     /// The data plane's clock (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) in nanoseconds.
     fn now_ns(&self) -> u64;
+    /// Packets service `id` has forwarded (all CPUs).
+    fn service_packets(&self, id: u32) -> Result<u64, DataplaneError>;
 
     /// Build `key`'s Maglev table and install it, marking slots that move relative to
     /// the installed table dirty.
@@ -136,6 +138,9 @@ impl DataplaneOps for Dataplane {
     }
     fn now_ns(&self) -> u64 {
         monotonic_ns()
+    }
+    fn service_packets(&self, id: u32) -> Result<u64, DataplaneError> {
+        Ok(Dataplane::service_stats(self, id)?.packets)
     }
 }
 
@@ -245,6 +250,10 @@ struct ServiceState {
     /// seed), so unchanged services are skipped without building or reading a table
     /// (`None` = unknown).
     installed: Option<u64>,
+    /// The service's forwarded-packet counter when its table was last installed. A
+    /// table no packet used since (a node at startup, a VRRP backup) has no flows to
+    /// preserve: its successor is installed clean. `None` = unknown (assume used).
+    packets_at_install: Option<u64>,
 }
 
 /// The reconciler's memory: allocations and what it last wrote.
@@ -300,6 +309,7 @@ impl Reconciler {
                         backends: BTreeMap::new(),
                         changed: dirty.then_some(now),
                         installed: None,
+                        packets_at_install: None,
                     },
                 );
             }
@@ -402,6 +412,7 @@ impl Reconciler {
                             backends: BTreeMap::new(),
                             changed: None,
                             installed: None,
+                            packets_at_install: None,
                         },
                     );
                     id
@@ -518,7 +529,15 @@ impl Reconciler {
                         && t.slots().iter().zip(&fresh).all(|(e, f)| e.backend == *f)
                 });
                 if !unchanged {
-                    let entries = maglev::merge(old.as_ref().map(|t| t.slots()), &fresh);
+                    // Mark moved slots dirty only if flows can be on the old table.
+                    let packets = dp.service_packets(id)?;
+                    let used = state.packets_at_install != Some(packets);
+                    let previous = if used {
+                        old.as_ref().map(|t| t.slots())
+                    } else {
+                        None
+                    };
+                    let entries = maglev::merge(previous, &fresh);
                     let table = ServiceTable::boxed(id, svc.flags, &entries).ok_or(
                         DataplaneError::Table(maglev::MaglevError::TableTooLarge(
                             desired.table_size,
@@ -528,9 +547,8 @@ impl Reconciler {
                     report.tables_written += 1;
                     if let Some(s) = self.services.get_mut(&svc.key) {
                         s.flags = svc.flags;
-                        if entries.iter().any(TableEntry::is_dirty) {
-                            s.changed = Some(now);
-                        }
+                        s.packets_at_install = Some(packets);
+                        s.changed = entries.iter().any(TableEntry::is_dirty).then_some(now);
                     }
                     tracing::info!(service = %svc.name, backends = members.len(), "installed Maglev table");
                 }
@@ -587,6 +605,12 @@ impl Reconciler {
             self.write_backend(dp, index, b, &mut report)?;
             self.used.remove(&index);
             self.freed.push_back(index);
+        }
+
+        // A node that does not forward has no flows to preserve: no dirty slots, so that
+        // when it takes over (VRRP) it holds the same pure Maglev mapping as its peers.
+        if !desired.forwarding {
+            self.clean_all(dp)?;
         }
 
         // The switch and the seed.
@@ -677,6 +701,39 @@ impl Reconciler {
             );
         }
         Ok(cleaned)
+    }
+
+    /// Make every dirty table clean and forget the connections of those services.
+    fn clean_all(&mut self, dp: &mut impl DataplaneOps) -> Result<(), SyncError> {
+        let dirty: Vec<ServiceKey> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.changed.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let conns = dp.conns()?;
+        for key in dirty {
+            if let Some(mut table) = dp.service(&key)? {
+                let len = table.len as usize;
+                maglev::settle(&mut table.entries[..len]);
+                dp.set_service(&key, &table)?;
+                let packets = dp.service_packets(table.id)?;
+                if let Some(s) = self.services.get_mut(&key) {
+                    s.changed = None;
+                    s.packets_at_install = Some(packets);
+                }
+            }
+            for k in conns.keys().filter(|k| {
+                k.dst == key.vip && k.proto == key.proto && (key.port == 0 || k.dport == key.port)
+            }) {
+                dp.remove_conn(k)?;
+            }
+            tracing::info!("not forwarding: Maglev slots of a service settled");
+        }
+        Ok(())
     }
 
     /// The backend index of `address` in service `key`.

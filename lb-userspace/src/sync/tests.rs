@@ -33,6 +33,10 @@ struct Fake {
     config: DataplaneConfig,
     now_ns: u64,
     log: RefCell<Vec<Op>>,
+    /// Forwarded packets as the fake reports them: by default it grows on every read
+    /// (traffic flows); `idle` freezes it.
+    packets: RefCell<u64>,
+    idle: bool,
 }
 
 impl Fake {
@@ -116,6 +120,13 @@ impl DataplaneOps for Fake {
     }
     fn now_ns(&self) -> u64 {
         self.now_ns
+    }
+    fn service_packets(&self, _id: u32) -> Result<u64, DataplaneError> {
+        let mut p = self.packets.borrow_mut();
+        if !self.idle {
+            *p += 1;
+        }
+        Ok(*p)
     }
 }
 
@@ -461,4 +472,85 @@ fn settle_cleans_slots_without_live_tracked_flows() {
         !f.conns.contains_key(&dead),
         "entries of cleaned slots are forgotten"
     );
+}
+
+#[test]
+fn a_table_no_packet_used_is_replaced_clean() {
+    let mut f = Fake::new();
+    f.idle = true;
+    let mut r = Reconciler::new(LIMITS);
+    // Backends come up one by one, as at startup: no traffic yet, so no dirty slots.
+    r.apply(&mut f, &desired(vec![backend(1, 1, true)]), Instant::now())
+        .unwrap();
+    r.apply(
+        &mut f,
+        &desired(vec![backend(1, 1, true), backend(2, 1, true)]),
+        Instant::now(),
+    )
+    .unwrap();
+    assert!(
+        f.services[&key(80)].slots().iter().all(|e| !e.is_dirty()),
+        "no flow could be on the old table"
+    );
+    // With traffic, the next change marks moved slots.
+    f.idle = false;
+    r.apply(
+        &mut f,
+        &desired(vec![
+            backend(1, 1, true),
+            backend(2, 1, true),
+            backend(3, 1, true),
+        ]),
+        Instant::now(),
+    )
+    .unwrap();
+    assert!(f.services[&key(80)].slots().iter().any(|e| e.is_dirty()));
+}
+
+#[test]
+fn a_node_that_stops_forwarding_settles_its_tables() {
+    let mut f = Fake::new();
+    let mut r = Reconciler::new(LIMITS);
+    r.apply(
+        &mut f,
+        &desired(vec![backend(1, 1, true), backend(2, 1, true)]),
+        Instant::now(),
+    )
+    .unwrap();
+    r.apply(
+        &mut f,
+        &desired(vec![backend(1, 1, true), backend(2, 0, true)]),
+        Instant::now(),
+    )
+    .unwrap();
+    assert!(f.services[&key(80)].slots().iter().any(|e| e.is_dirty()));
+    let stale = ConnKey {
+        src: addr_words(ip("192.0.2.1")),
+        dst: key(80).vip,
+        sport: 1,
+        dport: 80,
+        proto: 6,
+        _pad: 0,
+        _pad2: 0,
+    };
+    f.conns.insert(
+        stale,
+        ConnValue {
+            backend: 1,
+            gen: 1,
+            last_seen_ns: 0,
+        },
+    );
+    let mut d = desired(vec![backend(1, 1, true), backend(2, 0, true)]);
+    d.forwarding = false;
+    r.apply(&mut f, &d, Instant::now()).unwrap();
+    assert!(
+        f.services[&key(80)].slots().iter().all(|e| !e.is_dirty()),
+        "a VRRP backup holds the pure mapping"
+    );
+    assert!(
+        f.conns.is_empty(),
+        "and forgets the flows it no longer carries"
+    );
+    assert_eq!(f.config.forwarding, 0);
 }

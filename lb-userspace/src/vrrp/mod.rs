@@ -9,15 +9,22 @@
 //! - [`state`]: one instance's state machine on a caller-supplied clock, returning
 //!   [`Action`]s;
 //! - [`Counters`]: what the daemon exposes per instance (drops by reason, adverts
-//!   received / sent, transitions).
+//!   received / sent, transitions);
+//! - [`track`]: tracked services and scripts turned into a priority delta or FAULT;
+//! - [`notify`]: starting keepalived-style notify scripts on a state change.
 //!
 //! Typical use per instance: `peek_vrid` to route a received packet, `decode` with
 //! `InstanceConfig::expect`, `Counters::record_decode`, `Instance::on_advert`; run
 //! `Instance::on_timer` at `Instance::next_deadline`; perform the actions in order,
 //! encoding `SendAdvert` with `Instance::make_advert` + `encode`.
 
+pub mod addr;
+pub mod announce;
+pub mod io;
+pub mod notify;
 pub mod packet;
 pub mod state;
+pub mod track;
 
 pub use packet::{
     auth_from_password, decode, encode, parse_ipv4_packet, peek_vrid, AcceptChecksum, Advert,

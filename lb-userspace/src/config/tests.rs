@@ -1198,6 +1198,16 @@ fn bad_vrrp_configs_name_file_line_and_field() {
             vr("unicast_source = \"10.0.0.10\"\nunicast_peers = [\"10.0.0.10\"]\n"),
             "lbd.toml:13: vrrp[0].unicast_peers[0]: 10.0.0.10 is the unicast_source itself",
         ),
+        (
+            "unicast source is a virtual address",
+            vr("unicast_source = \"10.0.0.100\"\n"),
+            "lbd.toml:12: vrrp[0].unicast_source: 10.0.0.100 is one of the virtual addresses",
+        ),
+        (
+            "unicast peer is a virtual address",
+            vr("unicast_peers = [\"10.0.0.100\"]\n"),
+            "lbd.toml:12: vrrp[0].unicast_peers[0]: 10.0.0.100 is one of the virtual addresses",
+        ),
         // --- tracking ---
         (
             "tracked service unknown",

@@ -967,6 +967,13 @@ fn vrrp_instance(
                 ),
             ));
         }
+        if virtual_addresses.iter().any(|(vip, _)| *vip == ip) {
+            return Err(ctx.at(
+                v,
+                field,
+                format!("{ip} is one of the virtual addresses (it must be a node's own address)"),
+            ));
+        }
         Ok(ip)
     };
     let unicast_source = match &rv.unicast_source {

@@ -443,7 +443,6 @@ impl Daemon {
                     dropped: st
                         .counters
                         .drops()
-                        .into_iter()
                         .map(|(r, n)| (r.name().to_string(), n))
                         .collect(),
                     tracking: self

@@ -1,0 +1,256 @@
+//! VRRP end to end, as root, in network namespaces (tests/src/lab.rs with two LB nodes):
+//! two lbd nodes fail over without losing established connections (identical Maglev
+//! mappings), and lbd interoperates with real keepalived 2.2.7 as the other node.
+
+use std::{
+    fs,
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    lab::{wait_until, Lab},
+    netns::sh,
+};
+use lb_userspace::control::{Request, Response, VrrpView};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+const COMPLETE: &str = "1048576 200";
+
+fn vrrp_instance(extra: &str, priority: u8) -> String {
+    format!(
+        "[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = {priority}\n\
+         virtual_addresses = [\"10.99.0.100/24\"]\n{extra}\n"
+    )
+}
+
+fn vrrp_state(lab: &Lab, node: &str) -> Option<VrrpView> {
+    match lab.ask_on(node, Request::Vrrp)? {
+        Response::Vrrp { instances } => instances.into_iter().next(),
+        _ => None,
+    }
+}
+
+fn state_is(lab: &Lab, node: &str, state: &str) -> bool {
+    vrrp_state(lab, node).is_some_and(|v| v.state == state)
+}
+
+fn vip_on(lab: &Lab, node: &str) -> bool {
+    sh(&format!("ip -n {} addr show dev eth0", lab.ns(node))).contains("10.99.0.100/24")
+}
+
+fn finished(child: Child) -> String {
+    let out = child.wait_with_output().expect("curl finished");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn all_ok(lab: &Lab, from: u16, n: u16) -> Vec<String> {
+    (from..from + n).map(|p| lab.curl(p, "/")).collect()
+}
+
+#[test]
+fn two_lbd_nodes_fail_over_without_losing_established_connections() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_with("vf", 2);
+    let v3 = "version = 3\nadvert_interval = \"100ms\"\n";
+    let web = Lab::web_service([Some(1), Some(1), Some(1)]);
+    lab.write_config_for("lb", &format!("{}{web}", vrrp_instance(v3, 150)));
+    lab.write_config_for("lb2", &format!("{}{web}", vrrp_instance(v3, 100)));
+    lab.start_lbd_on("lb");
+    lab.start_lbd_on("lb2");
+    wait_until(Duration::from_secs(10), "lb MASTER, lb2 BACKUP", || {
+        state_is(&lab, "lb", "MASTER") && state_is(&lab, "lb2", "BACKUP")
+    });
+    lab.wait_healthy_on("lb", 3);
+    lab.wait_healthy_on("lb2", 3);
+    assert!(
+        vip_on(&lab, "lb") && !vip_on(&lab, "lb2"),
+        "only the master holds the VIP"
+    );
+    let got = all_ok(&lab, 35000, 10);
+    assert!(
+        got.iter().all(|g| g.starts_with('b')),
+        "through the master: {got:?}"
+    );
+
+    // Long-lived connections, then the master node dies (lbd killed, link down).
+    let streams: Vec<Child> = (0..4)
+        .map(|i| lab.slow_download(36000 + i, "200k"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let t = Instant::now();
+    lab.kill_lbd_on("lb");
+    sh(&format!("ip -n {} link set eth0 down", lab.ns("lb")));
+    wait_until(Duration::from_secs(5), "lb2 MASTER", || {
+        state_is(&lab, "lb2", "MASTER")
+    });
+    let takeover = t.elapsed();
+    assert!(vip_on(&lab, "lb2"), "the backup owns the VIP");
+    assert!(
+        takeover < Duration::from_secs(2),
+        "v3 at 100 ms took over in {takeover:?}"
+    );
+    let got = all_ok(&lab, 37000, 10);
+    assert!(
+        got.iter().all(|g| g.starts_with('b')),
+        "new connections through the new master: {got:?}"
+    );
+    let lost = streams
+        .into_iter()
+        .map(finished)
+        .filter(|r| r != COMPLETE)
+        .count();
+    assert_eq!(lost, 0, "established connections lost in the failover");
+}
+
+/// keepalived 2.2.7 in a lab namespace, killed on drop.
+struct Keepalived {
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+}
+
+impl Keepalived {
+    fn start(lab: &Lab, node: &str, config: &str) -> Keepalived {
+        let dir = lab.dir.join(format!("keepalived-{node}"));
+        fs::create_dir_all(&dir).expect("dir");
+        let conf = dir.join("keepalived.conf");
+        fs::write(&conf, config).expect("conf");
+        let log = fs::File::create(dir.join("log")).expect("log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns(node),
+                "/usr/sbin/keepalived",
+                "-n",
+                "-l",
+                "-D",
+                "-P",
+                "-f",
+            ])
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.join("keepalived.pid"))
+            .arg("-r")
+            .arg(dir.join("vrrp.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("keepalived");
+        Keepalived {
+            child: Some(child),
+            dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let mut c = c;
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for pid in ["keepalived.pid", "vrrp.pid"] {
+            if let Ok(p) = fs::read_to_string(self.dir.join(pid)) {
+                let _ = Command::new("kill")
+                    .args(["-9", p.trim()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+const KEEPALIVED_V2: &str = r#"
+global_defs {
+    router_id lb2
+}
+vrrp_instance VI_1 {
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass secret12
+    }
+    virtual_ipaddress {
+        10.99.0.100/24 dev eth0
+    }
+}
+"#;
+
+#[test]
+fn lbd_and_keepalived_elect_hand_over_and_preempt() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_with("vk", 2);
+    let web = Lab::web_service([Some(1), Some(1), Some(1)]);
+    lab.write_config_for(
+        "lb",
+        &format!(
+            "{}{web}",
+            vrrp_instance("version = 2\nauth_pass = \"secret12\"\n", 150)
+        ),
+    );
+    // keepalived first: it becomes master alone, then lbd (higher priority) preempts.
+    let keepalived = Keepalived::start(&lab, "lb2", KEEPALIVED_V2);
+    wait_until(Duration::from_secs(10), "keepalived MASTER alone", || {
+        vip_on(&lab, "lb2")
+    });
+    lab.start_lbd_on("lb");
+    wait_until(Duration::from_secs(10), "lbd preempts keepalived", || {
+        state_is(&lab, "lb", "MASTER") && !vip_on(&lab, "lb2")
+    });
+    assert!(vip_on(&lab, "lb"));
+    lab.wait_healthy_on("lb", 3);
+    let got = all_ok(&lab, 38000, 6);
+    assert!(got.iter().all(|g| g.starts_with('b')), "{got:?}");
+
+    // Graceful stop: priority 0, keepalived takes over within its skew time.
+    let t = Instant::now();
+    lab.stop_lbd_on("lb");
+    wait_until(Duration::from_secs(5), "keepalived takes over", || {
+        vip_on(&lab, "lb2")
+    });
+    let handover = t.elapsed();
+    assert!(
+        handover < Duration::from_millis(2500),
+        "graceful handover took {handover:?}"
+    );
+    assert!(!vip_on(&lab, "lb"), "the stopping master removed its VIP");
+
+    // lbd returns with the higher priority and preempts.
+    lab.start_lbd_on("lb");
+    wait_until(Duration::from_secs(10), "lbd preempts again", || {
+        state_is(&lab, "lb", "MASTER") && !vip_on(&lab, "lb2")
+    });
+    let view = vrrp_state(&lab, "lb").expect("vrrp view");
+    assert!(view.adverts_received > 0, "lbd heard keepalived: {view:?}");
+    assert_eq!(
+        view.dropped.iter().map(|(_, n)| n).sum::<u64>(),
+        0,
+        "lbd dropped none of keepalived's adverts: {view:?}"
+    );
+    let log = keepalived.log();
+    for bad in ["invalid", "Invalid", "bad ", "mismatch", "error"] {
+        assert!(!log.contains(bad), "keepalived complained ({bad}):\n{log}");
+    }
+}

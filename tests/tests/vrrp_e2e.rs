@@ -254,3 +254,69 @@ fn lbd_and_keepalived_elect_hand_over_and_preempt() {
         assert!(!log.contains(bad), "keepalived complained ({bad}):\n{log}");
     }
 }
+
+const KEEPALIVED_V3_UNICAST_NOPREEMPT: &str = r#"
+global_defs {
+    router_id lb2
+}
+vrrp_instance VI_1 {
+    version 3
+    state BACKUP
+    nopreempt
+    interface eth0
+    virtual_router_id 51
+    priority 200
+    advert_int 0.1
+    unicast_src_ip 10.99.0.3
+    unicast_peer {
+        10.99.0.2
+    }
+    virtual_ipaddress {
+        10.99.0.100/24 dev eth0
+    }
+}
+"#;
+
+#[test]
+fn keepalived_v3_unicast_with_nopreempt_does_not_take_over_a_live_lbd_master() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_with("vu", 2);
+    let web = Lab::web_service([Some(1), Some(1), Some(1)]);
+    let unicast = "version = 3\nadvert_interval = \"100ms\"\nunicast_source = \"10.99.0.2\"\nunicast_peers = [\"10.99.0.3\"]\n";
+    lab.write_config_for("lb", &format!("{}{web}", vrrp_instance(unicast, 100)));
+    lab.start_lbd_on("lb");
+    wait_until(Duration::from_secs(10), "lbd MASTER alone", || {
+        state_is(&lab, "lb", "MASTER") && vip_on(&lab, "lb")
+    });
+    // keepalived with a higher priority but nopreempt stays backup behind a live master.
+    let keepalived = Keepalived::start(&lab, "lb2", KEEPALIVED_V3_UNICAST_NOPREEMPT);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        state_is(&lab, "lb", "MASTER") && vip_on(&lab, "lb") && !vip_on(&lab, "lb2"),
+        "nopreempt respected"
+    );
+    // A backup sends nothing; that keepalived (priority 200) never took over shows it
+    // accepts lbd's v3 unicast adverts (pseudo-header checksum) as a live master's.
+    let view = vrrp_state(&lab, "lb").expect("view");
+    assert_eq!(
+        view.dropped.iter().map(|(_, n)| n).sum::<u64>(),
+        0,
+        "{view:?}"
+    );
+    // lbd dies (kill -9, link down): keepalived takes over within Master_Down_Interval.
+    let t = Instant::now();
+    lab.kill_lbd_on("lb");
+    sh(&format!("ip -n {} link set eth0 down", lab.ns("lb")));
+    wait_until(Duration::from_secs(5), "keepalived takes over", || {
+        vip_on(&lab, "lb2")
+    });
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "v3 at 100 ms: {:?}",
+        t.elapsed()
+    );
+    let log = keepalived.log();
+    for bad in ["invalid", "Invalid", "bad ", "mismatch", "error"] {
+        assert!(!log.contains(bad), "keepalived complained ({bad}):\n{log}");
+    }
+}

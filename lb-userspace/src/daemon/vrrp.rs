@@ -27,7 +27,7 @@ use crate::{
         announce::announce,
         io::VrrpSocket,
         notify::notify,
-        packet::{decode, encode, MCAST_V4, MCAST_V6},
+        packet::{decode, encode, peek_vrid, MCAST_V4, MCAST_V6},
         state::{Action, Instance, State},
         Counters,
     },
@@ -310,7 +310,9 @@ async fn run(
         tokio::select! {
             received = r.socket.recv() => match received {
                 Ok(Ok(rx)) => {
-                    if rx.src == r.socket.source() {
+                    // Our own (looped) adverts, and other routers' VRIDs on a shared
+                    // segment, are not ours to count.
+                    if rx.src == r.socket.source() || peek_vrid(&rx.payload) != Some(r.config.vrid) {
                         continue;
                     }
                     let decoded = decode(&rx, &expect);

@@ -124,6 +124,10 @@ cmd_up() {
             fi
         fi
     done
+    # A small TCP receive buffer on the client: a backend cannot push a whole download
+    # ahead into it, so a stream keeps needing its ACKs to cross the LB until its last
+    # byte (what connection-survival checks rely on).
+    ip netns exec "$P-client" sysctl -qw net.ipv4.tcp_rmem='4096 8192 16384'
     if [ "${LAB_VIP_ROUTE:-1}" = 1 ]; then
         ip -n "$P-client" route replace "$VIP/32" via "$LB_IP"
     fi

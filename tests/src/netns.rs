@@ -73,6 +73,22 @@ impl Drop for Netns {
     }
 }
 
+/// Move the calling thread into the existing namespace `name` (made by someone else,
+/// e.g. scripts/lab.sh). Returns the guard that moves it back.
+pub fn enter_existing(name: &str) -> EnteredNetns {
+    let home = File::open("/proc/thread-self/ns/net").expect("open own netns");
+    let target = File::open(format!("/var/run/netns/{name}")).expect("open netns");
+    // SAFETY: setns on a valid namespace fd affects only this thread.
+    let rc = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "setns into {name}: {}",
+        std::io::Error::last_os_error()
+    );
+    EnteredNetns { home }
+}
+
 /// While alive, the thread is inside a namespace; dropping returns it home.
 pub struct EnteredNetns {
     home: File,

@@ -21,6 +21,9 @@ struct Args {
     /// Fewer repetitions: checks the harness runs (CI), numbers are rough.
     #[arg(long)]
     quick: bool,
+    /// Run only the sections whose name contains this (packet, maglev, control, backend, vrrp).
+    #[arg(long)]
+    only: Option<String>,
     /// Output directory for report.md and report.json.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -62,140 +65,148 @@ fn main() -> Result<()> {
         (2_000_000, 7)
     };
     let mut figures = Vec::new();
+    let want = |section: &str| {
+        args.only
+            .as_deref()
+            .is_none_or(|only| section.contains(only))
+    };
 
     // ---- per-packet cost ----
-    let mut f = Fixture::new();
-    f.dp.load_program(programs::MACSWAP)?;
-    for i in 0..3 {
-        f.backend_state(i, BACKEND_UP, 1);
-    }
-    let all = [(0u16, 1u32), (1, 1), (2, 1)];
-    f.service("198.51.100.10", 80, proto::TCP, 0, 0, &all);
-    f.service("198.51.100.10", 53, proto::UDP, 1, 0, &all);
-    f.service("2001:db8::10", 443, proto::TCP, 2, 0, &all);
+    if want("packet") {
+        let mut f = Fixture::new();
+        f.dp.load_program(programs::MACSWAP)?;
+        for i in 0..3 {
+            f.backend_state(i, BACKEND_UP, 1);
+        }
+        let all = [(0u16, 1u32), (1, 1), (2, 1)];
+        f.service("198.51.100.10", 80, proto::TCP, 0, 0, &all);
+        f.service("198.51.100.10", 53, proto::UDP, 1, 0, &all);
+        f.service("2001:db8::10", 443, proto::TCP, 2, 0, &all);
 
-    let syn = Packet::tcp("192.0.2.1:40000", "198.51.100.10:80")
-        .syn()
-        .build();
-    let seg = Packet::tcp("192.0.2.1:40000", "198.51.100.10:80")
-        .payload(&[0; 64])
-        .build();
-    let udp = Packet::udp("192.0.2.1:40000", "198.51.100.10:53")
-        .payload(&[0; 64])
-        .build();
-    let v6 = Packet::tcp("[2001:db8:1::1]:40000", "[2001:db8::10]:443").build();
-    let other = Packet::tcp("192.0.2.1:40000", "198.51.100.99:80").build();
+        let syn = Packet::tcp("192.0.2.1:40000", "198.51.100.10:80")
+            .syn()
+            .build();
+        let seg = Packet::tcp("192.0.2.1:40000", "198.51.100.10:80")
+            .payload(&[0; 64])
+            .build();
+        let udp = Packet::udp("192.0.2.1:40000", "198.51.100.10:53")
+            .payload(&[0; 64])
+            .build();
+        let v6 = Packet::tcp("[2001:db8:1::1]:40000", "[2001:db8::10]:443").build();
+        let other = Packet::tcp("192.0.2.1:40000", "198.51.100.99:80").build();
 
-    let baseline = stats(per_packet(&f, programs::MACSWAP, &syn, repeat, runs)?);
-    figures.push(Figure {
-        name: "baseline: MAC swap + XDP_TX".into(),
-        unit: "ns/packet",
-        min: baseline.0,
-        median: baseline.1,
-        max: baseline.2,
-        ratio: Some(1.0),
-        note: "minimal DR forwarder, same harness".into(),
-    });
-    let mut measure = |name: &str, frame: &[u8], note: &str, f: &Fixture| -> Result<()> {
-        let before = f.dp.global_stats()?;
-        let (min, median, max) = stats(per_packet(f, programs::LB, frame, repeat, runs)?);
-        let after = f.dp.global_stats()?;
-        let paths: Vec<String> = (0..outcome::COUNT as usize)
-            .filter(|i| after[*i] > before[*i])
-            .map(|i| outcome::NAMES[i].to_string())
-            .collect();
+        let baseline = stats(per_packet(&f, programs::MACSWAP, &syn, repeat, runs)?);
         figures.push(Figure {
-            name: name.into(),
+            name: "baseline: MAC swap + XDP_TX".into(),
             unit: "ns/packet",
-            min,
-            median,
-            max,
-            ratio: Some(median / baseline.1),
-            note: format!("{note}; counters moved: {}", paths.join(", ")),
+            min: baseline.0,
+            median: baseline.1,
+            max: baseline.2,
+            ratio: Some(1.0),
+            note: "minimal DR forwarder, same harness".into(),
         });
-        Ok(())
-    };
-    measure(
-        "new TCP flow (SYN), clean slot",
-        &syn,
-        "Maglev slot, no connection-table access",
-        &f,
-    )?;
-    measure(
-        "established TCP flow, clean slot",
-        &seg,
-        "no connection-table access",
-        &f,
-    )?;
-    measure("UDP datagram, clean slot", &udp, "", &f)?;
-    measure("IPv6 TCP segment, clean slot", &v6, "", &f)?;
-    measure(
-        "non-VIP packet (XDP_PASS)",
-        &other,
-        "two service lookups miss",
-        &f,
-    )?;
+        let mut measure = |name: &str, frame: &[u8], note: &str, f: &Fixture| -> Result<()> {
+            let before = f.dp.global_stats()?;
+            let (min, median, max) = stats(per_packet(f, programs::LB, frame, repeat, runs)?);
+            let after = f.dp.global_stats()?;
+            let paths: Vec<String> = (0..outcome::COUNT as usize)
+                .filter(|i| after[*i] > before[*i])
+                .map(|i| outcome::NAMES[i].to_string())
+                .collect();
+            figures.push(Figure {
+                name: name.into(),
+                unit: "ns/packet",
+                min,
+                median,
+                max,
+                ratio: Some(median / baseline.1),
+                note: format!("{note}; counters moved: {}", paths.join(", ")),
+            });
+            Ok(())
+        };
+        measure(
+            "new TCP flow (SYN), clean slot",
+            &syn,
+            "Maglev slot, no connection-table access",
+            &f,
+        )?;
+        measure(
+            "established TCP flow, clean slot",
+            &seg,
+            "no connection-table access",
+            &f,
+        )?;
+        measure("UDP datagram, clean slot", &udp, "", &f)?;
+        measure("IPv6 TCP segment, clean slot", &v6, "", &f)?;
+        measure(
+            "non-VIP packet (XDP_PASS)",
+            &other,
+            "two service lookups miss",
+            &f,
+        )?;
 
-    // Dirty slots: drain backend 2 so a third of slots move; pick flows on them.
-    let moved = (1000..60000u16)
-        .find(|p| {
-            let fr = Packet::tcp(&format!("192.0.2.1:{p}"), "198.51.100.10:80")
-                .syn()
-                .build();
-            f.forwarded_to(&fr) == 2
-        })
-        .context("a flow on backend 2")?;
-    f.backend_state(2, BACKEND_DRAINING, 1);
-    f.service(
-        "198.51.100.10",
-        80,
-        proto::TCP,
-        0,
-        0,
-        &[(0, 1), (1, 1), (2, 0)],
-    );
-    let tracked = Packet::tcp(&format!("192.0.2.1:{moved}"), "198.51.100.10:80")
-        .payload(&[0; 64])
-        .build();
-    f.run(&tracked); // first packet records the flow
-    measure(
-        "tracked TCP flow, dirty slot (connection-table hit)",
-        &tracked,
-        "after a drain",
-        &f,
-    )?;
-    let dirty_syn = Packet::tcp(&format!("192.0.2.1:{moved}"), "198.51.100.10:80")
-        .syn()
-        .build();
-    measure(
-        "new TCP flow (SYN), dirty slot (connection-table insert)",
-        &dirty_syn,
-        "after a drain",
-        &f,
-    )?;
+        // Dirty slots: drain backend 2 so a third of slots move; pick flows on them.
+        let moved = (1000..60000u16)
+            .find(|p| {
+                let fr = Packet::tcp(&format!("192.0.2.1:{p}"), "198.51.100.10:80")
+                    .syn()
+                    .build();
+                f.forwarded_to(&fr) == 2
+            })
+            .context("a flow on backend 2")?;
+        f.backend_state(2, BACKEND_DRAINING, 1);
+        f.service(
+            "198.51.100.10",
+            80,
+            proto::TCP,
+            0,
+            0,
+            &[(0, 1), (1, 1), (2, 0)],
+        );
+        let tracked = Packet::tcp(&format!("192.0.2.1:{moved}"), "198.51.100.10:80")
+            .payload(&[0; 64])
+            .build();
+        f.run(&tracked); // first packet records the flow
+        measure(
+            "tracked TCP flow, dirty slot (connection-table hit)",
+            &tracked,
+            "after a drain",
+            &f,
+        )?;
+        let dirty_syn = Packet::tcp(&format!("192.0.2.1:{moved}"), "198.51.100.10:80")
+            .syn()
+            .build();
+        measure(
+            "new TCP flow (SYN), dirty slot (connection-table insert)",
+            &dirty_syn,
+            "after a drain",
+            &f,
+        )?;
+    }
 
     // ---- control plane: Maglev ----
-    for n in [3usize, 100, 1000] {
-        let backends: Vec<MaglevBackend> = (0..n)
-            .map(|i| MaglevBackend {
-                id: format!("10.0.{}.{}", i / 250, i % 250).into_bytes(),
-                index: i as u16,
-                weight: 1,
-            })
-            .collect();
-        let samples: Vec<f64> = (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                let _ = build(&backends, 65537, 1);
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        let (min, median, max) = stats(samples);
-        let full = build(&backends, 65537, 1)?;
-        let less = build(&backends[1..], 65537, 1)?;
-        let moved = full.iter().zip(&less).filter(|(a, b)| a != b).count();
-        let removed_slots = full.iter().filter(|b| **b == 0).count();
-        figures.push(Figure {
+    if want("maglev") {
+        for n in [3usize, 100, 1000] {
+            let backends: Vec<MaglevBackend> = (0..n)
+                .map(|i| MaglevBackend {
+                    id: format!("10.0.{}.{}", i / 250, i % 250).into_bytes(),
+                    index: i as u16,
+                    weight: 1,
+                })
+                .collect();
+            let samples: Vec<f64> = (0..runs)
+                .map(|_| {
+                    let t = Instant::now();
+                    let _ = build(&backends, 65537, 1);
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            let (min, median, max) = stats(samples);
+            let full = build(&backends, 65537, 1)?;
+            let less = build(&backends[1..], 65537, 1)?;
+            let moved = full.iter().zip(&less).filter(|(a, b)| a != b).count();
+            let removed_slots = full.iter().filter(|b| **b == 0).count();
+            figures.push(Figure {
             name: format!("Maglev build, M=65537, {n} backends"),
             unit: "ms",
             min,
@@ -209,10 +220,17 @@ fn main() -> Result<()> {
                 100.0 / n as f64
             ),
         });
+        }
     }
-
-    control_plane(&args, runs, &mut figures)?;
-    failover_of_a_backend(&args, &mut figures)?;
+    if want("control") {
+        control_plane(&args, runs, &mut figures)?;
+    }
+    if want("backend") {
+        failover_of_a_backend(&args, &mut figures)?;
+    }
+    if want("vrrp") {
+        vrrp_failover(&args, &mut figures)?;
+    }
 
     write_report(&args, repeat, runs, &figures)
 }
@@ -444,5 +462,195 @@ fn write_report(args: &Args, repeat: u32, runs: usize, figures: &[Figure]) -> Re
     )?;
     print!("{md}");
     println!("\nwritten to {}", args.out.display());
+    Ok(())
+}
+
+/// VRRP failover: the master LB node dies (lbd killed, link down) while a prober
+/// connects to the VIP every 10 ms and 10 downloads stream. Reported: the gap between
+/// the last answer before and the first after (a SYN-ACK, or an RST from a node that
+/// holds the VIP without a load balancer), and the downloads that survive. Side by
+/// side: lbd as the backup, and keepalived 2.2.7 as the backup (it only moves the VIP;
+/// IPVS is not available here, so its connections cannot survive).
+fn vrrp_failover(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
+    use std::{
+        net::{SocketAddr, TcpStream},
+        sync::{
+            atomic::{AtomicBool, Ordering},
+            Arc, Mutex,
+        },
+        time::Duration,
+    };
+
+    use lb_tests::{
+        lab::{wait_until, Lab},
+        netns::{enter_existing, sh},
+    };
+    use lb_userspace::control::{Request, Response};
+
+    let runs = if args.quick { 1 } else { 3 };
+    let versions = [
+        (
+            "v2, 1 s",
+            "version = 2\nadvert_interval = \"1s\"\n",
+            "2",
+            "1",
+        ),
+        (
+            "v3, 100 ms",
+            "version = 3\nadvert_interval = \"100ms\"\n",
+            "3",
+            "0.1",
+        ),
+    ];
+    for (label, lbd_vrrp, k_version, k_interval) in versions {
+        for backup in ["lbd", "keepalived"] {
+            let mut gaps = Vec::new();
+            let mut survived = Vec::new();
+            for _ in 0..runs {
+                let mut lab = Lab::up_with("fo", 2);
+                let web = Lab::web_service([Some(1), Some(1), Some(1)]);
+                let instance = |prio: u8| {
+                    format!("[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = {prio}\nvirtual_addresses = [\"10.99.0.100/24\"]\n{lbd_vrrp}\n")
+                };
+                lab.write_config_for("lb", &format!("{}{web}", instance(150)));
+                lab.start_lbd_on("lb");
+                let vrrp_state = |lab: &Lab, node: &str| match lab.ask_on(node, Request::Vrrp) {
+                    Some(Response::Vrrp { instances }) => {
+                        instances.first().map(|v| v.state.clone())
+                    }
+                    _ => None,
+                };
+                wait_until(Duration::from_secs(15), "lb MASTER", || {
+                    vrrp_state(&lab, "lb").as_deref() == Some("MASTER")
+                });
+                lab.wait_healthy_on("lb", 3);
+                if backup == "lbd" {
+                    lab.write_config_for("lb2", &format!("{}{web}", instance(100)));
+                    lab.start_lbd_on("lb2");
+                    wait_until(Duration::from_secs(15), "lb2 BACKUP", || {
+                        vrrp_state(&lab, "lb2").as_deref() == Some("BACKUP")
+                    });
+                    lab.wait_healthy_on("lb2", 3);
+                } else {
+                    let conf = lab.dir.join("keepalived.conf");
+                    fs::write(
+                        &conf,
+                        format!(
+                            "vrrp_instance VI_1 {{\n version {k_version}\n state BACKUP\n interface eth0\n virtual_router_id 51\n priority 100\n advert_int {k_interval}\n virtual_ipaddress {{\n 10.99.0.100/24 dev eth0\n }}\n}}\n"
+                        ),
+                    )?;
+                    let child = std::process::Command::new("ip")
+                        .args([
+                            "netns",
+                            "exec",
+                            &lab.ns("lb2"),
+                            "/usr/sbin/keepalived",
+                            "-n",
+                            "-l",
+                            "-D",
+                            "-P",
+                            "-f",
+                        ])
+                        .arg(&conf)
+                        .arg("-p")
+                        .arg(lab.dir.join("k.pid"))
+                        .arg("-r")
+                        .arg(lab.dir.join("kv.pid"))
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()?;
+                    lab.adopt_process(child);
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+                // Prober: connect to the VIP every 10 ms from the client's namespace.
+                let answers: Arc<Mutex<Vec<Instant>>> = Arc::default();
+                let stop = Arc::new(AtomicBool::new(false));
+                let prober = {
+                    let (answers, stop, client) = (answers.clone(), stop.clone(), lab.ns("client"));
+                    std::thread::spawn(move || {
+                        let _inside = enter_existing(&client);
+                        let vip: SocketAddr = "10.99.0.100:80".parse().expect("vip");
+                        while !stop.load(Ordering::Relaxed) {
+                            let answered =
+                                match TcpStream::connect_timeout(&vip, Duration::from_millis(50)) {
+                                    Ok(_) => true,
+                                    Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+                                };
+                            if answered {
+                                if let Ok(mut a) = answers.lock() {
+                                    a.push(Instant::now());
+                                }
+                            }
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    })
+                };
+                let downloads: Vec<_> = (0..10)
+                    .map(|i| lab.slow_download(40000 + i, "250k"))
+                    .collect();
+                std::thread::sleep(Duration::from_secs(1));
+                // The master node dies: its link first (nothing it does reaches anyone
+                // from then on), then its lbd.
+                sh(&format!("ip -n {} link set eth0 down", lab.ns("lb")));
+                let killed = Instant::now();
+                lab.kill_lbd_on("lb");
+                let answered_after = || {
+                    answers
+                        .lock()
+                        .map(|a| a.iter().any(|t| *t > killed))
+                        .unwrap_or(false)
+                };
+                let deadline = Instant::now() + Duration::from_secs(15);
+                while !answered_after() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                stop.store(true, Ordering::Relaxed);
+                let _ = prober.join();
+                let a = answers.lock().map(|a| a.clone()).unwrap_or_default();
+                let before = a.iter().filter(|t| **t <= killed).max().copied();
+                let after = a.iter().filter(|t| **t > killed).min().copied();
+                if let (Some(b), Some(f)) = (before, after) {
+                    gaps.push(f.duration_since(b).as_secs_f64() * 1e3);
+                }
+                let vip_moved = sh(&format!("ip -n {} addr show dev eth0", lab.ns("lb2")))
+                    .contains("10.99.0.100/");
+                if !vip_moved {
+                    anyhow::bail!(
+                        "VRRP failover ({label}, {backup} backup): the backup never took the VIP"
+                    );
+                }
+                let ok = downloads
+                    .into_iter()
+                    .filter_map(|d| d.wait_with_output().ok())
+                    .filter(|o| String::from_utf8_lossy(&o.stdout) == "1048576 200")
+                    .count();
+                survived.push(ok as f64 * 10.0);
+                // keepalived forks; stop every process of it by its pid files.
+                for pid in ["k.pid", "kv.pid"] {
+                    if let Ok(p) = fs::read_to_string(lab.dir.join(pid)) {
+                        let _ = std::process::Command::new("kill")
+                            .args(["-9", p.trim()])
+                            .status();
+                    }
+                }
+            }
+            if gaps.is_empty() {
+                anyhow::bail!(
+                    "VRRP failover ({label}, {backup} backup): the VIP never answered again"
+                );
+            }
+            let (min, median, max) = stats(gaps);
+            let (_, s_median, _) = stats(survived);
+            figures.push(Figure {
+                name: format!("VRRP failover {label}, {backup} as backup"),
+                unit: "ms",
+                min,
+                median,
+                max,
+                ratio: None,
+                note: format!("last answer before to first after; established connections surviving: {s_median:.0}%"),
+            });
+        }
+    }
     Ok(())
 }

@@ -36,7 +36,7 @@ use prometheus_client::{
 use tokio::net::TcpListener;
 
 use crate::{
-    control::{self, HealthView, Request, RequestTx, Response, StatusView},
+    control::{self, HealthView, Request, RequestTx, Response, StatusView, VrrpView},
     views::ServiceView,
 };
 
@@ -81,8 +81,71 @@ fn service_label(s: &ServiceView) -> String {
 
 /// Encode one scrape: services and backends with their counters, lbd's status and the
 /// health of every backend, in the Prometheus (OpenMetrics) text format, `# EOF` last.
-pub fn render(services: &[ServiceView], status: &StatusView, health: &[HealthView]) -> String {
+pub fn render(
+    services: &[ServiceView],
+    status: &StatusView,
+    health: &[HealthView],
+    vrrp: &[VrrpView],
+) -> String {
     let mut reg = Registry::default();
+    let vrrp_state = gauge_family(
+        &mut reg,
+        "lb_vrrp_state",
+        "1 for the VRRP instance's current state (MASTER, BACKUP, FAULT, INIT/STOP)",
+    );
+    let vrrp_priority = gauge_family(
+        &mut reg,
+        "lb_vrrp_priority",
+        "Effective VRRP priority (after tracking)",
+    );
+    let vrrp_master = gauge_family(
+        &mut reg,
+        "lb_vrrp_master",
+        "1 for the address this node sees as the VRRP master",
+    );
+    let vrrp_transitions =
+        counter_family(&mut reg, "lb_vrrp_transitions", "VRRP state transitions");
+    let vrrp_adverts = counter_family(
+        &mut reg,
+        "lb_vrrp_adverts",
+        "VRRP adverts by direction (received = accepted)",
+    );
+    let vrrp_dropped = counter_family(
+        &mut reg,
+        "lb_vrrp_dropped_adverts",
+        "VRRP adverts dropped, by reason",
+    );
+    for v in vrrp {
+        let instance: Labels = vec![("instance", v.name.clone())];
+        for state in ["MASTER", "BACKUP", "FAULT", "INIT", "STOP"] {
+            let mut l = instance.clone();
+            l.push(("state", state.to_owned()));
+            vrrp_state
+                .get_or_create(&l)
+                .set(i64::from(v.state == state));
+        }
+        vrrp_priority
+            .get_or_create(&instance)
+            .set(i64::from(v.priority));
+        if let Some(m) = v.master {
+            let mut l = instance.clone();
+            l.push(("master", m.to_string()));
+            vrrp_master.get_or_create(&l).set(1);
+        }
+        vrrp_transitions
+            .get_or_create(&instance)
+            .inc_by(v.transitions);
+        for (dir, n) in [("received", v.adverts_received), ("sent", v.adverts_sent)] {
+            let mut l = instance.clone();
+            l.push(("direction", dir.to_owned()));
+            vrrp_adverts.get_or_create(&l).inc_by(n);
+        }
+        for (reason, n) in &v.dropped {
+            let mut l = instance.clone();
+            l.push(("reason", reason.clone()));
+            vrrp_dropped.get_or_create(&l).inc_by(*n);
+        }
+    }
 
     let svc_packets = counter_family(
         &mut reg,
@@ -245,7 +308,11 @@ async fn scrape(tx: &RequestTx) -> Result<String, String> {
         Response::Health { backends } => backends,
         other => return Err(unexpected("health", other)),
     };
-    Ok(render(&services, &status, &health))
+    let vrrp = match control::ask(tx, Request::Vrrp).await {
+        Response::Vrrp { instances } => instances,
+        other => return Err(unexpected("vrrp", other)),
+    };
+    Ok(render(&services, &status, &health, &vrrp))
 }
 
 fn reply(
@@ -516,7 +583,7 @@ mod tests {
 
     #[test]
     fn render_parses_and_has_every_metric() {
-        let text = render(&services(), &status(), &health());
+        let text = render(&services(), &status(), &health(), &[]);
         let m = parse(&text);
         let get = |s: &str| *m.get(s).unwrap_or_else(|| panic!("missing {s} in\n{text}"));
         assert_eq!(
@@ -617,6 +684,50 @@ mod tests {
     }
 
     #[test]
+    fn vrrp_instances_are_exported() {
+        let v = VrrpView {
+            name: "VI_1".into(),
+            interface: "eth0".into(),
+            vrid: 51,
+            version: 3,
+            state: "MASTER".into(),
+            priority: 140,
+            base_priority: 150,
+            master: Some("10.0.0.2".parse().unwrap()),
+            source: Some("10.0.0.2".parse().unwrap()),
+            vips: vec!["10.0.0.100/24".into()],
+            transitions: 2,
+            adverts_received: 5,
+            adverts_sent: 40,
+            dropped: vec![("bad_checksum".into(), 3)],
+            tracking: vec![],
+            last_error: None,
+        };
+        let m = parse(&render(&[], &status(), &[], &[v]));
+        assert_eq!(
+            m.get(r#"lb_vrrp_state{instance="VI_1",state="MASTER"}"#),
+            Some(&1.0)
+        );
+        assert_eq!(
+            m.get(r#"lb_vrrp_state{instance="VI_1",state="BACKUP"}"#),
+            Some(&0.0)
+        );
+        assert_eq!(m.get(r#"lb_vrrp_priority{instance="VI_1"}"#), Some(&140.0));
+        assert_eq!(
+            m.get(r#"lb_vrrp_transitions_total{instance="VI_1"}"#),
+            Some(&2.0)
+        );
+        assert_eq!(
+            m.get(r#"lb_vrrp_dropped_adverts_total{instance="VI_1",reason="bad_checksum"}"#),
+            Some(&3.0)
+        );
+        assert_eq!(
+            m.get(r#"lb_vrrp_master{instance="VI_1",master="10.0.0.2"}"#),
+            Some(&1.0)
+        );
+    }
+
+    #[test]
     fn render_empty() {
         let text = render(
             &[],
@@ -625,6 +736,7 @@ mod tests {
                 counters: Counters::default(),
                 ..status()
             },
+            &[],
             &[],
         );
         let m = parse(&text);
@@ -643,6 +755,9 @@ mod tests {
                     },
                     Request::Status => Response::Status(status()),
                     Request::Health => Response::Health { backends: health() },
+                    Request::Vrrp => Response::Vrrp {
+                        instances: Vec::new(),
+                    },
                     _ => Response::Error {
                         message: "not in this test".into(),
                     },

@@ -320,3 +320,45 @@ fn keepalived_v3_unicast_with_nopreempt_does_not_take_over_a_live_lbd_master() {
         assert!(!log.contains(bad), "keepalived complained ({bad}):\n{log}");
     }
 }
+
+#[test]
+fn tracking_a_failing_service_moves_mastership_and_back() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_with("vt", 2);
+    let v3 = "version = 3\nadvert_interval = \"100ms\"\n";
+    let web = Lab::web_service([Some(1), Some(1), Some(1)]);
+    let tracked = format!("{v3}track = [{{ service = \"web\", weight = -60 }}]\n");
+    lab.write_config_for("lb", &format!("{}{web}", vrrp_instance(&tracked, 150)));
+    lab.write_config_for("lb2", &format!("{}{web}", vrrp_instance(v3, 100)));
+    lab.start_lbd_on("lb");
+    lab.start_lbd_on("lb2");
+    wait_until(Duration::from_secs(10), "lb MASTER", || {
+        state_is(&lab, "lb", "MASTER") && state_is(&lab, "lb2", "BACKUP")
+    });
+    lab.wait_healthy_on("lb", 3);
+    let out = lab.lbctl_on("lb", &["vrrp"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("VI_1") && text.contains("MASTER"),
+        "{text}"
+    );
+    // Every backend fails: the tracked service is down, lb's priority drops to 90.
+    for i in 0..3 {
+        lab.stop_backend(i);
+    }
+    wait_until(Duration::from_secs(10), "lb2 preempts", || {
+        state_is(&lab, "lb2", "MASTER") && state_is(&lab, "lb", "BACKUP")
+    });
+    let view = vrrp_state(&lab, "lb").expect("view");
+    assert_eq!((view.priority, view.base_priority), (90, 150), "{view:?}");
+    assert!(view.tracking.iter().any(|t| t.contains("web")), "{view:?}");
+    assert!(vip_on(&lab, "lb2") && !vip_on(&lab, "lb"));
+    // They come back: lb's priority returns to 150 and it preempts.
+    for i in 0..3 {
+        lab.start_backend(i);
+    }
+    wait_until(Duration::from_secs(10), "lb preempts back", || {
+        state_is(&lab, "lb", "MASTER") && state_is(&lab, "lb2", "BACKUP")
+    });
+    assert_eq!(vrrp_state(&lab, "lb").expect("view").priority, 150);
+}

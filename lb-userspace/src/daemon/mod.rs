@@ -646,6 +646,15 @@ impl Daemon {
         new.global.conn_table_size = old.conn_table_size;
         new.global.control_socket = old.control_socket.clone();
         new.global.metrics_listen = old.metrics_listen;
+        // Re-creating a VRRP instance restarts its election (a failover for nothing);
+        // instance changes wait for a restart, and the running instances stay.
+        let vrrp_changed = self.config.vrrp != new.vrrp;
+        if vrrp_changed {
+            tracing::warn!(
+                "[[vrrp]] changes need an lbd restart; keeping the running VRRP instances"
+            );
+            new.vrrp = self.config.vrrp.clone();
+        }
         let previous = std::mem::replace(&mut self.config, new);
         self.monitor
             .set_checks(translate::checks(&self.config, &self.health));
@@ -664,9 +673,14 @@ impl Daemon {
             return Err(msg);
         }
         let msg = format!(
-            "reloaded {} ({} services)",
+            "reloaded {} ({} services){}",
             self.config_path.display(),
-            self.config.services.len()
+            self.config.services.len(),
+            if vrrp_changed {
+                "; [[vrrp]] changes need a restart"
+            } else {
+                ""
+            }
         );
         tracing::info!("{msg}");
         self.last_reload = msg.clone();

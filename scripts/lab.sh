@@ -184,7 +184,8 @@ cmd_status() {
             any=1
             echo "== $ns"
             ip -n "$ns" -br addr show 2>/dev/null | sed 's/^/   /' || true
-        else
+        elif [ "$node" != lb2 ]; then
+            # lb2 exists only in two-LB labs (LAB_LBS=2).
             echo "== $ns (missing)"
         fi
     done

@@ -357,8 +357,6 @@ pub mod programs {
     pub const LB: &str = "lb_xdp";
     /// Baseline for benchmarks: swap MACs, `XDP_TX`.
     pub const MACSWAP: &str = "lb_macswap";
-    /// Pass everything (lets a veth peer accept `XDP_TX` frames in labs).
-    pub const PASS: &str = "lb_pass";
 }
 
 /// Default capacities (the controller may override `max_entries` at load time).

@@ -172,12 +172,6 @@ pub fn lb_macswap(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
-/// Passes every packet. Attached to a veth peer so it accepts `XDP_TX` frames (labs, tests).
-#[xdp]
-pub fn lb_pass(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
-}
-
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -588,13 +588,8 @@ impl Daemon {
         }
     }
 
+    /// A health transition (the monitor has logged it with its reason).
     fn on_health(&mut self, ev: HealthEvent) {
-        let (service, backend) = &ev.key;
-        if ev.up {
-            tracing::info!(%service, %backend, reason = %ev.reason, "backend up");
-        } else {
-            tracing::warn!(%service, %backend, reason = %ev.reason, "backend down");
-        }
         let before = self.health.insert(ev.key.clone(), ev.up);
         if before != Some(ev.up) {
             self.apply_logged();

@@ -7,6 +7,8 @@
 //! - [`daemon`]: lbd's event loop (owns the data plane; reacts to health, neighbours,
 //!   lbctl, signals).
 //! - [`config`]: the TOML config: parsing, validation with file/line/field errors.
+//! - [`import`]: keepalived.conf -> lbd TOML (`lbctl import-keepalived`), with a
+//!   file:line warning for everything not carried over.
 //! - [`health`]: backend health checks (TCP, HTTP, HTTPS, exec) and rise/fall.
 //! - [`neigh`]: backend MAC resolution and neighbour-change following over rtnetlink.
 //! - [`views`]: what lbctl shows, read from the maps.
@@ -24,6 +26,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod explain;
 pub mod health;
+pub mod import;
 pub mod metrics;
 pub mod neigh;
 pub mod sync;

@@ -21,6 +21,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "python3",
     "keepalived",
     "xdp-tools",
+    "openssl",
+    "python3-yaml",
+    "systemd",
 ];
 
 /// Variables that would pin the host toolchain in a nested `cargo +nightly`

@@ -89,6 +89,17 @@ enum Command {
     Reload,
     /// VRRP instances: state, priority, master, transitions, dropped adverts (needs lbd).
     Vrrp,
+    /// Convert a keepalived.conf (vrrp_instance, vrrp_script, virtual_server, real_server,
+    /// checks, includes) into an lbd config. Every option not carried over is listed on
+    /// stderr with its file, line and why; the result passes `lbd --check-config`.
+    ImportKeepalived {
+        /// The keepalived.conf to convert.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Write the lbd config here instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Remove everything lbd pinned (XDP links, so the program is detached, and maps).
     /// Refuses while lbd is running: stop it first.
     Detach {
@@ -408,6 +419,23 @@ async fn run(cli: Cli) -> Result<()> {
                 _ => None,
             })
         }
+        Command::ImportKeepalived { file, output } => {
+            let imported = lb_userspace::import::import_file(&file)?;
+            for w in &imported.warnings {
+                eprintln!("lbctl: not carried over: {w}");
+            }
+            match output {
+                Some(path) => std::fs::write(&path, &imported.toml)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{}", imported.toml),
+            }
+            eprintln!(
+                "lbctl: converted {} ({} option(s) not carried over, listed above)",
+                file.display(),
+                imported.warnings.len()
+            );
+            Ok(())
+        }
         Command::Vrrp => {
             let r = ctx.ask_lbd(Request::Vrrp, "vrrp").await?;
             ctx.print(&r, |r| match r {
@@ -421,6 +449,9 @@ async fn run(cli: Cli) -> Result<()> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    if let Some(code) = generate_docs() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -440,4 +471,50 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+// --- Hidden `--generate WHAT`: shell completions and the man page, generated from the
+// clap definition above and printed to stdout (see README, "Deploying"). WHAT is
+// completions-bash | completions-zsh | completions-fish | man. Handled before clap
+// parses, so it needs no subcommand and stays out of --help.
+
+/// `Some(exit code)` when the command line is `--generate WHAT`.
+fn generate_docs() -> Option<ExitCode> {
+    use clap::CommandFactory;
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let what = match args.as_slice() {
+        [flag, what] if flag == "--generate" => what.clone(),
+        [flag] if flag.starts_with("--generate=") => flag["--generate=".len()..].to_owned(),
+        // Anything else after --generate is a usage error below.
+        [flag, ..] if flag == "--generate" || flag.starts_with("--generate=") => String::new(),
+        _ => return None,
+    };
+    let mut cmd = Cli::command();
+    let name = cmd.get_name().to_owned();
+    let mut out = std::io::stdout().lock();
+    let shell = match what.as_str() {
+        "completions-bash" => clap_complete::Shell::Bash,
+        "completions-zsh" => clap_complete::Shell::Zsh,
+        "completions-fish" => clap_complete::Shell::Fish,
+        "man" => {
+            return Some(match clap_mangen::Man::new(cmd).render(&mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{name}: writing the man page: {e}");
+                    ExitCode::from(1)
+                }
+            });
+        }
+        _ => {
+            eprintln!(
+                "{name}: --generate takes one of completions-bash, completions-zsh, completions-fish, man"
+            );
+            return Some(ExitCode::from(1));
+        }
+    };
+    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    Some(ExitCode::SUCCESS)
 }

@@ -1,0 +1,267 @@
+//! The glob(3) subset keepalived's `include` relies on (`GLOB_MARK | GLOB_BRACE`):
+//! `*`, `?`, `[...]` (with `!`/`^` negation, ranges, `\` escapes) within one path
+//! component, and `{a,b}` alternatives (nested). A leading `.` in a file name is
+//! only matched by a pattern that starts with `.`, as glob(3) does.
+//!
+//! [`matches`] and [`expand_braces`] are pure; [`expand`] lists directories.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// The regular files matching `pattern`, sorted per brace alternative (glob(3)
+/// sorts each pattern's matches; brace alternatives come in written order).
+/// Directories are left out, as keepalived skips them.
+pub(super) fn expand(pattern: &Path) -> io::Result<Vec<PathBuf>> {
+    let text = pattern.to_string_lossy();
+    let mut out: Vec<PathBuf> = Vec::new();
+    for alternative in expand_braces(&text) {
+        let mut found = expand_one(Path::new(&alternative))?;
+        found.sort();
+        for f in found {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `s` has glob metacharacters.
+fn is_pattern(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// One brace-free pattern.
+fn expand_one(pattern: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut candidates: Vec<PathBuf> = vec![PathBuf::new()];
+    for component in pattern.components() {
+        let part = match component {
+            Component::Normal(p) => p.to_string_lossy().into_owned(),
+            other => {
+                for c in &mut candidates {
+                    c.push(other.as_os_str());
+                }
+                continue;
+            }
+        };
+        if !is_pattern(&part) {
+            for c in &mut candidates {
+                c.push(&part);
+            }
+            continue;
+        }
+        let mut next = Vec::new();
+        for dir in &candidates {
+            let listing = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir.as_path()
+            };
+            let entries = match std::fs::read_dir(listing) {
+                Ok(e) => e,
+                // Not a directory or gone: no match below it (glob(3) skips it).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotADirectory => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if matches(&part, &name) {
+                    next.push(dir.join(name.as_ref()));
+                }
+            }
+        }
+        candidates = next;
+    }
+    Ok(candidates.into_iter().filter(|p| p.is_file()).collect())
+}
+
+/// Expands `{a,b}` alternatives (nested, in written order); a brace without a
+/// matching close or without a comma is literal.
+pub(super) fn expand_braces(pattern: &str) -> Vec<String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 2,
+            '{' => {
+                if let Some((end, commas)) = brace_group(&chars, i) {
+                    if !commas.is_empty() {
+                        let prefix: String = chars[..i].iter().collect();
+                        let suffix: String = chars[end + 1..].iter().collect();
+                        let mut bounds = vec![i];
+                        bounds.extend(&commas);
+                        bounds.push(end);
+                        let mut out = Vec::new();
+                        for w in bounds.windows(2) {
+                            let alt: String = chars[w[0] + 1..w[1]].iter().collect();
+                            out.extend(expand_braces(&format!("{prefix}{alt}{suffix}")));
+                        }
+                        return out;
+                    }
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    vec![pattern.to_owned()]
+}
+
+/// The matching `}` of the `{` at `open` and the top-level commas inside.
+fn brace_group(chars: &[char], open: usize) -> Option<(usize, Vec<usize>)> {
+    let mut depth = 0usize;
+    let mut commas = Vec::new();
+    let mut i = open;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 1,
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some((i, commas));
+                }
+            }
+            ',' if depth == 1 => commas.push(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether the file name `name` matches the one-component pattern `pat`.
+pub(super) fn matches(pat: &str, name: &str) -> bool {
+    let p: Vec<char> = pat.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    if n.first() == Some(&'.') && p.first() != Some(&'.') {
+        return false;
+    }
+    match_from(&p, &n)
+}
+
+fn match_from(p: &[char], n: &[char]) -> bool {
+    let (mut pi, mut ni) = (0usize, 0usize);
+    // Backtracking point for the last `*`: (pattern index after it, name index).
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        let step = match p.get(pi) {
+            Some('*') => {
+                star = Some((pi + 1, ni));
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(pi + 1),
+            Some('[') => match class(p, pi, n[ni]) {
+                Some((true, next)) => Some(next),
+                Some((false, _)) => None,
+                // An unclosed `[` is a literal character.
+                None => (n[ni] == '[').then_some(pi + 1),
+            },
+            Some('\\') if pi + 1 < p.len() => (p[pi + 1] == n[ni]).then_some(pi + 2),
+            Some(&c) => (c == n[ni]).then_some(pi + 1),
+            None => None,
+        };
+        match step {
+            Some(next) => {
+                pi = next;
+                ni += 1;
+            }
+            None => match star {
+                Some((sp, sn)) => {
+                    pi = sp;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Matches `c` against the bracket expression starting at `p[open] == '['`:
+/// `(matched, index after ']')`, or `None` when there is no closing `]`.
+fn class(p: &[char], open: usize, c: char) -> Option<(bool, usize)> {
+    let mut i = open + 1;
+    let negate = matches!(p.get(i), Some('!' | '^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let lo = *p.get(i)?;
+        if lo == ']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        let lo = if lo == '\\' {
+            i += 1;
+            *p.get(i)?
+        } else {
+            lo
+        };
+        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&h| h != ']') {
+            let hi = p[i + 2];
+            if lo <= c && c <= hi {
+                matched = true;
+            }
+            i += 3;
+        } else {
+            if lo == c {
+                matched = true;
+            }
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(matches("*.conf", "a.conf"));
+        assert!(!matches("*.conf", "a.conf.bak"));
+        assert!(!matches("*.conf", ".hidden.conf"));
+        assert!(matches(".*.conf", ".hidden.conf"));
+        assert!(matches("vs-?.conf", "vs-1.conf"));
+        assert!(matches("vs-[0-9].conf", "vs-7.conf"));
+        assert!(!matches("vs-[!0-9].conf", "vs-7.conf"));
+        assert!(matches("vs-[!0-9].conf", "vs-x.conf"));
+        assert!(matches("a*b*c", "aXbYbZc"));
+        assert!(matches(r"a\*", "a*"));
+        assert!(!matches(r"a\*", "ab"));
+        assert!(matches("[]]x", "]x"));
+        assert!(matches("*", "anything"));
+    }
+
+    #[test]
+    fn braces() {
+        assert_eq!(expand_braces("a{b,c}d"), ["abd", "acd"]);
+        assert_eq!(expand_braces("{x,y{1,2}}"), ["x", "y1", "y2"]);
+        assert_eq!(expand_braces("no{brace"), ["no{brace"]);
+        assert_eq!(expand_braces("single{one}"), ["single{one}"]);
+    }
+
+    #[test]
+    fn expands_in_a_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["b.conf", "a.conf", "c.txt"] {
+            std::fs::write(dir.path().join(name), "").expect("write");
+        }
+        std::fs::create_dir(dir.path().join("d.conf")).expect("mkdir");
+        let got = expand(&dir.path().join("*.conf")).expect("expand");
+        assert_eq!(got, [dir.path().join("a.conf"), dir.path().join("b.conf")]);
+        let got = expand(&dir.path().join("{c.txt,a.conf}")).expect("expand");
+        assert_eq!(got, [dir.path().join("c.txt"), dir.path().join("a.conf")]);
+        assert!(expand(&dir.path().join("nothing/*.conf"))
+            .expect("expand")
+            .is_empty());
+    }
+}

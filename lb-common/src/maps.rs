@@ -174,6 +174,11 @@ pub const BACKEND_DRAINING: u32 = 2;
 /// [`Backend::state`]: down or removed; its tracked flows are re-balanced.
 pub const BACKEND_DOWN: u32 = 0;
 
+/// [`Backend::ifindex`] of a backend that is this LB host itself (an API server on the
+/// LB node): its packets are not rewritten but passed to the local stack, where the VIP
+/// is configured while the node forwards.
+pub const IFINDEX_LOCAL: u32 = u32::MAX;
+
 /// Value of the `BACKENDS` array, indexed by backend index. `mac` then `src_mac` are
 /// exactly the first 12 bytes of a forwarded frame, so the data plane writes them as
 /// three 32-bit words.
@@ -294,6 +299,8 @@ pub mod outcome {
     pub const ICMP_ERROR: u32 = 12;
     /// Event: an insert into the connection table failed.
     pub const CT_INSERT_FAILED: u32 = 13;
+    /// Delivered to this host's own stack (the backend is the LB node itself).
+    pub const FWD_LOCAL: u32 = 14;
     /// Number of counters.
     pub const COUNT: u32 = 16;
     /// Display names, index = counter.
@@ -312,7 +319,7 @@ pub mod outcome {
         "fragments",
         "icmp_errors",
         "conntrack_insert_failed",
-        "reserved_14",
+        "forwarded_local",
         "reserved_15",
     ];
 }

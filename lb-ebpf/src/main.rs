@@ -13,7 +13,7 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use lb_common::{
-    maps::{outcome, Backend, ConnKey, ConnValue, ServiceTable},
+    maps::{outcome, Backend, ConnKey, ConnValue, ServiceTable, IFINDEX_LOCAL},
     select::{choose, frag_key, service_keys, slot_hash, FlowState, How},
 };
 use maps::{
@@ -71,6 +71,14 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
     let Some(backend) = BACKENDS.get(choice.backend as u32) else {
         return (xdp_action::XDP_DROP, outcome::DROP_NO_BACKEND);
     };
+
+    // A backend on this very host: hand the packet, unchanged, to the local stack.
+    if backend.ifindex == IFINDEX_LOCAL {
+        let bytes = (ctx.data_end() - ctx.data()) as u64;
+        add_traffic(&SERVICE_STATS, service.id, bytes, pkt.syn);
+        add_traffic(&BACKEND_STATS, choice.backend as u32, bytes, pkt.syn);
+        return (xdp_action::XDP_PASS, outcome::FWD_LOCAL);
+    }
 
     // 4. Rewrite: destination MAC := backend's, source MAC := our egress interface's.
     let Some(macs) = parse::ptr_at::<[u32; 3]>(ctx, 0) else {

@@ -226,7 +226,11 @@ fn backend_view(
         state: state_name(b.state).into(),
         slots,
         health: None,
-        mac: (b.mac != [0; 6]).then(|| crate::neigh::format_mac(&b.mac)),
+        mac: if b.ifindex == lb_common::maps::IFINDEX_LOCAL {
+            Some("local".into())
+        } else {
+            (b.mac != [0; 6]).then(|| crate::neigh::format_mac(&b.mac))
+        },
         ifindex: b.ifindex,
         tracked,
         traffic: dp.backend_stats(index)?.into(),

@@ -547,3 +547,27 @@ fn icmp_error_not_addressed_to_the_vip_is_not_forwarded() {
     icmp[30..34].copy_from_slice(&[192, 0, 2, 200]);
     f.expect_untouched(&icmp, action::PASS);
 }
+
+#[test]
+fn a_backend_on_this_host_gets_its_packets_through_the_local_stack() {
+    let mut f = Fixture::new();
+    let local = lb_common::maps::Backend {
+        mac: [0; 6],
+        src_mac: [0; 6],
+        ifindex: lb_common::maps::IFINDEX_LOCAL,
+        state: BACKEND_UP,
+        gen: 1,
+        service: 0,
+        addr: [0; 4],
+    };
+    f.dp.set_backend(5, &local).unwrap();
+    f.service(VIP4, 6443, proto::TCP, 0, 0, &[(5, 1)]);
+    let frame = Packet::tcp("192.0.2.1:40000", "198.51.100.10:6443")
+        .syn()
+        .build();
+    // Unchanged (the MACs still address this host) and passed to the kernel.
+    f.expect_untouched(&frame, action::PASS);
+    assert_eq!(f.counter(outcome::FWD_LOCAL), 1);
+    assert_eq!(f.dp.backend_stats(5).unwrap().packets, 1);
+    assert_eq!(f.dp.service_stats(0).unwrap().new_flows, 1);
+}

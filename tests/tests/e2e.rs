@@ -344,3 +344,67 @@ fn lbctl_answers_from_lbd_and_from_pinned_maps_when_lbd_is_gone() {
     let link = lb_tests::netns::sh(&format!("ip -n {} link show eth0", lab.ns("lb")));
     assert!(!link.contains("prog/xdp"), "{link}");
 }
+
+#[test]
+fn the_lb_host_itself_can_be_a_backend() {
+    let _s = serial();
+    let mut lab = Lab::up("lo");
+    // The LB node also runs the service (an API server on a control-plane node).
+    let root = lab.dir.join("lbweb");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), "lb").unwrap();
+    std::fs::write(root.join("healthz"), "ok").unwrap();
+    let server = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("lb"),
+            "python3",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "0.0.0.0",
+        ])
+        .current_dir(&root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.adopt_process(server);
+    lb_tests::netns::sh(&format!(
+        "ip -n {} addr replace 10.99.0.100/32 dev lo",
+        lab.ns("lb")
+    ));
+    let mut config = Lab::web_service([Some(1), Some(1), Some(1)]);
+    config.push_str("[[service.backend]]\naddress = \"10.99.0.2\"\nweight = 1\n");
+    lab.write_config(&config);
+    lab.start_lbd();
+    lab.wait_healthy(4);
+    let got: Vec<String> = (41000..41040u16)
+        .map(|port| {
+            let predicted = match lab.ask(Request::Explain {
+                src: format!("{CLIENT}:{port}").parse().unwrap(),
+                dst: "10.99.0.100:80".parse().unwrap(),
+                protocol: "tcp".into(),
+                syn: true,
+            }) {
+                Some(Response::Explain(v)) => v.backend.map(|b| b.to_string()),
+                _ => None,
+            };
+            let body = lab.curl(port, "/");
+            if predicted.as_deref() == Some("10.99.0.2") {
+                assert_eq!(body, "lb", "port {port}: the local backend answers");
+            }
+            body
+        })
+        .collect();
+    assert!(
+        got.iter().any(|g| g == "lb"),
+        "the LB's own server got connections: {got:?}"
+    );
+    assert!(
+        got.iter().all(|g| !g.is_empty()),
+        "every request answered: {got:?}"
+    );
+}

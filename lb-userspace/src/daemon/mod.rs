@@ -200,7 +200,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
                     continue;
                 }
                 health.insert((svc.name.clone(), b.address), entry.state != BACKEND_DOWN);
-                if entry.mac != [0; 6] {
+                if entry.mac != [0; 6] || entry.ifindex == lb_common::maps::IFINDEX_LOCAL {
                     links.insert(
                         b.address,
                         Link {
@@ -513,10 +513,19 @@ impl Daemon {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let result = async {
-                let n = netlink
-                    .resolve(ip, RESOLVE_WAIT)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let n = match netlink.resolve(ip, RESOLVE_WAIT).await {
+                    Ok(n) => n,
+                    // The backend is this host (an API server on the LB node): packets
+                    // for it go to the local stack.
+                    Err(neigh::NeighError::LocalAddress { .. }) => {
+                        return Ok(Link {
+                            mac: [0; 6],
+                            ifindex: lb_common::maps::IFINDEX_LOCAL,
+                            src_mac: [0; 6],
+                        })
+                    }
+                    Err(e) => return Err(e.to_string()),
+                };
                 let mac = n.mac.ok_or_else(|| "no MAC".to_string())?;
                 let link = netlink.link(n.ifindex).await.map_err(|e| e.to_string())?;
                 Ok(Link {
@@ -545,9 +554,13 @@ impl Daemon {
         match result {
             Ok(link) => {
                 if self.links.get(&ip) != Some(&link) {
-                    tracing::info!(backend = %ip, mac = %neigh::format_mac(&link.mac), ifindex = link.ifindex, "backend MAC resolved");
-                    if let Err(e) = self.dp.add_tx_port(link.ifindex) {
-                        tracing::warn!(backend = %ip, error = %e, "could not add the egress port for redirects");
+                    if link.ifindex == lb_common::maps::IFINDEX_LOCAL {
+                        tracing::info!(backend = %ip, "backend is this host: its packets go to the local stack");
+                    } else {
+                        tracing::info!(backend = %ip, mac = %neigh::format_mac(&link.mac), ifindex = link.ifindex, "backend MAC resolved");
+                        if let Err(e) = self.dp.add_tx_port(link.ifindex) {
+                            tracing::warn!(backend = %ip, error = %e, "could not add the egress port for redirects");
+                        }
                     }
                     self.links.insert(ip, link);
                     self.apply_logged();

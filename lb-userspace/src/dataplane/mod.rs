@@ -512,6 +512,14 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// Record a tracked connection (benchmarks prefill the table with it).
+    pub fn set_conn(&mut self, key: &ConnKey, value: &ConnValue) -> Result<()> {
+        let map = self.map_mut(names::CONNS)?;
+        let mut hash: HashMap<&mut MapData, ConnKey, ConnValue> =
+            HashMap::try_from(map).map_err(map_err(names::CONNS))?;
+        hash.insert(key, value, 0).map_err(map_err(names::CONNS))
+    }
+
     /// Forget a tracked connection (missing is not an error).
     pub fn remove_conn(&mut self, key: &ConnKey) -> Result<()> {
         let map = self.map_mut(names::CONNS)?;

@@ -449,7 +449,8 @@ async fn run(cli: Cli) -> Result<()> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    if let Some(code) = generate_docs() {
+    if let Some(code) = lb_userspace::cli::generate_docs(<Cli as clap::CommandFactory>::command, 1)
+    {
         return code;
     }
     let cli = match Cli::try_parse() {
@@ -471,50 +472,4 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-// --- Hidden `--generate WHAT`: shell completions and the man page, generated from the
-// clap definition above and printed to stdout (see README, "Deploying"). WHAT is
-// completions-bash | completions-zsh | completions-fish | man. Handled before clap
-// parses, so it needs no subcommand and stays out of --help.
-
-/// `Some(exit code)` when the command line is `--generate WHAT`.
-fn generate_docs() -> Option<ExitCode> {
-    use clap::CommandFactory;
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let what = match args.as_slice() {
-        [flag, what] if flag == "--generate" => what.clone(),
-        [flag] if flag.starts_with("--generate=") => flag["--generate=".len()..].to_owned(),
-        // Anything else after --generate is a usage error below.
-        [flag, ..] if flag == "--generate" || flag.starts_with("--generate=") => String::new(),
-        _ => return None,
-    };
-    let mut cmd = Cli::command();
-    let name = cmd.get_name().to_owned();
-    let mut out = std::io::stdout().lock();
-    let shell = match what.as_str() {
-        "completions-bash" => clap_complete::Shell::Bash,
-        "completions-zsh" => clap_complete::Shell::Zsh,
-        "completions-fish" => clap_complete::Shell::Fish,
-        "man" => {
-            return Some(match clap_mangen::Man::new(cmd).render(&mut out) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("{name}: writing the man page: {e}");
-                    ExitCode::from(1)
-                }
-            });
-        }
-        _ => {
-            eprintln!(
-                "{name}: --generate takes one of completions-bash, completions-zsh, completions-fish, man"
-            );
-            return Some(ExitCode::from(1));
-        }
-    };
-    clap_complete::generate(shell, &mut cmd, name, &mut out);
-    Some(ExitCode::SUCCESS)
 }

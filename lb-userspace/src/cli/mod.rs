@@ -3,10 +3,12 @@
 //! `lbctl list --rate`, and parsing of the flow given to `lbctl explain`. Nothing here
 //! does I/O, so every view is unit-tested on canned data.
 
+mod docs;
 mod flow;
 mod render;
 mod table;
 
+pub use docs::generate_docs;
 pub use flow::parse_flow;
 pub use render::{
     rates, render_conns, render_explain, render_health, render_list, render_rates, render_status,

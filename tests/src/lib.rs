@@ -2,6 +2,7 @@
 //! builder ([`packet`]), a data plane loaded with fixture services ([`Fixture`]), and
 //! network namespaces that clean themselves up ([`netns`]).
 
+pub mod keepalived;
 pub mod lab;
 pub mod netns;
 pub mod packet;

@@ -3,13 +3,13 @@
 //! mappings), and lbd interoperates with real keepalived 2.2.7 as the other node.
 
 use std::{
-    fs,
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::Mutex,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
+    keepalived::Keepalived,
     lab::{wait_until, Lab},
     netns::sh,
 };
@@ -104,80 +104,6 @@ fn two_lbd_nodes_fail_over_without_losing_established_connections() {
     assert_eq!(lost, 0, "established connections lost in the failover");
 }
 
-/// keepalived 2.2.7 in a lab namespace, killed on drop.
-struct Keepalived {
-    child: Option<Child>,
-    dir: std::path::PathBuf,
-}
-
-impl Keepalived {
-    fn start(lab: &Lab, node: &str, config: &str) -> Keepalived {
-        let dir = lab.dir.join(format!("keepalived-{node}"));
-        fs::create_dir_all(&dir).expect("dir");
-        let conf = dir.join("keepalived.conf");
-        fs::write(&conf, config).expect("conf");
-        let log = fs::File::create(dir.join("log")).expect("log");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ns(node),
-                "/usr/sbin/keepalived",
-                "-n",
-                "-l",
-                "-D",
-                "-P",
-                "-f",
-            ])
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir.join("keepalived.pid"))
-            .arg("-r")
-            .arg(dir.join("vrrp.pid"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("keepalived");
-        Keepalived {
-            child: Some(child),
-            dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Keepalived {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let mut c = c;
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for pid in ["keepalived.pid", "vrrp.pid"] {
-            if let Ok(p) = fs::read_to_string(self.dir.join(pid)) {
-                let _ = Command::new("kill")
-                    .args(["-9", p.trim()])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
-    }
-}
-
 const KEEPALIVED_V2: &str = r#"
 global_defs {
     router_id lb2
@@ -211,7 +137,7 @@ fn lbd_and_keepalived_elect_hand_over_and_preempt() {
         ),
     );
     // keepalived first: it becomes master alone, then lbd (higher priority) preempts.
-    let keepalived = Keepalived::start(&lab, "lb2", KEEPALIVED_V2);
+    let keepalived = Keepalived::start(&lab.ns("lb2"), "e2e-v2", KEEPALIVED_V2);
     wait_until(Duration::from_secs(10), "keepalived MASTER alone", || {
         vip_on(&lab, "lb2")
     });
@@ -289,7 +215,7 @@ fn keepalived_v3_unicast_with_nopreempt_does_not_take_over_a_live_lbd_master() {
         state_is(&lab, "lb", "MASTER") && vip_on(&lab, "lb")
     });
     // keepalived with a higher priority but nopreempt stays backup behind a live master.
-    let keepalived = Keepalived::start(&lab, "lb2", KEEPALIVED_V3_UNICAST_NOPREEMPT);
+    let keepalived = Keepalived::start(&lab.ns("lb2"), "e2e-v3", KEEPALIVED_V3_UNICAST_NOPREEMPT);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         state_is(&lab, "lb", "MASTER") && vip_on(&lab, "lb") && !vip_on(&lab, "lb2"),

@@ -22,13 +22,13 @@
 use std::{
     fs,
     future::Future,
-    io::Read,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use lb_tests::keepalived::Keepalived;
 use lb_tests::netns::{sh, Netns};
 use lb_userspace::vrrp::{
     addr::{watch_links, AddrError, AddrHandle},
@@ -38,7 +38,6 @@ use lb_userspace::vrrp::{
     Advert, ChecksumMode, Expect, Received, Version, MCAST_V4, MCAST_V6,
 };
 
-const KEEPALIVED: &str = "/usr/sbin/keepalived";
 const A_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const B_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const A_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x88, 0, 0, 0, 0, 1);
@@ -223,98 +222,6 @@ fn parse_pcap(data: &[u8]) -> Vec<Vec<u8>> {
         off = start + len;
     }
     frames
-}
-
-/// A keepalived (VRRP only) in a namespace; SIGTERMed and reaped on drop.
-struct Keepalived {
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Keepalived {
-    fn start(ns: &Netns, tag: &str, config: &str) -> Self {
-        assert!(
-            Path::new(KEEPALIVED).exists(),
-            "{KEEPALIVED} is not installed (cargo xtask test installs it)"
-        );
-        let dir = PathBuf::from(format!("/tmp/lbt-vrrpio-ka-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("mkdir");
-        let conf = dir.join("keepalived.conf");
-        fs::write(&conf, config).expect("write config");
-        let log = fs::File::create(dir.join("log")).expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, KEEPALIVED])
-            .args(["-n", "-l", "-D", "-P", "-f"])
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir.join("keepalived.pid"))
-            .arg("-r")
-            .arg(dir.join("vrrp.pid"))
-            .arg("-i")
-            .arg(format!("lbt-io-{tag}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn keepalived");
-        Keepalived {
-            child: Some(child),
-            dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = fs::File::open(self.dir.join("log")) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(needle)).count()
-    }
-
-    /// SIGTERM, reap, and kill a VRRP child left behind (only the pid in our own
-    /// pid file, and only if it still runs our config).
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-                // SAFETY: signalling our own child process by pid.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-            let end = Instant::now() + Duration::from_secs(5);
-            let mut exited = false;
-            while Instant::now() < end {
-                if let Ok(Some(_)) = child.try_wait() {
-                    exited = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !exited {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        if let Ok(pid) = fs::read_to_string(self.dir.join("vrrp.pid")) {
-            let pid = pid.trim();
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let ours = String::from_utf8_lossy(&cmdline).contains(&*self.dir.to_string_lossy());
-            if let (true, Ok(pid)) = (ours, pid.parse::<libc::pid_t>()) {
-                // SAFETY: plain kill(2) of a process verified to be ours.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
-impl Drop for Keepalived {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn has_addr(ns: &Netns, dev: &str, cidr: &str) -> bool {
@@ -504,7 +411,7 @@ vrrp_instance VIO {
 #[test]
 fn keepalived_backup_follows_our_adverts() {
     let pair = Pair::new("vioka");
-    let mut ka = Keepalived::start(&pair.b, "backup", KA_BACKUP);
+    let mut ka = Keepalived::start(&pair.b.name, "backup", KA_BACKUP);
     let vip = "198.51.100.61/32";
     block_on_in(&pair.a, async {
         let sock = VrrpSocket::open("la", false, None, true).expect("open");

@@ -293,7 +293,16 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], NeighError> {
 
 /// Aborts a spawned task when the last owner goes away.
 #[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+/// Open an rtnetlink socket in the calling thread's network namespace and spawn its
+/// connection task on the current tokio runtime. Shared by every netlink handle of
+/// lbd (neighbours here, VIPs and links in `vrrp::addr`); the task stops when the
+/// returned guard's last clone is dropped.
+pub(crate) fn netlink_connection() -> std::io::Result<(rtnetlink::Handle, Arc<AbortOnDrop>)> {
+    let (conn, handle, _unsolicited) = rtnetlink::new_connection()?;
+    Ok((handle, Arc::new(AbortOnDrop(tokio::spawn(conn)))))
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -316,12 +325,10 @@ impl NetlinkHandle {
     /// Open a netlink socket in the calling thread's network namespace and spawn its
     /// connection task on the current tokio runtime.
     pub async fn new() -> Result<Self, NeighError> {
-        let (conn, handle, _unsolicited) =
-            rtnetlink::new_connection().map_err(NeighError::Socket)?;
-        let task = tokio::spawn(conn);
+        let (handle, conn) = netlink_connection().map_err(NeighError::Socket)?;
         Ok(NetlinkHandle {
             handle,
-            _conn: Arc::new(AbortOnDrop(task)),
+            _conn: conn,
         })
     }
 

@@ -24,7 +24,7 @@ use rtnetlink::{
     },
     MulticastGroup,
 };
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 /// Capacity of the channel returned by [`watch_links`].
@@ -58,35 +58,23 @@ pub enum AddrError {
     },
 }
 
-/// Aborts a spawned task when dropped.
-#[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A netlink connection for VIPs and link state, in the network namespace of the
 /// thread that created it. Cloning shares the connection; its background task stops
 /// when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct AddrHandle {
     handle: rtnetlink::Handle,
-    _conn: Arc<AbortOnDrop>,
+    _conn: Arc<crate::neigh::AbortOnDrop>,
 }
 
 impl AddrHandle {
     /// Open a netlink socket in the calling thread's network namespace and spawn its
     /// connection task on the current tokio runtime.
     pub async fn new() -> Result<Self, AddrError> {
-        let (conn, handle, _unsolicited) =
-            rtnetlink::new_connection().map_err(AddrError::Socket)?;
-        let task = tokio::spawn(conn);
+        let (handle, conn) = crate::neigh::netlink_connection().map_err(AddrError::Socket)?;
         Ok(AddrHandle {
             handle,
-            _conn: Arc::new(AbortOnDrop(task)),
+            _conn: conn,
         })
     }
 
@@ -236,7 +224,7 @@ impl AddrHandle {
 pub async fn watch_links() -> Result<mpsc::Receiver<(String, bool)>, AddrError> {
     let (conn, handle, mut messages) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).map_err(AddrError::Socket)?;
-    let conn = AbortOnDrop(tokio::spawn(conn));
+    let conn = crate::neigh::AbortOnDrop(tokio::spawn(conn));
     // Subscribed before the dump: a change racing with it is still seen (and
     // compared against what the dump said).
     let mut known: HashMap<u32, (String, bool)> = HashMap::new();

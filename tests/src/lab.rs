@@ -9,7 +9,7 @@ use std::{
     collections::HashMap,
     fs,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::Once,
     time::{Duration, Instant},
@@ -439,9 +439,4 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("timed out after {timeout:?} waiting for: {what}");
-}
-
-/// True if `path` exists (for pin checks).
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }

@@ -72,31 +72,35 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
         return (xdp_action::XDP_DROP, outcome::DROP_NO_BACKEND);
     };
 
-    // A backend on this very host: hand the packet, unchanged, to the local stack.
-    if backend.ifindex == IFINDEX_LOCAL {
-        let bytes = (ctx.data_end() - ctx.data()) as u64;
-        add_traffic(&SERVICE_STATS, service.id, bytes, pkt.syn);
-        add_traffic(&BACKEND_STATS, choice.backend as u32, bytes, pkt.syn);
-        return (xdp_action::XDP_PASS, outcome::FWD_LOCAL);
-    }
-
-    // 4. Rewrite: destination MAC := backend's, source MAC := our egress interface's.
-    let Some(macs) = parse::ptr_at::<[u32; 3]>(ctx, 0) else {
-        return (xdp_action::XDP_PASS, outcome::PASS_MALFORMED);
+    // 4. Rewrite and 5. act. A backend on this very host gets the packet unchanged,
+    // through the local stack; any other gets it with its MAC, out of the right port.
+    let (action, result) = if backend.ifindex == IFINDEX_LOCAL {
+        (xdp_action::XDP_PASS, outcome::FWD_LOCAL)
+    } else {
+        if !rewrite_macs(ctx, backend) {
+            return (xdp_action::XDP_PASS, outcome::PASS_MALFORMED);
+        }
+        send(ctx, backend)
     };
-    // SAFETY: ptr_at checked the 12 bytes are inside the packet. `mac` and `src_mac` are
-    // the first 12 bytes of the 4-aligned map value, in frame order: three word copies
-    // (a [u8; 6] assignment compiles to a memmove call on the BPF target).
-    unsafe { *macs = *(backend as *const Backend as *const [u32; 3]) };
-
-    // 5. Act.
-    let (action, result) = send(ctx, backend);
     if action != xdp_action::XDP_DROP {
         let bytes = (ctx.data_end() - ctx.data()) as u64;
         add_traffic(&SERVICE_STATS, service.id, bytes, pkt.syn);
         add_traffic(&BACKEND_STATS, choice.backend as u32, bytes, pkt.syn);
     }
     (action, result)
+}
+
+/// Destination MAC := the backend's, source MAC := our egress interface's.
+#[inline(always)]
+fn rewrite_macs(ctx: &XdpContext, backend: &Backend) -> bool {
+    let Some(macs) = parse::ptr_at::<[u32; 3]>(ctx, 0) else {
+        return false;
+    };
+    // SAFETY: ptr_at checked the 12 bytes are inside the packet. `mac` and `src_mac` are
+    // the first 12 bytes of the 4-aligned map value, in frame order: three word copies
+    // (a [u8; 6] assignment compiles to a memmove call on the BPF target).
+    unsafe { *macs = *(backend as *const Backend as *const [u32; 3]) };
+    true
 }
 
 /// The service for a parsed packet: the exact (VIP, port, protocol), else the

@@ -236,3 +236,56 @@ fn handle_lives_in_the_namespace_it_was_created_in() {
         assert_eq!(n.mac, Some(mac_of(&pair.b, "b0")));
     });
 }
+
+/// Thousands of backends at once (lbd's start with a big config): 2,000 permanent
+/// neighbour entries, all looked up concurrently on one netlink handle, each finding
+/// its own MAC. Each lookup is a single-entry `RTM_GETNEIGH`: a dump per lookup was
+/// O(n²), and at 16,000 entries concurrent dumps on one socket failed with EBUSY
+/// (`cargo xtask bench`'s lbd-at-scale figure runs that size).
+#[test]
+fn many_concurrent_lookups_on_one_handle() {
+    const N: usize = 2000;
+    let pair = Pair::new("ngm");
+    let addr = |k: usize| -> IpAddr {
+        format!("10.77.{}.{}", 1 + k / 250, k % 250 + 1)
+            .parse()
+            .expect("ip")
+    };
+    let mac = |k: usize| [2, 0, 0, 0, (k >> 8) as u8, k as u8];
+    let mut batch = String::new();
+    for k in 0..N {
+        batch.push_str(&format!(
+            "neigh add {} lladdr {} dev a0 nud permanent\n",
+            addr(k),
+            format_mac(&mac(k))
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("lbt-neigh-{}.batch", std::process::id()));
+    std::fs::write(&file, batch).expect("write batch");
+    pair.a.exec("ip addr add 10.77.255.254/16 dev a0");
+    pair.a.exec(&format!("ip -batch {}", file.display()));
+    let _ = std::fs::remove_file(&file);
+
+    let _inside = pair.a.enter();
+    rt().block_on(async {
+        let nl = std::sync::Arc::new(NetlinkHandle::new().await.expect("netlink"));
+        let a0 = nl.link_by_name("a0").await.expect("a0").ifindex;
+        let lookups = (0..N).map(|k| {
+            let nl = nl.clone();
+            async move { (k, nl.neighbor(addr(k), a0).await) }
+        });
+        for (k, found) in futures_util::future::join_all(lookups).await {
+            let n = found
+                .unwrap_or_else(|e| panic!("lookup {k}: {e}"))
+                .unwrap_or_else(|| panic!("lookup {k}: no entry"));
+            assert_eq!(n.mac, Some(mac(k)), "entry {k}");
+            assert_eq!(n.state, NeighState::Permanent, "entry {k}");
+        }
+        // A missing entry is None, not an error.
+        assert!(nl
+            .neighbor("10.77.200.200".parse().expect("ip"), a0)
+            .await
+            .expect("lookup of a missing entry")
+            .is_none());
+    });
+}

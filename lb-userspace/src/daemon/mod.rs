@@ -107,6 +107,9 @@ fn mode_name(mode: AttachedMode) -> &'static str {
     }
 }
 
+/// At most this many queued events are taken in before the maps are written.
+const BURST: usize = 4096;
+
 /// A resolution result: backend address and its link, or why not.
 type Resolved = (IpAddr, Result<Link, String>);
 
@@ -133,6 +136,9 @@ struct Daemon {
     scripts_ok: HashMap<PathBuf, bool>,
     /// Tracking last sent to each instance, with its reasons.
     tracked: HashMap<String, (i32, bool, Vec<String>)>,
+    /// A health, MAC or neighbour event changed the desired state; the maps are
+    /// written once the burst of events already queued has been taken in.
+    apply_pending: bool,
 }
 
 /// `lbd --check-config`: validate and summarise.
@@ -238,6 +244,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         vrrp: Vec::new(),
         masters: HashMap::new(),
         links_up: HashMap::new(),
+        apply_pending: false,
         scripts_ok: HashMap::new(),
         tracked: HashMap::new(),
     };
@@ -344,6 +351,23 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
+        }
+        // Coalesce a burst (thousands of MACs resolving at start, a switch failing
+        // many health checks at once): take in what is already queued, then write the
+        // maps once instead of rebuilding tables per event.
+        if d.apply_pending {
+            for _ in 0..BURST {
+                if let Ok((ip, result)) = resolved_rx.try_recv() {
+                    d.on_resolved(ip, result);
+                } else if let Ok(ev) = health_rx.try_recv() {
+                    d.on_health(ev);
+                } else if let Ok(n) = neigh_rx.try_recv() {
+                    d.on_neighbor(n);
+                } else {
+                    break;
+                }
+            }
+            d.apply_logged();
         }
     }
     // A graceful stop hands the VIPs over (priority 0: the backup takes over within
@@ -457,6 +481,7 @@ impl Daemon {
     }
 
     fn apply(&mut self) -> Result<(), SyncError> {
+        self.apply_pending = false;
         let desired =
             translate::desired(&self.config, &self.health, &self.links, self.forwarding());
         let report = self
@@ -563,13 +588,13 @@ impl Daemon {
                         }
                     }
                     self.links.insert(ip, link);
-                    self.apply_logged();
+                    self.apply_pending = true;
                 }
             }
             Err(reason) => {
                 if self.links.remove(&ip).is_some() {
                     tracing::warn!(backend = %ip, %reason, "backend MAC lost; backend unusable until resolved");
-                    self.apply_logged();
+                    self.apply_pending = true;
                 } else {
                     tracing::warn!(backend = %ip, %reason, "backend MAC unknown; backend unusable until resolved; retrying");
                 }
@@ -591,7 +616,7 @@ impl Daemon {
                     if link.mac != mac && link.ifindex == n.ifindex {
                         tracing::info!(backend = %n.ip, old = %neigh::format_mac(&link.mac), new = %neigh::format_mac(&mac), "backend MAC changed");
                         self.links.insert(n.ip, Link { mac, ..link });
-                        self.apply_logged();
+                        self.apply_pending = true;
                     }
                 } else {
                     self.resolve(n.ip, Duration::ZERO);
@@ -605,7 +630,7 @@ impl Daemon {
     fn on_health(&mut self, ev: HealthEvent) {
         let before = self.health.insert(ev.key.clone(), ev.up);
         if before != Some(ev.up) {
-            self.apply_logged();
+            self.apply_pending = true;
             self.update_tracking();
         }
     }

@@ -5,10 +5,12 @@
 //! - [`hash`]: the flow hash that picks a Maglev slot;
 //! - [`select`]: the backend decision itself (clean slot, dirty slot, connection table),
 //!   generic over map access so the XDP program and `lbctl explain` run the same code;
-//! - [`maglev`] (with the `std` feature): the Maglev table builder.
+//! - [`maglev`] (with the `std` feature): the Maglev table builder;
+//! - [`bench`]: the benchmark traffic generator's frame layout.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod hash;
 #[cfg(feature = "std")]
 pub mod maglev;

@@ -364,6 +364,10 @@ pub mod programs {
     pub const LB: &str = "lb_xdp";
     /// Baseline for benchmarks: swap MACs, `XDP_TX`.
     pub const MACSWAP: &str = "lb_macswap";
+    /// Benchmark traffic generator (run in live-frames mode; see [`crate::bench`]).
+    pub const BENCH_GEN: &str = "lb_bench_gen";
+    /// Benchmark sink: drops generated frames, passes everything else.
+    pub const BENCH_SINK: &str = "lb_bench_sink";
 }
 
 /// Default capacities (the controller may override `max_entries` at load time).

@@ -6,6 +6,7 @@
 #![no_std]
 #![no_main]
 
+mod bench;
 mod maps;
 mod parse;
 
@@ -158,30 +159,6 @@ impl FlowState for DataplaneMaps {
         // SAFETY: no preconditions.
         unsafe { bpf_ktime_get_ns() }
     }
-}
-
-/// Benchmark baseline: swap the MACs and send the frame back. The least a DR
-/// forwarder can do; `cargo xtask bench` reports the load balancer against it. Written
-/// with word loads and stores, like the balancer's rewrite, so the comparison is fair.
-#[xdp]
-pub fn lb_macswap(ctx: XdpContext) -> u32 {
-    let Some(p) = parse::ptr_at::<[u8; 12]>(&ctx, 0) else {
-        return xdp_action::XDP_PASS;
-    };
-    let p = p as *mut u8;
-    // SAFETY: ptr_at checked the 12 bytes are inside the packet; natural-width packet
-    // access, see parse.rs.
-    unsafe {
-        let dst_hi = *(p as *const u32);
-        let dst_lo = *(p.add(4) as *const u16);
-        let src_hi = *(p.add(6) as *const u16);
-        let src_lo = *(p.add(8) as *const u32);
-        *(p as *mut u16) = src_hi;
-        *(p.add(2) as *mut u32) = src_lo;
-        *(p.add(6) as *mut u32) = dst_hi;
-        *(p.add(10) as *mut u16) = dst_lo;
-    }
-    xdp_action::XDP_TX
 }
 
 #[cfg(not(test))]

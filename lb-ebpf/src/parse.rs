@@ -75,7 +75,7 @@ fn header<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*const u8, 
 /// # Safety
 /// `offset + size_of::<T>()` must be within the `N` bytes checked by `header`.
 #[inline(always)]
-unsafe fn field<T: Copy>(base: *const u8, offset: usize) -> T {
+pub(crate) unsafe fn field<T: Copy>(base: *const u8, offset: usize) -> T {
     // SAFETY: in bounds per the caller; a natural-width load (see the module comment).
     unsafe { ptr::read(base.add(offset) as *const T) }
 }

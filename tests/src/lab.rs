@@ -9,7 +9,7 @@ use std::{
     collections::HashMap,
     fs,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Once,
     time::{Duration, Instant},
@@ -30,12 +30,19 @@ fn workspace() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-/// Path of a workspace binary (lbd, lbctl), built once per test process.
+/// Path of a workspace binary (lbd, lbctl), built once per process with this crate's
+/// profile: debug for the tests, release for the bench (whose figures must be a
+/// release lbd's).
 pub fn binary(name: &str) -> PathBuf {
+    const RELEASE: bool = !cfg!(debug_assertions);
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "lb-userspace", "--bins"])
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "-q", "-p", "lb-userspace", "--bins"]);
+        if RELEASE {
+            cargo.arg("--release");
+        }
+        let status = cargo
             .current_dir(workspace())
             .status()
             .expect("run cargo build");
@@ -44,7 +51,38 @@ pub fn binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
-    target.join("debug").join(name)
+    target
+        .join(if RELEASE { "release" } else { "debug" })
+        .join(name)
+}
+
+/// Start lbd (the workspace's build) in namespace `ns` with `config`, logging at info
+/// level to `log`. `ip netns exec` execs lbd, so the child is lbd itself.
+pub fn spawn_lbd(ns: &str, config: &Path, log: &Path) -> std::io::Result<Child> {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(binary("lbd"))
+        .arg("--config")
+        .arg(config)
+        .env("LBD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log)?)
+        .spawn()
+}
+
+/// Ask the lbd listening on control socket `socket`; `None` if it does not answer
+/// within 5 s.
+pub fn ask_socket(socket: &Path, request: Request) -> Option<Response> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), control::call(socket, &request))
+            .await
+            .ok()?
+            .ok()
+    })
 }
 
 /// A running lab.
@@ -224,18 +262,12 @@ impl Lab {
     /// Start lbd on LB node `node` with its config; waits until it answers.
     pub fn start_lbd_on(&mut self, node: &str) {
         self.lbd_runs += 1;
-        let log =
-            fs::File::create(self.dir.join(format!("lbd-{}.log", self.lbd_runs))).expect("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(node)])
-            .arg(binary("lbd"))
-            .arg("--config")
-            .arg(self.config_path_for(node))
-            .env("LBD_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start lbd");
+        let child = spawn_lbd(
+            &self.ns(node),
+            &self.config_path_for(node),
+            &self.dir.join(format!("lbd-{}.log", self.lbd_runs)),
+        )
+        .expect("start lbd");
         self.lbds.insert(node.to_string(), child);
         wait_until(Duration::from_secs(20), "lbd answering", || {
             matches!(
@@ -286,17 +318,7 @@ impl Lab {
 
     /// Ask LB node `node`'s lbd over its control socket; `None` if it does not answer.
     pub fn ask_on(&self, node: &str, request: Request) -> Option<Response> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        let socket = self.socket_for(node);
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), control::call(&socket, &request))
-                .await
-                .ok()?
-                .ok()
-        })
+        ask_socket(&self.socket_for(node), request)
     }
 
     /// Wait until node "lb"'s lbd reports `n` backends healthy.

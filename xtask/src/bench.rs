@@ -36,6 +36,9 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     bootstrap::bootstrap(Needs::default())?;
+    // The labs need what the tests need (keepalived, xdp-tools) plus the proxies the
+    // bench compares against (haproxy, nginx) and the load generator (wrk).
+    bootstrap::ensure_test_packages(crate::test::TEST_PACKAGES)?;
     let out = match args.out {
         Some(dir) if dir.is_relative() => std::env::current_dir()
             .context("reading the current directory")?

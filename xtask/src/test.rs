@@ -24,6 +24,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "openssl",
     "python3-yaml",
     "systemd",
+    // The bench's side-by-side comparison (also run, quick, by the test command).
+    "haproxy",
+    "nginx",
+    "libnginx-mod-stream",
+    "wrk",
 ];
 
 /// Variables that would pin the host toolchain in a nested `cargo +nightly`

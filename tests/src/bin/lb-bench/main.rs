@@ -4,6 +4,11 @@
 //! and `report.json` (machine, kernel, min/median/max per figure) to `--out`.
 //! Needs root. Numbers are reported, never asserted.
 
+mod bpfstats;
+mod controller;
+mod proxies;
+mod rate;
+
 use std::{fmt::Write as _, fs, path::PathBuf, time::Instant};
 
 use anyhow::{Context, Result};
@@ -21,7 +26,8 @@ struct Args {
     /// Fewer repetitions: checks the harness runs (CI), numbers are rough.
     #[arg(long)]
     quick: bool,
-    /// Run only the sections whose name contains this (packet, maglev, control, backend, vrrp).
+    /// Run only the sections whose name contains this (packet, maglev, scale, rate,
+    /// proxies, control, backend, vrrp).
     #[arg(long)]
     only: Option<String>,
     /// Output directory for report.md and report.json.
@@ -225,8 +231,15 @@ fn main() -> Result<()> {
     if want("scale") {
         per_packet_scaling(&args, repeat, runs, &mut figures)?;
     }
+    if want("rate") {
+        rate::forwarding_rate(&args, &mut figures)?;
+    }
+    if want("proxies") {
+        proxies::versus_proxies(&args, &mut figures)?;
+    }
     if want("control") {
         control_plane(&args, runs, &mut figures)?;
+        controller::lbd_at_scale(&args, &mut figures)?;
     }
     if want("backend") {
         failover_of_a_backend(&args, &mut figures)?;
@@ -238,19 +251,8 @@ fn main() -> Result<()> {
     write_report(&args, repeat, runs, &figures)
 }
 
-fn rss_mib() -> f64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// Cold apply of many services through the real reconciler and maps, then a no-op
-/// apply, and the controller's resident memory afterwards.
+/// apply.
 fn control_plane(args: &Args, runs: usize, figures: &mut Vec<Figure>) -> Result<()> {
     use lb_common::maps::addr_words;
     use lb_userspace::{
@@ -310,7 +312,6 @@ fn control_plane(args: &Args, runs: usize, figures: &mut Vec<Figure>) -> Result<
     };
     let mut cold = Vec::new();
     let mut noop = Vec::new();
-    let mut rss = 0.0;
     for _ in 0..runs.min(3) {
         let mut dp = Dataplane::load(&DataplaneOptions {
             pin_dir: None,
@@ -326,7 +327,6 @@ fn control_plane(args: &Args, runs: usize, figures: &mut Vec<Figure>) -> Result<
         let t = Instant::now();
         r.apply(&mut dp, &desired, Instant::now())?;
         noop.push(t.elapsed().as_secs_f64() * 1e3);
-        rss = rss_mib();
     }
     let (min, median, max) = stats(cold);
     figures.push(Figure {
@@ -348,16 +348,6 @@ fn control_plane(args: &Args, runs: usize, figures: &mut Vec<Figure>) -> Result<
         max,
         ratio: None,
         note: "what every health or neighbour event costs when it changes nothing".into(),
-    });
-    figures.push(Figure {
-        name: format!("controller resident memory after applying {services} services"),
-        unit: "MiB",
-        min: rss,
-        median: rss,
-        max: rss,
-        ratio: None,
-        note: "this process (reconciler + maps API); table memory itself lives in the kernel"
-            .into(),
     });
     Ok(())
 }

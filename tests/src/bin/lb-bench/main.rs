@@ -415,6 +415,93 @@ fn machine() -> (String, String) {
     (cpu, kernel)
 }
 
+/// First line of each comparison tool's version output.
+fn tool_versions() -> Vec<String> {
+    [
+        ("haproxy", "-v"),
+        ("nginx", "-v"),
+        ("wrk", "-v"),
+        ("keepalived", "--version"),
+    ]
+    .iter()
+    .filter_map(|(tool, flag)| {
+        let out = std::process::Command::new(tool).arg(flag).output().ok()?;
+        let text = [out.stdout, out.stderr].concat();
+        let line = String::from_utf8_lossy(&text)
+            .lines()
+            .next()?
+            .trim()
+            .to_string();
+        Some(line)
+    })
+    .collect()
+}
+
+/// The few comparisons a reader wants first, from the figures this run produced.
+fn headlines(figures: &[Figure]) -> Vec<String> {
+    let get = |name: &str| figures.iter().find(|f| f.name == name);
+    let mut out = Vec::new();
+    if let (Some(base), Some(lb)) = (
+        get("forwarding rate, MAC-swap baseline"),
+        get("forwarding rate, lbd, 1,048,576 flows"),
+    ) {
+        out.push(format!(
+            "forwarding rate over 1M flows: lbd {:.2} Mpps, {:.2}x the MAC-swap baseline's {:.2} Mpps on the same wires",
+            lb.median,
+            lb.median / base.median,
+            base.median
+        ));
+    }
+    if let (Some(new), Some(est)) = (
+        get("new TCP flow (SYN), clean slot"),
+        get("established TCP flow, clean slot"),
+    ) {
+        out.push(format!(
+            "per packet (BPF_PROG_TEST_RUN): new flow {:.1}x, established flow {:.1}x the MAC-swap baseline",
+            new.ratio.unwrap_or_default(),
+            est.ratio.unwrap_or_default()
+        ));
+    }
+    // lbd next to the proxies, one line per comparison.
+    for (what, workload, suffix, unit) in [
+        (
+            "LB CPU per short connection",
+            "short connections",
+            ": LB CPU per request",
+            " µs",
+        ),
+        (
+            "LB CPU per 1 MiB download",
+            "1 MiB downloads",
+            ": LB CPU per MiB",
+            " µs",
+        ),
+        ("short connections per second", "short connections", "", ""),
+    ] {
+        let of = |lb: &str| get(&format!("{workload} via {lb}{suffix}"));
+        if let (Some(lbd), Some(hap), Some(ngx)) = (
+            of("lbd (XDP DR)"),
+            of("haproxy (TCP mode)"),
+            of("nginx stream"),
+        ) {
+            out.push(format!(
+                "{what}: lbd {:.1}{unit}, haproxy {:.1}{unit} ({:.2}x lbd), nginx stream {:.1}{unit} ({:.2}x lbd)",
+                lbd.median,
+                hap.median,
+                hap.median / lbd.median,
+                ngx.median,
+                ngx.median / lbd.median
+            ));
+        }
+    }
+    for f in figures {
+        if f.name.starts_with("lbd start to") || f.name.starts_with("lbd resident memory") {
+            out.push(format!("{}: {:.1} {}", f.name, f.median, f.unit));
+        }
+    }
+    out
+}
+
 fn write_report(args: &Args, repeat: u32, runs: usize, figures: &[Figure]) -> Result<()> {
     let (cpu, kernel) = machine();
     let cores = std::thread::available_parallelism()
@@ -423,12 +510,22 @@ fn write_report(args: &Args, repeat: u32, runs: usize, figures: &[Figure]) -> Re
     fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
     let mut md = String::new();
     writeln!(md, "# lb bench report\n")?;
+    let tools = tool_versions();
+    let headlines = headlines(figures);
     writeln!(md, "- CPU: {cpu} ({cores} cores)\n- kernel: {kernel}")?;
+    writeln!(md, "- compared against: {}", tools.join("; "))?;
     writeln!(
         md,
         "- mode: {} (BPF_PROG_TEST_RUN repeat {repeat}, {runs} runs per figure)\n",
         if args.quick { "quick" } else { "full" }
     )?;
+    if !headlines.is_empty() {
+        writeln!(md, "## Headlines (medians)\n")?;
+        for line in &headlines {
+            writeln!(md, "- {line}")?;
+        }
+        writeln!(md, "\n## All figures\n")?;
+    }
     writeln!(
         md,
         "| figure | unit | min | median | max | x baseline | note |\n|---|---|---|---|---|---|---|"
@@ -442,7 +539,8 @@ fn write_report(args: &Args, repeat: u32, runs: usize, figures: &[Figure]) -> Re
         )?;
     }
     let json = json!({
-        "cpu": cpu, "cores": cores, "kernel": kernel, "quick": args.quick, "repeat": repeat, "runs": runs,
+        "cpu": cpu, "cores": cores, "kernel": kernel, "tools": tools, "headlines": headlines,
+        "quick": args.quick, "repeat": repeat, "runs": runs,
         "figures": figures.iter().map(|f| json!({
             "name": f.name, "unit": f.unit, "min": f.min, "median": f.median, "max": f.max,
             "ratio_to_baseline": f.ratio, "note": f.note,

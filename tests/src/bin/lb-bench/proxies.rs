@@ -89,13 +89,13 @@ const CONTENDERS: [Contender; 3] = [
               kernel veth/softirq work excluded",
     },
     Contender {
-        name: "haproxy 2.6 (TCP mode)",
+        name: "haproxy (TCP mode)",
         setup: "seed 002's haproxy.cfg on VIP:80 (no log lines, no ssl-hello-chk: plain HTTP \
                 backends), haproxy -db, default nbthread",
         cpu: "utime+stime of the haproxy process (all threads), its kernel socket work included",
     },
     Contender {
-        name: "nginx 1.22 stream",
+        name: "nginx stream",
         setup: "seed 003's nginx stream config on VIP:80, worker_processes auto",
         cpu: "utime+stime of the nginx master and workers, their kernel socket work included",
     },

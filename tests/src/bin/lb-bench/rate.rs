@@ -206,6 +206,10 @@ fn blast(
         Ok((secs, wire.delivered()? - sunk0))
     };
     let (secs, sunk) = send()?;
+    ensure!(
+        sunk > 0,
+        "none of {frames} generated frames came back to the sink: the LB on l0 forwarded nothing"
+    );
 
     let lb_prog = wire.lb_program_id()?;
     let stats_on = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enable bpf_stats")?;

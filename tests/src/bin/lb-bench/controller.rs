@@ -18,7 +18,7 @@ use lb_tests::{
 };
 use lb_userspace::control::{Request, Response};
 
-use crate::{stats, Args, Figure};
+use crate::{Args, Figure};
 
 /// Address of backend `k` (distinct for every service and backend).
 fn backend(k: usize) -> String {
@@ -117,28 +117,21 @@ pub fn lbd_at_scale(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
         rss.push(vm_rss_mib(lbd.0.id())?);
         drop(lbd);
     }
-    let (min, median, max) = stats(ready);
-    figures.push(Figure {
-        name: format!("lbd start to {services} services x {per} backends installed"),
-        unit: "s",
-        min,
-        median,
-        max,
-        ratio: None,
-        note: "release lbd: config, neighbour lookup, Maglev tables, map writes; polled every 250 ms with `lbctl list`'s request (which itself costs lbd time at this size)".into(),
-    });
-    let (min, median, max) = stats(rss);
-    figures.push(Figure {
-        name: format!("lbd resident memory, idle, {services} services x {per} backends"),
-        unit: "MiB",
-        min,
-        median,
-        max,
-        ratio: None,
-        note:
-            "VmRSS 2 s after every table was installed; the tables themselves live in kernel maps"
-                .into(),
-    });
+    figures.push(Figure::new(
+        format!("lbd start to {services} services x {per} backends installed"),
+        "s",
+        ready,
+        "release lbd: config, neighbour lookup, Maglev tables, map writes; polled every 250 ms \
+         with `lbctl list`'s request (which itself costs lbd time at this size)"
+            .into(),
+    ));
+    figures.push(Figure::new(
+        format!("lbd resident memory, idle, {services} services x {per} backends"),
+        "MiB",
+        rss,
+        "VmRSS 2 s after every table was installed; the tables themselves live in kernel maps"
+            .into(),
+    ));
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use lb_tests::{
     netns::sh,
 };
 
-use crate::{bpfstats, stats, Args, Figure};
+use crate::{bpfstats, median, Args, Figure};
 
 /// How long each measurement runs and how often it is repeated.
 struct Plan {
@@ -351,17 +351,16 @@ fn push_figures(plan: &Plan, results: &[Vec<Vec<Sample>>], figures: &mut Vec<Fig
             let lbd_median = median_of(&results[0][w], |s| metric.of(s));
             for (lb, contender) in CONTENDERS.iter().enumerate() {
                 let samples = &results[lb][w];
-                let (min, median, max) = stats(samples.iter().map(|s| metric.of(s)).collect());
                 let (what, unit, how) = describe(metric, workload, contender, samples, plan);
-                figures.push(Figure {
-                    name: format!("{} via {}{what}", workload.name, contender.name),
-                    unit,
-                    min,
-                    median,
-                    max,
-                    ratio: (lbd_median > 0.0).then(|| median / lbd_median),
-                    note: format!("{how}; ratio: vs lbd"),
-                });
+                figures.push(
+                    Figure::new(
+                        format!("{} via {}{what}", workload.name, contender.name),
+                        unit,
+                        samples.iter().map(|s| metric.of(s)).collect(),
+                        format!("{how}; ratio: vs lbd"),
+                    )
+                    .vs(lbd_median),
+                );
             }
         }
     }
@@ -417,7 +416,7 @@ fn describe(
 
 /// The median of `f` over `samples`.
 fn median_of(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> f64 {
-    stats(samples.iter().map(f).collect()).1
+    median(samples.iter().map(f).collect())
 }
 
 /// How a workload was driven, for the notes.

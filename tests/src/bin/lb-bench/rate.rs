@@ -36,7 +36,7 @@ use lb_userspace::{
     dataplane::{AttachMode, Dataplane, DataplaneOptions},
 };
 
-use crate::{bpfstats, stats, Args, Figure};
+use crate::{bpfstats, median, Args, Figure};
 
 const VIP: &str = "10.98.0.100";
 const PORT: u16 = 9;
@@ -90,8 +90,8 @@ pub fn forwarding_rate(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
         drop(dp); // detaches the baseline from l0
         samples
     };
-    let base_mpps = stats(baseline.iter().map(|s| s.mpps).collect()).1;
-    let base_ns = stats(baseline.iter().map(|s| s.lb_ns).collect()).1;
+    let base_mpps = median(baseline.iter().map(|s| s.mpps).collect());
+    let base_ns = median(baseline.iter().map(|s| s.lb_ns).collect());
     push(
         figures,
         "MAC-swap baseline",
@@ -156,31 +156,30 @@ fn push(
     base_ns: f64,
     note: &str,
 ) {
-    let (min, median, max) = stats(samples.iter().map(|s| s.mpps).collect());
-    let lost = 1.0 - stats(samples.iter().map(|s| s.delivered).collect()).0;
-    figures.push(Figure {
-        name: format!("forwarding rate, {what}"),
-        unit: "Mpps",
-        min,
-        median,
-        max,
-        ratio: Some(median / base_mpps),
-        note: format!(
-            "{note}{}generator, LB and sink share the machine's CPUs; worst run lost {:.2}% of frames",
-            if note.is_empty() { "" } else { "; " },
-            lost * 100.0
-        ),
-    });
-    let (min, median, max) = stats(samples.iter().map(|s| s.lb_ns).collect());
-    figures.push(Figure {
-        name: format!("LB program time per packet under load, {what}"),
-        unit: "ns/packet",
-        min,
-        median,
-        max,
-        ratio: Some(median / base_ns),
-        note: "bpf_stats run time / run count of the program attached to l0".into(),
-    });
+    let worst = samples.iter().map(|s| s.delivered).fold(1.0, f64::min);
+    let note = format!(
+        "{note}{}generator, LB and sink share the machine's CPUs; worst run lost {:.2}% of frames",
+        if note.is_empty() { "" } else { "; " },
+        (1.0 - worst) * 100.0
+    );
+    figures.push(
+        Figure::new(
+            format!("forwarding rate, {what}"),
+            "Mpps",
+            samples.iter().map(|s| s.mpps).collect(),
+            note,
+        )
+        .vs(base_mpps),
+    );
+    figures.push(
+        Figure::new(
+            format!("LB program time per packet under load, {what}"),
+            "ns/packet",
+            samples.iter().map(|s| s.lb_ns).collect(),
+            "bpf_stats run time / run count of the program attached to l0".into(),
+        )
+        .vs(base_ns),
+    );
 }
 
 /// Send `frames` generated frames and count what the sink received; then send them

@@ -45,36 +45,33 @@ pub const FRAME_LEN: usize = TRAILER_OFFSET + core::mem::size_of::<Trailer>();
 impl Trailer {
     /// The trailer as it sits in the frame.
     pub fn to_bytes(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out[..8].copy_from_slice(&self.magic.to_ne_bytes());
-        out[8..14].copy_from_slice(&self.dst_mac);
-        out[14..20].copy_from_slice(&self.src_mac);
-        out[20..24].copy_from_slice(&self.src_ip);
-        out[24..26].copy_from_slice(&self.src_port);
-        out[26..28].copy_from_slice(&self._pad.to_ne_bytes());
-        out[28..32].copy_from_slice(&self.flow_mask.to_ne_bytes());
-        out
+        // SAFETY: repr(C), 32 bytes (asserted above) of fields that sum to 32 bytes, so
+        // there is no padding and every byte is initialised.
+        unsafe { core::mem::transmute::<Trailer, [u8; 32]>(*self) }
     }
 }
 
 /// Byte offsets inside a generated frame that the generator reads and writes.
 pub mod offsets {
-    /// IPv4 source address.
-    pub const SRC_IP: usize = 26;
-    /// TCP source port.
-    pub const SRC_PORT: usize = 34;
-    /// Trailer fields, from the frame's start.
-    pub const MAGIC: usize = super::TRAILER_OFFSET;
+    use super::{Trailer, TRAILER_OFFSET};
+    use core::mem::offset_of;
+
+    /// IPv4 source address (Ethernet 14 + its offset in the IPv4 header, 12).
+    pub const SRC_IP: usize = 14 + 12;
+    /// TCP source port (Ethernet 14 + IPv4 without options 20).
+    pub const SRC_PORT: usize = 14 + 20;
+    /// Trailer `magic`, from the frame's start.
+    pub const MAGIC: usize = TRAILER_OFFSET + offset_of!(Trailer, magic);
     /// Trailer `dst_mac`.
-    pub const DST_MAC: usize = super::TRAILER_OFFSET + 8;
+    pub const DST_MAC: usize = TRAILER_OFFSET + offset_of!(Trailer, dst_mac);
     /// Trailer `src_mac`.
-    pub const SRC_MAC: usize = super::TRAILER_OFFSET + 14;
+    pub const SRC_MAC: usize = TRAILER_OFFSET + offset_of!(Trailer, src_mac);
     /// Trailer `src_ip`.
-    pub const BASE_IP: usize = super::TRAILER_OFFSET + 20;
+    pub const BASE_IP: usize = TRAILER_OFFSET + offset_of!(Trailer, src_ip);
     /// Trailer `src_port`.
-    pub const BASE_PORT: usize = super::TRAILER_OFFSET + 24;
+    pub const BASE_PORT: usize = TRAILER_OFFSET + offset_of!(Trailer, src_port);
     /// Trailer `flow_mask`.
-    pub const FLOW_MASK: usize = super::TRAILER_OFFSET + 28;
+    pub const FLOW_MASK: usize = TRAILER_OFFSET + offset_of!(Trailer, flow_mask);
 }
 
 #[cfg(test)]

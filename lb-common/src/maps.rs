@@ -243,6 +243,15 @@ pub struct ConnValue {
     pub last_seen_ns: u64,
 }
 
+impl ConnValue {
+    /// The entry still holds: its backend keeps flows and is the same generation (the
+    /// index was not reused for another backend since).
+    #[inline(always)]
+    pub const fn follows(&self, b: &Backend) -> bool {
+        b.keeps_flows() && b.gen == self.gen
+    }
+}
+
 /// Value of the single-entry `CONFIG` array.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

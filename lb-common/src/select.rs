@@ -138,11 +138,7 @@ pub fn choose<S: FlowState>(
     } else {
         match state.conn(key) {
             Some(tracked) => match state.backend(tracked.backend as u16) {
-                Some(b)
-                    if tracked.backend < NO_BACKEND as u32
-                        && b.keeps_flows()
-                        && b.gen == tracked.gen =>
-                {
+                Some(b) if tracked.backend < NO_BACKEND as u32 && tracked.follows(b) => {
                     let now = state.now_ns();
                     let mut insert_failed = false;
                     if now.wrapping_sub(tracked.last_seen_ns) > TOUCH_INTERVAL_NS {

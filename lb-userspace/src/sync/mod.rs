@@ -668,7 +668,7 @@ impl Reconciler {
                 let elsewhere = v.backend != entry.backend as u32;
                 let keeps = backends
                     .get(v.backend as usize)
-                    .is_some_and(|b| b.keeps_flows() && b.gen == v.gen);
+                    .is_some_and(|b| v.follows(b));
                 if entry.is_dirty() && alive && elsewhere && keeps {
                     pinned.insert(slot);
                 }

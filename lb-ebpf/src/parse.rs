@@ -10,7 +10,7 @@
 
 use aya_ebpf::programs::XdpContext;
 use core::{mem, ptr};
-use lb_common::maps::{outcome, proto, v4_words, ConnKey, V4_MAPPED_WORD};
+use lb_common::maps::{is_v4, outcome, proto, v4_words, ConnKey};
 use network_types::{eth::EthHdr, ip::Ipv6Hdr, tcp::TcpHdr, udp::UdpHdr};
 
 const ETH_HLEN: usize = EthHdr::LEN;
@@ -269,6 +269,12 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
     if version != 6 {
         return Err(outcome::PASS_MALFORMED);
     }
+    // An IPv4-mapped destination is no IPv6 VIP, and its flow key would equal an IPv4
+    // flow's. (An ICMPv6 error's quoted source must equal this address, so this covers
+    // it too.)
+    if is_v4(&dst) {
+        return Err(outcome::PASS_NOT_VIP);
+    }
     let l4 = l3 + IPV6_HLEN;
     match next {
         IPV6_FRAGMENT => {
@@ -320,9 +326,7 @@ fn icmp6_error(ctx: &XdpContext, l4: usize, outer_dst: &[u32; 4]) -> Result<Pars
     if next != proto::TCP && next != proto::UDP {
         return Err(outcome::PASS_NOT_VIP);
     }
-    if quoted_src != *outer_dst
-        || quoted_src[2] == V4_MAPPED_WORD && quoted_src[0] | quoted_src[1] == 0
-    {
+    if quoted_src != *outer_dst {
         return Err(outcome::PASS_NOT_VIP);
     }
     let (quoted_sport, quoted_dport) = ports(quoted_ports);

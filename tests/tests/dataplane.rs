@@ -185,7 +185,13 @@ fn non_vip_and_non_ip_traffic_passes_untouched() {
         &Packet::other("192.0.2.1", "198.51.100.10", 47).build(),
         action::PASS,
     );
-    assert_eq!(f.counter(outcome::PASS_NOT_VIP), 3);
+    // IPv6 to the IPv4-mapped form of an IPv4 VIP is not that VIP: its flow key
+    // would equal an IPv4 flow's, so it must not reach the IPv4 service.
+    f.expect_untouched(
+        &Packet::tcp("[2001:db8:1::5]:40000", "[::ffff:198.51.100.10]:80").build(),
+        action::PASS,
+    );
+    assert_eq!(f.counter(outcome::PASS_NOT_VIP), 4);
     f.expect_untouched(&arp_request(), action::PASS);
     assert_eq!(f.counter(outcome::PASS_NOT_IP), 1);
     // ICMP echo to the VIP is for the LB node itself.

@@ -689,8 +689,10 @@ impl Daemon {
             new.vrrp = self.config.vrrp.clone();
         }
         let previous = std::mem::replace(&mut self.config, new);
-        self.monitor
-            .set_checks(translate::checks(&self.config, &self.health));
+        let checks = translate::checks(&self.config, &self.health);
+        let checked: std::collections::HashSet<BackendKey> =
+            checks.iter().map(|(key, _)| key.clone()).collect();
+        self.monitor.set_checks(checks);
         if let Err(e) = self.attach_interfaces() {
             tracing::error!(error = %e, "attaching a new interface failed");
         }
@@ -704,6 +706,18 @@ impl Daemon {
             self.apply_logged();
             self.last_reload = msg.clone();
             return Err(msg);
+        }
+        // Forget what belonged to backends the new config removed: a backend added
+        // back later is resolved and checked afresh, not given a stale MAC or state.
+        self.health.retain(|key, _| checked.contains(key));
+        let gone: Vec<IpAddr> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|ip| !self.is_backend(*ip))
+            .collect();
+        for ip in gone {
+            self.links.remove(&ip);
         }
         let msg = format!(
             "reloaded {} ({} services){}",
@@ -757,11 +771,15 @@ impl Daemon {
                             })
                         }
                     };
-                    if let Some(svc) = self.config.services.iter().find(|s| {
-                        s.vip == dst.ip()
-                            && s.protocol.to_string() == protocol
-                            && (s.port == dst.port() || s.port == 0)
-                    }) {
+                    // The data plane's order: the exact port, then the whole-VIP service.
+                    let on_vip = |port: u16| {
+                        self.config.services.iter().find(|s| {
+                            s.vip == dst.ip()
+                                && s.protocol.to_string() == protocol
+                                && s.port == port
+                        })
+                    };
+                    if let Some(svc) = on_vip(dst.port()).or_else(|| on_vip(0)) {
                         view.service = Some(format!(
                             "{} ({})",
                             svc.name,

@@ -61,6 +61,19 @@ pub struct CheckSpec {
     pub start_up: bool,
 }
 
+impl CheckSpec {
+    /// Whether `other` describes the same check: every field but the start state,
+    /// which only a newly started check uses (a reload passes the current state there,
+    /// and that must not restart a running check).
+    fn same_check(&self, other: &CheckSpec) -> bool {
+        let other = CheckSpec {
+            start_up: self.start_up,
+            ..other.clone()
+        };
+        *self == other
+    }
+}
+
 /// A health state change (or initial state) of one backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthEvent {
@@ -152,7 +165,7 @@ impl HealthMonitor {
         let mut old = std::mem::take(&mut self.running);
         for (key, spec) in wanted {
             match old.remove(&key) {
-                Some(r) if r.spec == spec && !r.task.is_finished() => {
+                Some(r) if r.spec.same_check(&spec) && !r.task.is_finished() => {
                     self.running.insert(key, r);
                 }
                 previous => {
@@ -182,11 +195,15 @@ impl HealthMonitor {
         out
     }
 
-    fn spawn(&self, key: BackendKey, mut spec: CheckSpec) -> Running {
-        if spec.interval < MIN_INTERVAL {
+    /// Start the check. `Running` keeps `spec` as configured, so the next
+    /// [`set_checks`](Self::set_checks) compares like with like; only the task sees a
+    /// raised interval.
+    fn spawn(&self, key: BackendKey, spec: CheckSpec) -> Running {
+        let mut task_spec = spec.clone();
+        if task_spec.interval < MIN_INTERVAL {
             warn!(service = %key.0, backend = %key.1, interval = ?spec.interval, min = ?MIN_INTERVAL,
                 "health: interval too short, raised");
-            spec.interval = MIN_INTERVAL;
+            task_spec.interval = MIN_INTERVAL;
         }
         let status = Arc::new(Mutex::new(HealthStatus {
             up: spec.start_up,
@@ -198,12 +215,12 @@ impl HealthMonitor {
         }));
         let ctx = CheckTask {
             key,
-            spec: spec.clone(),
+            jitter: jitter(task_spec.interval),
+            spec: task_spec,
             status: status.clone(),
             semaphore: self.semaphore.clone(),
             events: self.events.clone(),
             prober: self.prober.clone(),
-            jitter: jitter(spec.interval),
         };
         Running {
             spec,
@@ -576,6 +593,23 @@ mod tests {
         let ev = next(&mut rx).await;
         assert_eq!((ev.key, ev.up), (key(3), true));
         assert!(rx.try_recv().is_err());
+
+        // A reload passes each backend's current state as the start state (key 3 is
+        // up now): that is not a change, the running check keeps its counters.
+        let checks_3 = status(&m, &key(3)).checks;
+        m.set_checks(vec![
+            (key(1), spec(1, 1, 1, true)),
+            (key(3), spec(3, 1, 1, true)),
+        ]);
+        tokio::time::sleep(INTERVAL).await;
+        assert!(
+            status(&m, &key(3)).checks > checks_3,
+            "key 3's check kept running, not restarted"
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "no initial-state event: nothing restarted"
+        );
 
         // A changed spec restarts the check from scratch.
         m.set_checks(vec![

@@ -23,6 +23,8 @@ use crate::netns::sh;
 pub const VIP: &str = "10.99.0.100";
 /// Backend addresses b1..b3.
 pub const BACKENDS: [&str; 3] = ["10.99.0.11", "10.99.0.12", "10.99.0.13"];
+/// The LB node's own address (node "lb").
+pub const LB: &str = "10.99.0.2";
 /// The client's address.
 pub const CLIENT: &str = "10.99.0.10";
 
@@ -340,7 +342,8 @@ impl Lab {
         );
     }
 
-    /// Which backend node "lb"'s lbd says a client port's flow goes to ("b1".."b3").
+    /// Which backend node "lb"'s lbd says a client port's flow goes to ("b1".."b3", or
+    /// "lb" for the LB node itself).
     pub fn explain(&self, client_port: u16, syn: bool) -> Option<String> {
         let request = Request::Explain {
             src: SocketAddr::new(CLIENT.parse().ok()?, client_port),
@@ -351,6 +354,9 @@ impl Lab {
         match self.ask(request)? {
             Response::Explain(view) => {
                 let b = view.backend?.to_string();
+                if b == LB {
+                    return Some("lb".into());
+                }
                 BACKENDS
                     .iter()
                     .position(|a| *a == b)

@@ -35,9 +35,9 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 
-use crate::{
-    control::{self, HealthView, Request, RequestTx, Response, StatusView, VrrpView},
-    views::ServiceView,
+use lb_api::{
+    control::{self, Request, RequestTx, Response},
+    view::{HealthView, ServiceView, StatusView, VrrpView},
 };
 
 /// The content type of [`render`]'s output.
@@ -75,7 +75,7 @@ fn gauge_i64(v: impl TryInto<i64>) -> i64 {
 fn service_label(s: &ServiceView) -> String {
     match &s.name {
         Some(name) => name.clone(),
-        None => format!("{}/{}", crate::cli::endpoint(s.vip, s.port), s.protocol),
+        None => format!("{}/{}", lb_api::fmt::endpoint(s.vip, s.port), s.protocol),
     }
 }
 
@@ -406,7 +406,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::views::{BackendView, Counters, Traffic};
+    use lb_api::view::{BackendView, Counters, Traffic};
 
     fn services() -> Vec<ServiceView> {
         let backend = |addr: &str, index: u16, state: &str, packets: u64| BackendView {

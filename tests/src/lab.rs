@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_userspace::control::{self, Request, Response};
+use lb_api::control::{self, Request, Response};
 
 use crate::netns::sh;
 

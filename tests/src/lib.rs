@@ -13,10 +13,8 @@ use lb_common::{
     maglev::MaglevBackend,
     maps::{addr_words, Backend, ConnKey, FragKey, ServiceKey},
 };
-use lb_userspace::dataplane::{
-    Capacities, Dataplane, DataplaneOptions, ServiceSpec, TestRunOutput,
-};
-use lb_userspace::sync::DataplaneOps as _;
+use lb_dataplane::reconcile::DataplaneOps as _;
+use lb_dataplane::{Capacities, Dataplane, DataplaneOptions, ServiceSpec, TestRunOutput};
 use packet::{with_macs, LB_MAC};
 
 /// XDP actions.

@@ -2,8 +2,8 @@
 //! (generic) mode, and auto mode reports what it got, on a veth pair inside a network
 //! namespace created for the test. Needs root.
 
+use lb_dataplane::{AttachMode, AttachedMode, Dataplane, DataplaneOptions};
 use lb_tests::netns::Netns;
-use lb_userspace::dataplane::{AttachMode, AttachedMode, Dataplane, DataplaneOptions};
 
 fn attached_mode(ns: &Netns, ifname: &str) -> String {
     ns.exec(&format!("ip -d link show {ifname}"))

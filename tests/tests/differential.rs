@@ -8,8 +8,8 @@ use lb_common::{
     maps::{proto, BACKEND_DRAINING, BACKEND_UP},
     select::{slot_hash, How},
 };
+use lb_dataplane::explain::{explain, Explanation};
 use lb_tests::{flow, packet::Packet, Fixture, MAGLEV_SEED, SEED};
-use lb_userspace::explain::{explain, Explanation};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const WEIGHTS: [(u16, u32); 5] = [(0, 1), (1, 2), (2, 1), (3, 1), (4, 3)];

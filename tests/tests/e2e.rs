@@ -5,8 +5,8 @@
 
 use std::{sync::Mutex, time::Duration};
 
+use lb_api::control::{Request, Response};
 use lb_tests::lab::{Lab, CLIENT};
-use lb_userspace::control::{Request, Response};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -195,7 +195,7 @@ fn kill_9_lbd_keeps_streams_and_a_new_lbd_adopts_without_a_gap() {
     let Some(Response::List { services: after }) = lab.ask(Request::List) else {
         panic!("list")
     };
-    let idx = |s: &Vec<lb_userspace::views::ServiceView>| {
+    let idx = |s: &Vec<lb_api::view::ServiceView>| {
         s[0].backends
             .iter()
             .map(|b| (b.address, b.index, b.state.clone()))

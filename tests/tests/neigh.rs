@@ -11,10 +11,10 @@ use std::{
     time::Duration,
 };
 
-use lb_tests::netns::{sh, Netns};
-use lb_userspace::neigh::{
+use lb_netlink::neigh::{
     format_mac, parse_mac, usable, watch_neighbors, NeighError, NeighState, Neighbor, NetlinkHandle,
 };
+use lb_tests::netns::{sh, Netns};
 use tokio::sync::mpsc::Receiver;
 
 /// Two namespaces joined by a veth pair, addressed as in the module docs.

@@ -1,7 +1,7 @@
 //! VRRP against a real keepalived (2.2.7), in network namespaces this test creates:
 //! `ka` (veth `va`, 192.0.2.1/24, MAC 02:00:00:00:0a:01) runs keepalived, `peer`
 //! (veth `vb`, 192.0.2.2/24, MAC 02:00:00:00:0b:02, so link-local
-//! fe80::ff:fe00:b02) plays lbd with raw sockets and `lb_userspace::vrrp`.
+//! fe80::ff:fe00:b02) plays lbd with raw sockets and `lb_vrrp`.
 //!
 //! - `recaptured_adverts_match_fixtures`: re-runs `tests/fixtures/vrrp/capture.sh`
 //!   and checks keepalived still puts exactly the committed fixture bytes on the
@@ -28,7 +28,7 @@ use std::{
 
 use lb_tests::keepalived::Keepalived;
 use lb_tests::netns::{sh, Netns};
-use lb_userspace::vrrp::{
+use lb_vrrp::{
     auth_from_password, decode, encode, parse_ipv4_packet, Action, Advert, ChecksumMode, Counters,
     DropReason, Expect, Instance, InstanceConfig, Received, State, Version, IPPROTO_VRRP, MCAST_V4,
     MCAST_V6,

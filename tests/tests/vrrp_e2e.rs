@@ -8,12 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lb_api::{
+    control::{Request, Response},
+    view::VrrpView,
+};
 use lb_tests::{
     keepalived::Keepalived,
     lab::{wait_until, Lab},
     netns::sh,
 };
-use lb_userspace::control::{Request, Response, VrrpView};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 const COMPLETE: &str = "1048576 200";

@@ -1,4 +1,4 @@
-//! The VRRP I/O edge (`lb_userspace::vrrp::{io, addr, announce}`) on real sockets and
+//! The VRRP I/O edge (`lb_vrrp::{io, announce}` and `lb_netlink::addr`) on real sockets and
 //! netlink, in network namespaces this test creates: `a` (veth `la`, 198.51.100.1/24,
 //! 2001:db8:88::1/64, MAC 02:00:00:00:1a:01, link-local fe80::ff:fe00:1a01) and `b`
 //! (veth `lb`, 198.51.100.2/24, 2001:db8:88::2/64, MAC 02:00:00:00:1b:02, link-local
@@ -28,14 +28,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lb_netlink::addr::{watch_links, AddrError, AddrHandle};
 use lb_tests::keepalived::Keepalived;
 use lb_tests::netns::{sh, Netns};
-use lb_userspace::vrrp::{
-    addr::{watch_links, AddrError, AddrHandle},
-    announce::announce,
-    auth_from_password, decode, encode,
-    io::VrrpSocket,
-    Advert, ChecksumMode, Expect, Received, Version, MCAST_V4, MCAST_V6,
+use lb_vrrp::{
+    announce::announce, auth_from_password, decode, encode, io::VrrpSocket, Advert, ChecksumMode,
+    Expect, Received, Version, MCAST_V4, MCAST_V6,
 };
 
 const A_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);

@@ -1,6 +1,6 @@
 //! `lbctl`: look at and steer the load balancer, in the spirit of `ipvsadm -Ln --stats`.
 //!
-//! It talks to lbd over its control socket (JSON lines, see `lb_userspace::control`).
+//! It talks to lbd over its control socket (JSON lines, see `lb_api::control`).
 //! When lbd is not running, `list`, `status`, `conns` and `explain` read the maps lbd
 //! left pinned in bpffs instead (forwarding goes on without lbd), with a note on
 //! stderr; `health` and `reload` need lbd. `detach` removes what lbd pinned, which
@@ -16,13 +16,13 @@ use std::{
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Parser, Subcommand};
-use lb_userspace::{
-    cli, config,
-    control::{self, ControlError, Request, Response, StatusView},
-    dataplane::Dataplane,
-    sync::monotonic_ns,
-    views,
+use lb_api::{
+    control::{self, ControlError, Request, Response},
+    view::{ServiceView, StatusView},
 };
+use lb_config as config;
+use lb_dataplane::{reconcile::monotonic_ns, views, Dataplane};
+use lb_userspace::cli;
 
 /// Config file read for the socket and pin directory when `--config` is not given.
 const DEFAULT_CONFIG: &str = "/etc/lbd/lbd.toml";
@@ -289,7 +289,7 @@ fn pinned_links(pin_dir: &Path) -> Vec<(String, String)> {
     out
 }
 
-fn services(response: &Response) -> Result<Vec<views::ServiceView>> {
+fn services(response: &Response) -> Result<Vec<ServiceView>> {
     match response {
         Response::List { services } => Ok(services.clone()),
         Response::Error { message } => bail!("{message}"),
@@ -420,7 +420,7 @@ async fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::ImportKeepalived { file, output } => {
-            let imported = lb_userspace::import::import_file(&file)?;
+            let imported = lb_config::import::import_file(&file)?;
             for w in &imported.warnings {
                 eprintln!("lbctl: not carried over: {w}");
             }

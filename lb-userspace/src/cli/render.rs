@@ -6,9 +6,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::{duration, endpoint, human, latency, table::Table};
-use crate::{
-    control::{HealthView, StatusView, VrrpView},
-    views::{BackendView, ConnView, ExplainView, ServiceView, Traffic},
+use lb_api::view::{
+    BackendView, ConnView, ExplainView, HealthView, ServiceView, StatusView, Traffic, VrrpView,
 };
 
 /// Per-second traffic over a sampling interval.
@@ -71,7 +70,7 @@ fn same_backend(a: &BackendView, b: &BackendView) -> bool {
     (a.address, a.index) == (b.address, b.index)
 }
 
-/// Per-second rates from two samples of [`crate::control::Request::List`] taken `secs`
+/// Per-second rates from two samples of [`lb_api::control::Request::List`] taken `secs`
 /// seconds apart, one entry per service of `after` (in its order). Services and
 /// backends are matched by VIP/port/protocol/counter id and by address/index.
 pub fn rates(before: &[ServiceView], after: &[ServiceView], secs: f64) -> Vec<ServiceRate> {
@@ -402,7 +401,7 @@ pub fn render_vrrp(instances: &[VrrpView]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::Counters;
+    use lb_api::view::Counters;
 
     fn traffic(packets: u64, bytes: u64, new_flows: u64) -> Traffic {
         Traffic {

@@ -25,17 +25,17 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-use crate::{
-    config::{self, Config, Forwarding, XdpMode},
-    control::{self, HealthView, Request, Response, StatusView},
-    dataplane::{
-        AttachMode, AttachedMode, Capacities, Dataplane, DataplaneError, DataplaneOptions,
-    },
-    health::{BackendKey, HealthEvent, HealthMonitor},
-    neigh::{self, NetlinkHandle},
-    sync::{self, Limits, Link, Reconciler, SyncError},
-    views,
+use lb_api::{
+    control::{self, Request, Response},
+    view::{HealthView, StatusView},
 };
+use lb_config::{self as config, Config, Forwarding, XdpMode};
+use lb_dataplane::{
+    reconcile::{self as sync, Limits, Link, Reconciler, SyncError},
+    views, AttachMode, AttachedMode, Capacities, Dataplane, DataplaneError, DataplaneOptions,
+};
+use lb_health::{BackendKey, HealthEvent, HealthMonitor};
+use lb_netlink::neigh::{self, NetlinkHandle};
 
 /// Errors that stop lbd.
 #[derive(Debug, thiserror::Error)]
@@ -251,7 +251,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     // An instance whose VIPs are all still on its interface was master before this lbd
     // started: keep forwarding until its election settles (see daemon::vrrp).
     if !d.config.vrrp.is_empty() {
-        if let Ok(addr) = crate::vrrp::addr::AddrHandle::new().await {
+        if let Ok(addr) = lb_netlink::addr::AddrHandle::new().await {
             for v in &d.config.vrrp {
                 let mut all = !v.virtual_addresses.is_empty();
                 for (ip, _) in &v.virtual_addresses {
@@ -271,7 +271,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let mut link_rx = if d.config.vrrp.is_empty() {
         mpsc::channel(1).1
     } else {
-        crate::vrrp::addr::watch_links()
+        lb_netlink::addr::watch_links()
             .await
             .map_err(|e| DaemonError::Io {
                 what: "watching links for VRRP".into(),
@@ -414,11 +414,11 @@ impl Daemon {
             };
             let scripts = &self.scripts_ok;
             let script_ok = |p: &Path| scripts.get(p).copied();
-            let input = crate::vrrp::track::TrackInput {
+            let input = crate::node::track::TrackInput {
                 service_healthy: &service_healthy,
                 script_ok: &script_ok,
             };
-            let mut result = crate::vrrp::track::evaluate(&h.config.track, &input);
+            let mut result = crate::node::track::evaluate(&h.config.track, &input);
             if self.links_up.get(&h.config.interface) == Some(&false) {
                 result.fault = true;
                 result
@@ -437,18 +437,18 @@ impl Daemon {
         }
     }
 
-    fn vrrp_views(&self) -> Vec<crate::control::VrrpView> {
+    fn vrrp_views(&self) -> Vec<lb_api::view::VrrpView> {
         self.vrrp
             .iter()
             .map(|h| {
                 let st = h.status.lock().map(|s| s.clone()).unwrap_or_default();
-                crate::control::VrrpView {
+                lb_api::view::VrrpView {
                     name: h.name.clone(),
                     interface: h.config.interface.clone(),
                     vrid: h.config.vrid,
                     version: match h.config.version {
-                        crate::vrrp::Version::V2 => 2,
-                        crate::vrrp::Version::V3 => 3,
+                        lb_vrrp::Version::V2 => 2,
+                        lb_vrrp::Version::V3 => 3,
                     },
                     state: st.state,
                     priority: st.priority,
@@ -826,7 +826,7 @@ impl Daemon {
     }
 
     /// Map views enriched with names, weights and health from the config.
-    fn list(&self) -> Result<Vec<views::ServiceView>, DataplaneError> {
+    fn list(&self) -> Result<Vec<lb_api::view::ServiceView>, DataplaneError> {
         let mut services = views::from_maps(&self.dp)?;
         let snapshot: HashMap<BackendKey, String> = self
             .monitor
@@ -871,7 +871,7 @@ fn spawn_script_tracks(config: &Config, tx: mpsc::Sender<(PathBuf, bool)>) {
     let mut seen = std::collections::HashSet::new();
     for v in &config.vrrp {
         for t in &v.track {
-            let Some(mut track) = crate::vrrp::track::ScriptTrack::from_track(t) else {
+            let Some(mut track) = crate::node::track::ScriptTrack::from_track(t) else {
                 continue;
             };
             if !seen.insert(track.script.clone()) {

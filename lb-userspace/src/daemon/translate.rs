@@ -6,11 +6,9 @@ use std::{collections::HashMap, net::IpAddr, net::SocketAddr};
 
 use lb_common::maps::{addr_words, ServiceKey, SVC_F_SOURCE_HASH};
 
-use crate::{
-    config::{CheckKind, Config, Scheduler, Service},
-    health::{BackendKey, CheckSpec, Probe, TlsMode},
-    sync::{BackendInput, Desired, Link, ServiceInput},
-};
+use lb_config::{CheckKind, Config, Scheduler, Service};
+use lb_dataplane::reconcile::{BackendInput, Desired, Link, ServiceInput};
+use lb_health::{BackendKey, CheckSpec, Probe, TlsMode};
 
 /// The data-plane key of a configured service.
 pub fn service_key(svc: &Service) -> ServiceKey {
@@ -147,7 +145,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::config;
+    use lb_config as config;
 
     const CONFIG: &str = r#"
 [[interface]]

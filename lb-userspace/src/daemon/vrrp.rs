@@ -1,5 +1,5 @@
 //! One VRRP instance at run time: a task that owns its raw socket and the pure state
-//! machine (`crate::vrrp::state`), feeds it adverts and timers, and carries out its
+//! machine (`lb_vrrp::state`), feeds it adverts and timers, and carries out its
 //! actions: adverts out, VIPs added and removed over netlink, gratuitous ARP /
 //! unsolicited NA bursts, notify scripts. State changes go to lbd's loop, which
 //! switches the data plane's forwarding flag (forward while any instance is master).
@@ -20,17 +20,15 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{
-    config::VrrpConfig,
-    vrrp::{
-        addr::AddrHandle,
-        announce::announce,
-        io::VrrpSocket,
-        notify::notify,
-        packet::{decode, encode, peek_vrid, MCAST_V4, MCAST_V6},
-        state::{Action, Instance, State},
-        Counters,
-    },
+use lb_config::VrrpConfig;
+use lb_netlink::addr::AddrHandle;
+use lb_vrrp::{
+    announce::announce,
+    io::VrrpSocket,
+    notify::notify,
+    packet::{decode, encode, peek_vrid, MCAST_V4, MCAST_V6},
+    state::{Action, Instance, State},
+    Counters,
 };
 
 /// What lbd's loop tells an instance.

@@ -12,11 +12,11 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use lb_api::control::{Request, Response};
 use lb_tests::{
     lab::{ask_socket, binary, spawn_lbd},
     netns::{sh, Netns},
 };
-use lb_userspace::control::{Request, Response};
 
 use crate::{Args, Figure};
 

@@ -295,9 +295,9 @@ fn main() -> Result<()> {
 /// apply.
 fn control_plane(args: &Args, runs: usize, figures: &mut Vec<Figure>) -> Result<()> {
     use lb_common::maps::addr_words;
-    use lb_userspace::{
-        dataplane::{Capacities, Dataplane, DataplaneOptions},
-        sync::{BackendInput, Desired, Limits, Link, Reconciler, ServiceInput},
+    use lb_dataplane::{
+        reconcile::{BackendInput, Desired, Limits, Link, Reconciler, ServiceInput},
+        Capacities, Dataplane, DataplaneOptions,
     };
     let (services, per) = if args.quick {
         (50usize, 16usize)
@@ -386,8 +386,8 @@ fn control_plane(args: &Args, runs: usize, figures: &mut Vec<Figure>) -> Result<
 /// Time from a backend's server dying to lbd removing it from the Maglev table, in a
 /// real lab with HTTP checks every 300 ms and fall = 2.
 fn failover_of_a_backend(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
+    use lb_api::control::{Request, Response};
     use lb_tests::lab::Lab;
-    use lb_userspace::control::{Request, Response};
     let rounds = if args.quick { 1 } else { 5 };
     let mut lab = Lab::up("bn");
     lab.write_config(&Lab::web_service([Some(1), Some(1), Some(1)]));
@@ -598,11 +598,11 @@ fn vrrp_failover(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
         time::Duration,
     };
 
+    use lb_api::control::{Request, Response};
     use lb_tests::{
         lab::{wait_until, Lab},
         netns::{enter_existing, sh},
     };
-    use lb_userspace::control::{Request, Response};
 
     let runs = if args.quick { 1 } else { 3 };
     let versions = [
@@ -780,8 +780,8 @@ fn per_packet_scaling(
     figures: &mut Vec<Figure>,
 ) -> Result<()> {
     use lb_common::maps::{addr_words, ConnKey, ConnValue};
-    use lb_userspace::dataplane::{Capacities, Dataplane, DataplaneOptions, ServiceSpec};
-    use lb_userspace::sync::DataplaneOps as _;
+    use lb_dataplane::reconcile::DataplaneOps as _;
+    use lb_dataplane::{Capacities, Dataplane, DataplaneOptions, ServiceSpec};
 
     let syn = Packet::tcp("192.0.2.1:40000", "198.51.100.10:80")
         .syn()

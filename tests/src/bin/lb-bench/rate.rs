@@ -22,18 +22,16 @@ use std::{
 };
 
 use anyhow::{ensure, Context, Result};
+use lb_api::control::{Request, Response};
 use lb_common::{
     bench::{Trailer, MAGIC},
     maps::programs,
 };
+use lb_dataplane::{AttachMode, Dataplane, DataplaneOptions};
 use lb_tests::{
     lab::{ask_socket, spawn_lbd, wait_until},
     netns::{sh, Netns},
     packet::Packet,
-};
-use lb_userspace::{
-    control::{Request, Response},
-    dataplane::{AttachMode, Dataplane, DataplaneOptions},
 };
 
 use crate::{bpfstats, median, Args, Figure};

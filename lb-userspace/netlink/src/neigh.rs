@@ -35,6 +35,7 @@ use std::{
 };
 
 use futures_util::stream::{StreamExt, TryStreamExt};
+pub use lb_api::fmt::format_mac;
 use rtnetlink::{
     packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST},
     packet_route::{
@@ -263,12 +264,6 @@ pub struct Link {
 /// a MAC that is present and not all zeros.
 pub fn usable(n: &Neighbor) -> bool {
     n.state.has_valid_mac() && n.mac.is_some_and(|m| m != [0; 6])
-}
-
-/// Format a MAC address as `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
 /// Parse a MAC address: six two-digit hex octets separated by `:` (or all by `-`),

@@ -11,6 +11,7 @@
 //! an unknown key, a value of the wrong type or a failed semantic check: an operator
 //! editing a long file on a console should never have to guess which `port` is wrong.
 
+pub mod import;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -269,7 +270,7 @@ pub struct BackendConfig {
 
 /// One VRRP instance (`[[vrrp]]`, keepalived's `vrrp_instance`).
 ///
-/// Validated against what the VRRP core accepts ([`crate::vrrp::InstanceConfig::validate`]);
+/// Validated against what the VRRP core accepts ([`lb_vrrp::InstanceConfig::validate`]);
 /// [`VrrpConfig::instance_config`] turns it into the state machine's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VrrpConfig {
@@ -284,7 +285,7 @@ pub struct VrrpConfig {
     pub priority: u8,
     /// VRRP version (default 2; 2 carries IPv4 only).
     #[serde(serialize_with = "serialize_version")]
-    pub version: crate::vrrp::Version,
+    pub version: lb_vrrp::Version,
     /// Advert interval (default 1s). v2: whole seconds 1..=255; v3: a multiple of
     /// 10ms, 10ms..=40.95s.
     #[serde(serialize_with = "serialize_duration")]
@@ -333,19 +334,19 @@ impl VrrpConfig {
     pub fn auth(&self) -> Option<[u8; 8]> {
         self.auth_pass
             .as_deref()
-            .and_then(|p| crate::vrrp::auth_from_password(p).ok())
+            .and_then(|p| lb_vrrp::auth_from_password(p).ok())
     }
 
     /// The checksum form to send VRRPv3 over IPv4 with.
-    pub fn checksum_mode(&self) -> crate::vrrp::ChecksumMode {
+    pub fn checksum_mode(&self) -> lb_vrrp::ChecksumMode {
         self.v3_checksum.send_mode()
     }
 
     /// The state machine's configuration, with `primary` as our own address (the
     /// advert source and election tie-breaker: [`VrrpConfig::unicast_source`] when
     /// set, else the interface's primary address of the instance's family).
-    pub fn instance_config(&self, primary: IpAddr) -> crate::vrrp::InstanceConfig {
-        crate::vrrp::InstanceConfig {
+    pub fn instance_config(&self, primary: IpAddr) -> lb_vrrp::InstanceConfig {
+        lb_vrrp::InstanceConfig {
             priority: self.priority,
             advert_int: self.advert_interval,
             preempt: self.preempt,
@@ -353,7 +354,7 @@ impl VrrpConfig {
             unicast_peers: self.unicast_peers.clone(),
             garp_repeat: self.garp_master_repeat,
             garp_refresh_delay: self.garp_master_delay,
-            ..crate::vrrp::InstanceConfig::new(
+            ..lb_vrrp::InstanceConfig::new(
                 self.name.clone(),
                 self.vrid,
                 self.version,
@@ -367,7 +368,7 @@ impl VrrpConfig {
 /// One tracked object of a VRRP instance (`vrrp.track`), with keepalived's weight
 /// semantics: a positive weight is added to the priority while the check succeeds,
 /// a negative one while it fails; weight 0 puts the instance in FAULT while it
-/// fails. See [`crate::vrrp::track::evaluate`].
+/// fails. See [`lb_vrrp::track::evaluate`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Track {
@@ -409,19 +410,7 @@ impl Track {
     }
 }
 
-/// Notify scripts of a VRRP instance, run on every state change without waiting
-/// (see [`crate::vrrp::notify::notify`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Notify {
-    /// `notify`: run with `INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
-    pub any: Option<PathBuf>,
-    /// `notify_master`: run without arguments on becoming master.
-    pub master: Option<PathBuf>,
-    /// `notify_backup`: run without arguments on becoming backup.
-    pub backup: Option<PathBuf>,
-    /// `notify_fault`: run without arguments on entering FAULT.
-    pub fault: Option<PathBuf>,
-}
+pub use lb_vrrp::notify::Notify;
 
 /// How VRRPv3 adverts over IPv4 are checksummed when sent (`vrrp.v3_checksum`).
 /// IPv6 always includes the pseudo-header; v2 never does.
@@ -437,10 +426,10 @@ pub enum V3Checksum {
 
 impl V3Checksum {
     /// The codec's send mode.
-    pub fn send_mode(self) -> crate::vrrp::ChecksumMode {
+    pub fn send_mode(self) -> lb_vrrp::ChecksumMode {
         match self {
-            V3Checksum::PseudoHeader => crate::vrrp::ChecksumMode::PseudoHeader,
-            V3Checksum::MessageOnly => crate::vrrp::ChecksumMode::MessageOnly,
+            V3Checksum::PseudoHeader => lb_vrrp::ChecksumMode::PseudoHeader,
+            V3Checksum::MessageOnly => lb_vrrp::ChecksumMode::MessageOnly,
         }
     }
 }
@@ -547,7 +536,7 @@ fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Err
 }
 
 /// Serializes a VRRP version as its number (2 or 3).
-fn serialize_version<S: Serializer>(v: &crate::vrrp::Version, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_version<S: Serializer>(v: &lb_vrrp::Version, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u8(v.number())
 }
 

@@ -1,143 +1,20 @@
-//! What `lbctl` shows and the metrics export: services, backends, tracked connections
-//! and counters, read from the data plane's maps. [`from_maps`] needs nothing but the
-//! maps, so `lbctl` can answer from pinned maps when lbd is down; the daemon then adds
-//! names and health ([`ServiceView::name`], [`BackendView::health`]).
+//! The views lbctl and metrics show ([`lb_api::view`]), read from the data plane's maps.
+//! [`from_maps`] needs nothing but the maps, so `lbctl` can answer from pinned maps when
+//! lbd is down; the daemon then adds names and health.
 
 use std::net::{IpAddr, SocketAddr};
 
+use lb_api::fmt::{format_mac, protocol_name};
+use lb_api::view::{BackendView, ConnView, Counters, ExplainView, ServiceView};
 use lb_common::{
     maps::{
-        outcome, words_addr, Backend, ServiceKey, TrafficStats, BACKEND_DOWN, BACKEND_DRAINING,
-        BACKEND_UP, SVC_F_SOURCE_HASH,
+        outcome, words_addr, Backend, ServiceKey, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP,
+        SVC_F_SOURCE_HASH,
     },
     select::How,
 };
-use serde::{Deserialize, Serialize};
 
-use crate::{
-    dataplane::{Dataplane, DataplaneError},
-    explain::Explanation,
-};
-
-/// Traffic counters (summed over CPUs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Traffic {
-    /// Packets forwarded.
-    pub packets: u64,
-    /// Bytes forwarded.
-    pub bytes: u64,
-    /// New flows (TCP SYNs).
-    pub new_flows: u64,
-}
-
-impl From<TrafficStats> for Traffic {
-    fn from(s: TrafficStats) -> Self {
-        Traffic {
-            packets: s.packets,
-            bytes: s.bytes,
-            new_flows: s.new_flows,
-        }
-    }
-}
-
-/// One backend of a service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackendView {
-    /// Address.
-    pub address: IpAddr,
-    /// Operator's name, if configured.
-    pub name: Option<String>,
-    /// Data-plane index.
-    pub index: u16,
-    /// Configured weight (`None` when read from maps alone).
-    pub weight: Option<u32>,
-    /// "up", "draining" or "down".
-    pub state: String,
-    /// Maglev slots it holds.
-    pub slots: usize,
-    /// Health as the daemon sees it ("up: 1 consecutive passes", "down: connection refused").
-    pub health: Option<String>,
-    /// Backend MAC ("aa:bb:..."), if resolved.
-    pub mac: Option<String>,
-    /// Egress interface index.
-    pub ifindex: u32,
-    /// Connections the connection table tracks to it.
-    pub tracked: usize,
-    /// Counters.
-    pub traffic: Traffic,
-}
-
-/// One service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceView {
-    /// Operator's name, if known.
-    pub name: Option<String>,
-    /// VIP.
-    pub vip: IpAddr,
-    /// Port (0 = every port).
-    pub port: u16,
-    /// "tcp" or "udp".
-    pub protocol: String,
-    /// "maglev" or "source-hash".
-    pub scheduler: String,
-    /// Counter id.
-    pub id: u32,
-    /// Maglev table size.
-    pub table_size: u32,
-    /// Slots still consulting the connection table after a change.
-    pub dirty_slots: usize,
-    /// Counters.
-    pub traffic: Traffic,
-    /// Backends (including draining and down ones).
-    pub backends: Vec<BackendView>,
-}
-
-/// A tracked connection.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnView {
-    /// Client.
-    pub client: SocketAddr,
-    /// VIP side.
-    pub vip: SocketAddr,
-    /// "tcp" or "udp".
-    pub protocol: String,
-    /// Backend index.
-    pub backend_index: u32,
-    /// Backend address, if the index is in use.
-    pub backend: Option<IpAddr>,
-    /// Milliseconds since the data plane last refreshed the entry.
-    pub idle_ms: u64,
-}
-
-/// The answer to `explain`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExplainView {
-    /// "forward", "pass" or "drop".
-    pub verdict: String,
-    /// Matching service, if any.
-    pub service: Option<String>,
-    /// Chosen backend address.
-    pub backend: Option<IpAddr>,
-    /// Chosen backend index.
-    pub backend_index: Option<u16>,
-    /// Maglev slot.
-    pub slot: Option<u32>,
-    /// Why, in words.
-    pub reason: String,
-}
-
-/// Data-plane outcome counters by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters(pub Vec<(String, u64)>);
-
-/// Protocol name of an IP protocol number.
-pub fn protocol_name(proto: u8) -> String {
-    match proto {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        p => format!("proto-{p}"),
-    }
-}
+use crate::{explain::Explanation, Dataplane, DataplaneError};
 
 fn state_name(state: u32) -> &'static str {
     match state {
@@ -229,7 +106,7 @@ fn backend_view(
         mac: if b.ifindex == lb_common::maps::IFINDEX_LOCAL {
             Some("local".into())
         } else {
-            (b.mac != [0; 6]).then(|| crate::neigh::format_mac(&b.mac))
+            (b.mac != [0; 6]).then(|| format_mac(&b.mac))
         },
         ifindex: b.ifindex,
         tracked,

@@ -4,9 +4,9 @@
 //! Pure code. The daemon supplies the current facts through a [`TrackInput`]
 //! (backend health per service, the settled state of each script) and hands the
 //! [`TrackResult`] to the state machine: [`TrackResult::delta`] to
-//! [`crate::vrrp::Instance::set_priority_adjustment`] (which clamps the effective
+//! [`lb_vrrp::Instance::set_priority_adjustment`] (which clamps the effective
 //! priority and never adjusts an address owner), [`TrackResult::fault`] to
-//! [`crate::vrrp::Instance::set_fault`].
+//! [`lb_vrrp::Instance::set_fault`].
 //!
 //! A script's settled state comes from a [`ScriptTrack`] per script: the daemon runs
 //! the script every `interval` (killing it at `timeout`), feeds the exit status
@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::Track;
-use crate::health::{Outcome, RiseFall};
+use lb_config::Track;
+use lb_health::{Outcome, RiseFall};
 
 /// The facts [`evaluate`] needs, as lookups.
 pub struct TrackInput<'a> {

@@ -10,14 +10,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::config::{CheckKind, Config, Scheduler, Track};
+use crate::{CheckKind, Config, Scheduler, Track};
 
-const SEED000_MASTER: &str = include_str!("../../../tests/fixtures/keepalived/seed000_master.conf");
-const SEED000_BACKUP: &str = include_str!("../../../tests/fixtures/keepalived/seed000_backup.conf");
-const SEED002: &str = include_str!("../../../tests/fixtures/keepalived/seed002.conf");
-const SEED004: &str = include_str!("../../../tests/fixtures/keepalived/seed004.conf");
+const SEED000_MASTER: &str =
+    include_str!("../../../../tests/fixtures/keepalived/seed000_master.conf");
+const SEED000_BACKUP: &str =
+    include_str!("../../../../tests/fixtures/keepalived/seed000_backup.conf");
+const SEED002: &str = include_str!("../../../../tests/fixtures/keepalived/seed002.conf");
+const SEED004: &str = include_str!("../../../../tests/fixtures/keepalived/seed004.conf");
 const SEED004_UNICAST: &str =
-    include_str!("../../../tests/fixtures/keepalived/seed004_unicast.conf");
+    include_str!("../../../../tests/fixtures/keepalived/seed004_unicast.conf");
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
@@ -33,7 +35,7 @@ fn conv(text: &str) -> Imported {
 
 /// The converted TOML parsed and validated by lbd's own loader.
 fn check(imported: &Imported) -> Config {
-    match crate::config::parse(&imported.toml, Path::new("out.toml")) {
+    match crate::parse(&imported.toml, Path::new("out.toml")) {
         Ok(c) => c,
         Err(e) => panic!("lbd refuses the output: {e}\n{}", imported.toml),
     }
@@ -777,7 +779,7 @@ fn unreadable_top_level_file() {
 #[test]
 fn seed_fixtures_through_import_file() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/keepalived/seed000_master.conf");
+        .join("../../tests/fixtures/keepalived/seed000_master.conf");
     let from_file = import_file(&path).expect("converts");
     let from_str = import_str(SEED000_MASTER, &path).expect("converts");
     assert_eq!(from_file, from_str);

@@ -19,7 +19,7 @@ use super::{
     BackendConfig, CheckKind, Config, ConfigError, Global, HealthCheck, Interface, Notify,
     Protocol, Scheduler, Service, Track, V3Checksum, VrrpConfig, XdpMode,
 };
-use crate::vrrp::Version;
+use lb_vrrp::Version;
 
 /// Where the text came from, to locate errors.
 pub(super) struct Ctx<'a> {
@@ -875,12 +875,12 @@ fn vrrp_instance(
                     "VRRP version 3 has no authentication (remove auth_pass or use version 2)",
                 ));
             }
-            crate::vrrp::auth_from_password(a.get_ref()).map_err(|e| {
+            lb_vrrp::auth_from_password(a.get_ref()).map_err(|e| {
                 ctx.at(
                     a,
                     field.as_str(),
                     match e {
-                        crate::vrrp::AuthError::TooLong { len } => format!(
+                        lb_vrrp::AuthError::TooLong { len } => format!(
                             "the password is {len} bytes, at most 8 fit in a VRRPv2 advert (keepalived would silently truncate it; lbd refuses)"
                         ),
                         other => other.to_string(),

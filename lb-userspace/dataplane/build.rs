@@ -2,7 +2,7 @@
 //! and leaves the object in OUT_DIR, where `dataplane` embeds it: `cargo build` yields
 //! an lbd with its data plane inside. `cargo xtask build` installs the toolchain first.
 fn main() -> anyhow::Result<()> {
-    let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../lb-ebpf");
+    let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../lb-ebpf");
     let package = aya_build::Package {
         name: "lb-ebpf",
         root_dir,

@@ -24,7 +24,7 @@
 //!
 //! Every option, value or block that is not carried over as written is a
 //! [`Warning`] (`FILE:LINE: OPTION: REASON`), also listed in the TOML's header.
-//! The TOML always passes [`crate::config::parse`]: values lbd would refuse are
+//! The TOML always passes [`crate::parse`]: values lbd would refuse are
 //! corrected or left out, and reported. [`import_str`] does no I/O;
 //! [`import_file`] reads the file and the files its `include`s match.
 
@@ -38,12 +38,12 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::config::ConfigError;
+use crate::ConfigError;
 
 /// The result of a conversion: lbd's TOML and what was not carried over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Imported {
-    /// A complete lbd configuration (it passes [`crate::config::parse`]).
+    /// A complete lbd configuration (it passes [`crate::parse`]).
     pub toml: String,
     /// Every keepalived option not carried over as written, in file order.
     pub warnings: Vec<Warning>,
@@ -208,7 +208,7 @@ fn run(text: &str, file: &Path, source: Option<&dyn lex::Source>) -> Result<Impo
     let warnings = warnings.finish();
     let toml = emit::emit(&model, file, &warnings);
     let out_name = file.with_extension("lbd.toml");
-    if let Err(error) = crate::config::parse(&toml, &out_name) {
+    if let Err(error) = crate::parse(&toml, &out_name) {
         return Err(ImportError::Invalid { toml, error });
     }
     Ok(Imported { toml, warnings })

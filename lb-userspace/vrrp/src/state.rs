@@ -604,7 +604,7 @@ impl Instance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vrrp::packet::{decode, encode, ChecksumMode, DropReason, Received, MCAST_V4};
+    use crate::packet::{decode, encode, ChecksumMode, DropReason, Received, MCAST_V4};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip literal")

@@ -12,14 +12,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::config::Notify;
-use crate::vrrp::State;
+use crate::State;
 
 /// How often starting a script is retried when it is busy being written
 /// (`ETXTBSY`: e.g. a configuration management tool replacing it right now).
 const BUSY_RETRIES: u32 = 5;
 /// Pause between those retries.
 const BUSY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Notify scripts of a VRRP instance, run on every state change without waiting
+/// (see [`notify`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Notify {
+    /// `notify`: run with `INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
+    pub any: Option<PathBuf>,
+    /// `notify_master`: run without arguments on becoming master.
+    pub master: Option<PathBuf>,
+    /// `notify_backup`: run without arguments on becoming backup.
+    pub backup: Option<PathBuf>,
+    /// `notify_fault`: run without arguments on entering FAULT.
+    pub fault: Option<PathBuf>,
+}
 
 /// Runs the scripts keepalived would run for `instance` entering `state` with
 /// effective priority `priority`, without waiting for them:

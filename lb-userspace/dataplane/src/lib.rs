@@ -1,10 +1,16 @@
-//! Typed access to the XDP data plane: load the embedded program (optionally reusing
-//! pinned maps, so a restarted controller adopts the running state), attach it to
-//! interfaces, and read and write services, backends, connections, config and counters.
-//! Map names and Pod types stay inside this module.
+//! The XDP data plane from user space. This file: load the embedded program (optionally
+//! reusing pinned maps, so a restarted controller adopts the running state), attach it
+//! to interfaces, and read and write services, backends, connections, config and
+//! counters through typed methods; map names and Pod types stay inside this crate.
+//! - [`reconcile`]: desired state -> ordered, minimal map writes; settle;
+//! - [`explain`]: where a flow would go and why (the XDP program's own selection code);
+//! - [`views`]: the maps as lbctl and metrics show them.
 
 mod attach;
+pub mod explain;
+pub mod reconcile;
 mod sys;
+pub mod views;
 
 pub use attach::{AttachMode, AttachedMode};
 

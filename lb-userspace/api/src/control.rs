@@ -10,7 +10,7 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-use crate::views::{ConnView, Counters, ExplainView, ServiceView};
+use crate::view::{ConnView, ExplainView, HealthView, ServiceView, StatusView, VrrpView};
 
 /// A request from lbctl.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,81 +42,6 @@ pub enum Request {
     Reload,
     /// VRRP instances: state, priority, master, counters.
     Vrrp,
-}
-
-/// Health of one backend.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthView {
-    /// Service name.
-    pub service: String,
-    /// Backend address.
-    pub backend: std::net::IpAddr,
-    /// Passing.
-    pub up: bool,
-    /// Last result.
-    pub last: String,
-    /// Last check latency in microseconds.
-    pub latency_us: Option<u64>,
-    /// Checks run.
-    pub checks: u64,
-    /// Seconds in this state.
-    pub since_s: u64,
-}
-
-/// Daemon status.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusView {
-    /// Node name.
-    pub node: String,
-    /// Config file in use.
-    pub config: String,
-    /// VIP traffic forwarded (true) or passed to the kernel.
-    pub forwarding: bool,
-    /// Interfaces and attach mode ("driver", "skb", "adopted").
-    pub interfaces: Vec<(String, String)>,
-    /// Pin directory.
-    pub pin_dir: String,
-    /// Outcome counters.
-    pub counters: Counters,
-    /// Last reload result.
-    pub last_reload: String,
-}
-
-/// One VRRP instance, for `lbctl vrrp` and metrics.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VrrpView {
-    /// Instance name.
-    pub name: String,
-    /// Interface it runs on.
-    pub interface: String,
-    /// Virtual router id.
-    pub vrid: u8,
-    /// 2 or 3.
-    pub version: u8,
-    /// MASTER, BACKUP, FAULT, INIT or STOP (keepalived's names).
-    pub state: String,
-    /// Effective priority (after tracking).
-    pub priority: u8,
-    /// Configured priority.
-    pub base_priority: u8,
-    /// Current master, if known.
-    pub master: Option<std::net::IpAddr>,
-    /// Our source address.
-    pub source: Option<std::net::IpAddr>,
-    /// Virtual addresses ("ip/prefix").
-    pub vips: Vec<String>,
-    /// State transitions.
-    pub transitions: u64,
-    /// Adverts accepted.
-    pub adverts_received: u64,
-    /// Adverts sent.
-    pub adverts_sent: u64,
-    /// Adverts dropped, by reason.
-    pub dropped: Vec<(String, u64)>,
-    /// Tracking: priority adjustment and why.
-    pub tracking: Vec<String>,
-    /// Last socket or netlink error.
-    pub last_error: Option<String>,
 }
 
 /// A response from lbd.

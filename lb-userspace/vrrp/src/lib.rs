@@ -2,15 +2,15 @@
 //! with keepalived's PASS auth) and VRRPv3 (RFC 5798 / 9568), IPv4 and IPv6,
 //! multicast and unicast.
 //!
-//! This module is the pure core; raw sockets, netlink and notify scripts live at the
-//! daemon's edge:
+//! The pure core (codec, state machine, counters) and the I/O edge an instance needs
+//! (raw sockets, gratuitous ARP / NA, notify scripts); VIP addresses are
+//! `lb_netlink::addr`, tracking is lbd's node core:
 //! - [`packet`]: the wire codec (encode, IPv4 header parsing, decode with every
 //!   check keepalived makes, each failure a counted [`DropReason`]);
 //! - [`state`]: one instance's state machine on a caller-supplied clock, returning
 //!   [`Action`]s;
 //! - [`Counters`]: what the daemon exposes per instance (drops by reason, adverts
 //!   received / sent, transitions);
-//! - [`track`]: tracked services and scripts turned into a priority delta or FAULT;
 //! - [`notify`]: starting keepalived-style notify scripts on a state change.
 //!
 //! Typical use per instance: `peek_vrid` to route a received packet, `decode` with
@@ -18,13 +18,11 @@
 //! `Instance::on_timer` at `Instance::next_deadline`; perform the actions in order,
 //! encoding `SendAdvert` with `Instance::make_advert` + `encode`.
 
-pub mod addr;
 pub mod announce;
 pub mod io;
 pub mod notify;
 pub mod packet;
 pub mod state;
-pub mod track;
 
 pub use packet::{
     auth_from_password, decode, encode, parse_ipv4_packet, peek_vrid, AcceptChecksum, Advert,

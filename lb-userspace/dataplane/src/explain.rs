@@ -9,7 +9,7 @@ use lb_common::{
     select::{choose, service_keys, slot_hash, Choice, FlowState},
 };
 
-use crate::dataplane::{Dataplane, DataplaneError};
+use crate::{Dataplane, DataplaneError};
 
 /// The explanation of one flow.
 #[derive(Clone, Debug, PartialEq, Eq)]

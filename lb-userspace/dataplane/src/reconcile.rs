@@ -32,7 +32,7 @@ use lb_common::{
     select::slot_hash,
 };
 
-use crate::dataplane::{Dataplane, DataplaneError, ServiceSpec};
+use crate::{Dataplane, DataplaneError, ServiceSpec};
 
 /// The data-plane operations the reconciler needs. [`Dataplane`] implements it over
 /// the live maps; tests use an in-memory map set.

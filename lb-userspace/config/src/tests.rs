@@ -725,7 +725,7 @@ fn vrrp_full_example_parses_to_expected_struct() {
         interface: "eth0".into(),
         vrid: 51,
         priority: 150,
-        version: crate::vrrp::Version::V2,
+        version: lb_vrrp::Version::V2,
         advert_interval: Duration::from_secs(1),
         preempt: true,
         preempt_delay: Duration::ZERO,
@@ -762,7 +762,7 @@ fn vrrp_full_example_parses_to_expected_struct() {
     let v = &cfg.vrrp[0];
     assert_eq!(v.auth(), Some(*b"secret12"));
     assert!(v.is_ipv4());
-    assert_eq!(v.checksum_mode(), crate::vrrp::ChecksumMode::PseudoHeader);
+    assert_eq!(v.checksum_mode(), lb_vrrp::ChecksumMode::PseudoHeader);
 }
 
 /// `[[vrrp]]` with only the required keys gets the documented defaults, and
@@ -778,7 +778,7 @@ fn vrrp_defaults_and_instance_config() {
         interface: "bond0.100".into(),
         vrid: 7,
         priority: 100,
-        version: crate::vrrp::Version::V2,
+        version: lb_vrrp::Version::V2,
         advert_interval: Duration::from_secs(1),
         preempt: true,
         preempt_delay: Duration::ZERO,
@@ -796,10 +796,10 @@ fn vrrp_defaults_and_instance_config() {
     let v = &cfg.vrrp[0];
     assert_eq!(v.auth(), None);
     let ic = v.instance_config(ip("10.0.0.10"));
-    let mut want = crate::vrrp::InstanceConfig::new(
+    let mut want = lb_vrrp::InstanceConfig::new(
         "VI",
         7,
-        crate::vrrp::Version::V2,
+        lb_vrrp::Version::V2,
         ip("10.0.0.10"),
         vec![ip("10.0.0.100")],
     );
@@ -872,7 +872,7 @@ virtual_addresses = ["10.0.0.101/32"]
     let cfg = p(&text).unwrap();
     assert_eq!(cfg.vrrp.len(), 3);
     let v6 = &cfg.vrrp[0];
-    assert_eq!(v6.version, crate::vrrp::Version::V3);
+    assert_eq!(v6.version, lb_vrrp::Version::V3);
     assert_eq!(v6.advert_interval, Duration::from_millis(10));
     assert_eq!(v6.priority, 255);
     assert!(!v6.preempt);
@@ -883,7 +883,7 @@ virtual_addresses = ["10.0.0.101/32"]
     );
     assert_eq!(v6.unicast_peers, vec![ip("2001:db8::11"), ip("fe80::1")]);
     assert_eq!(v6.v3_checksum, V3Checksum::MessageOnly);
-    assert_eq!(v6.checksum_mode(), crate::vrrp::ChecksumMode::MessageOnly);
+    assert_eq!(v6.checksum_mode(), lb_vrrp::ChecksumMode::MessageOnly);
     assert_eq!(
         v6.notify,
         Notify {

@@ -1,0 +1,194 @@
+//! Every view lbctl shows and the metrics export: services, backends, tracked
+//! connections, counters, health, VRRP and daemon status. lbd and lbctl's pinned-map
+//! fallback fill them; the CLI renders them; they travel as JSON on the control socket.
+
+use std::net::{IpAddr, SocketAddr};
+
+use lb_common::maps::TrafficStats;
+use serde::{Deserialize, Serialize};
+
+/// Traffic counters (summed over CPUs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded.
+    pub bytes: u64,
+    /// New flows (TCP SYNs).
+    pub new_flows: u64,
+}
+
+impl From<TrafficStats> for Traffic {
+    fn from(s: TrafficStats) -> Self {
+        Traffic {
+            packets: s.packets,
+            bytes: s.bytes,
+            new_flows: s.new_flows,
+        }
+    }
+}
+
+/// One backend of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendView {
+    /// Address.
+    pub address: IpAddr,
+    /// Operator's name, if configured.
+    pub name: Option<String>,
+    /// Data-plane index.
+    pub index: u16,
+    /// Configured weight (`None` when read from maps alone).
+    pub weight: Option<u32>,
+    /// "up", "draining" or "down".
+    pub state: String,
+    /// Maglev slots it holds.
+    pub slots: usize,
+    /// Health as the daemon sees it ("up: 1 consecutive passes", "down: connection refused").
+    pub health: Option<String>,
+    /// Backend MAC ("aa:bb:..."), if resolved.
+    pub mac: Option<String>,
+    /// Egress interface index.
+    pub ifindex: u32,
+    /// Connections the connection table tracks to it.
+    pub tracked: usize,
+    /// Counters.
+    pub traffic: Traffic,
+}
+
+/// One service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// Operator's name, if known.
+    pub name: Option<String>,
+    /// VIP.
+    pub vip: IpAddr,
+    /// Port (0 = every port).
+    pub port: u16,
+    /// "tcp" or "udp".
+    pub protocol: String,
+    /// "maglev" or "source-hash".
+    pub scheduler: String,
+    /// Counter id.
+    pub id: u32,
+    /// Maglev table size.
+    pub table_size: u32,
+    /// Slots still consulting the connection table after a change.
+    pub dirty_slots: usize,
+    /// Counters.
+    pub traffic: Traffic,
+    /// Backends (including draining and down ones).
+    pub backends: Vec<BackendView>,
+}
+
+/// A tracked connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnView {
+    /// Client.
+    pub client: SocketAddr,
+    /// VIP side.
+    pub vip: SocketAddr,
+    /// "tcp" or "udp".
+    pub protocol: String,
+    /// Backend index.
+    pub backend_index: u32,
+    /// Backend address, if the index is in use.
+    pub backend: Option<IpAddr>,
+    /// Milliseconds since the data plane last refreshed the entry.
+    pub idle_ms: u64,
+}
+
+/// The answer to `explain`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainView {
+    /// "forward", "pass" or "drop".
+    pub verdict: String,
+    /// Matching service, if any.
+    pub service: Option<String>,
+    /// Chosen backend address.
+    pub backend: Option<IpAddr>,
+    /// Chosen backend index.
+    pub backend_index: Option<u16>,
+    /// Maglev slot.
+    pub slot: Option<u32>,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// Data-plane outcome counters by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters(pub Vec<(String, u64)>);
+
+/// Health of one backend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthView {
+    /// Service name.
+    pub service: String,
+    /// Backend address.
+    pub backend: std::net::IpAddr,
+    /// Passing.
+    pub up: bool,
+    /// Last result.
+    pub last: String,
+    /// Last check latency in microseconds.
+    pub latency_us: Option<u64>,
+    /// Checks run.
+    pub checks: u64,
+    /// Seconds in this state.
+    pub since_s: u64,
+}
+
+/// Daemon status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// Node name.
+    pub node: String,
+    /// Config file in use.
+    pub config: String,
+    /// VIP traffic forwarded (true) or passed to the kernel.
+    pub forwarding: bool,
+    /// Interfaces and attach mode ("driver", "skb", "adopted").
+    pub interfaces: Vec<(String, String)>,
+    /// Pin directory.
+    pub pin_dir: String,
+    /// Outcome counters.
+    pub counters: Counters,
+    /// Last reload result.
+    pub last_reload: String,
+}
+
+/// One VRRP instance, for `lbctl vrrp` and metrics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpView {
+    /// Instance name.
+    pub name: String,
+    /// Interface it runs on.
+    pub interface: String,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// 2 or 3.
+    pub version: u8,
+    /// MASTER, BACKUP, FAULT, INIT or STOP (keepalived's names).
+    pub state: String,
+    /// Effective priority (after tracking).
+    pub priority: u8,
+    /// Configured priority.
+    pub base_priority: u8,
+    /// Current master, if known.
+    pub master: Option<std::net::IpAddr>,
+    /// Our source address.
+    pub source: Option<std::net::IpAddr>,
+    /// Virtual addresses ("ip/prefix").
+    pub vips: Vec<String>,
+    /// State transitions.
+    pub transitions: u64,
+    /// Adverts accepted.
+    pub adverts_received: u64,
+    /// Adverts sent.
+    pub adverts_sent: u64,
+    /// Adverts dropped, by reason.
+    pub dropped: Vec<(String, u64)>,
+    /// Tracking: priority adjustment and why.
+    pub tracking: Vec<String>,
+    /// Last socket or netlink error.
+    pub last_error: Option<String>,
+}

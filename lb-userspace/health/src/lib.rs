@@ -15,7 +15,7 @@ pub mod probe;
 pub mod state;
 
 pub use monitor::{
-    BackendKey, BoxFuture, CheckSpec, HealthEvent, HealthMonitor, HealthStatus, Prober,
+    BackendKey, BoxFuture, CheckSpec, HealthEvent, HealthMonitor, HealthStatus, Prober, Statuses,
     MIN_INTERVAL,
 };
 pub use probe::{probe, Probe, TlsMode};

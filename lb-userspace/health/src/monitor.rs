@@ -107,6 +107,20 @@ pub struct HealthStatus {
     pub since: SystemTime,
 }
 
+/// Read-only handles on the checks' live statuses (see [`HealthMonitor::statuses`]).
+#[derive(Clone, Debug, Default)]
+pub struct Statuses(Arc<Vec<(BackendKey, Arc<Mutex<HealthStatus>>)>>);
+
+impl Statuses {
+    /// Current state of every checked backend, sorted by key.
+    pub fn read(&self) -> Vec<(BackendKey, HealthStatus)> {
+        self.0
+            .iter()
+            .map(|(k, s)| (k.clone(), lock(s).clone()))
+            .collect()
+    }
+}
+
 /// A running check task and its shared status.
 struct Running {
     spec: CheckSpec,
@@ -186,13 +200,19 @@ impl HealthMonitor {
 
     /// Current state of every checked backend, sorted by key.
     pub fn snapshot(&self) -> Vec<(BackendKey, HealthStatus)> {
-        let mut out: Vec<_> = self
+        self.statuses().read()
+    }
+
+    /// Live handles on every running check's status, for observers that must not ask
+    /// the monitor's owner: valid until the next [`set_checks`](Self::set_checks).
+    pub fn statuses(&self) -> Statuses {
+        let mut list: Vec<_> = self
             .running
             .iter()
-            .map(|(k, r)| (k.clone(), lock(&r.status).clone()))
+            .map(|(k, r)| (k.clone(), r.status.clone()))
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        Statuses(Arc::new(list))
     }
 
     /// Start the check. `Running` keeps `spec` as configured, so the next

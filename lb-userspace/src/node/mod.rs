@@ -1,2 +1,3 @@
 //! placeholder
+pub mod snapshot;
 pub mod track;

@@ -1,8 +1,14 @@
 //! The views lbctl and metrics show ([`lb_api::view`]), read from the data plane's maps.
 //! [`from_maps`] needs nothing but the maps, so `lbctl` can answer from pinned maps when
-//! lbd is down; the daemon then adds names and health.
+//! lbd is down; lbd's observers then add names and health.
+//!
+//! Per-backend connection counts cost one walk of the connection table (see
+//! [`tracked_counts`]), never one walk per backend.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use lb_api::fmt::{format_mac, protocol_name};
 use lb_api::view::{BackendView, ConnView, Counters, ExplainView, ServiceView};
@@ -33,10 +39,35 @@ fn service_label(key: &ServiceKey) -> String {
     }
 }
 
-/// Services, backends and counters as the maps hold them.
+/// Tracked connections per `(backend index, generation)`, as [`tracked_counts`] counts
+/// them.
+pub type TrackedCounts = HashMap<(u32, u32), usize>;
+
+/// Count the connection table's entries per `(backend index, generation)` in one pass.
+/// The cost is one walk of the table (two syscalls per entry: about a second at 1M
+/// entries), independent of the number of backends; callers that answer often cache
+/// the result (lbd's observer does, see `lb_userspace::observe`).
+pub fn tracked_counts(dp: &Dataplane) -> Result<TrackedCounts, DataplaneError> {
+    let mut counts = TrackedCounts::new();
+    for v in dp.conns()?.values() {
+        *counts.entry((v.backend, v.gen)).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// Services, backends and counters as the maps hold them (walks the connection table
+/// once for the tracked counts).
 pub fn from_maps(dp: &Dataplane) -> Result<Vec<ServiceView>, DataplaneError> {
+    from_maps_with(dp, &tracked_counts(dp)?)
+}
+
+/// [`from_maps`] with tracked-connection counts taken earlier (possibly cached): reads
+/// the backends, service tables and counters but not the connection table.
+pub fn from_maps_with(
+    dp: &Dataplane,
+    tracked: &TrackedCounts,
+) -> Result<Vec<ServiceView>, DataplaneError> {
     let backends = dp.backends()?;
-    let conns = dp.conns()?;
     let mut keys: Vec<ServiceKey> = dp.service_keys()?;
     keys.sort();
     let mut out = Vec::new();
@@ -62,10 +93,10 @@ pub fn from_maps(dp: &Dataplane) -> Result<Vec<ServiceView>, DataplaneError> {
                 index,
                 b,
                 slot_counts.get(&index).copied().unwrap_or(0),
-                conns
-                    .values()
-                    .filter(|c| c.backend == index as u32 && c.gen == b.gen)
-                    .count(),
+                tracked
+                    .get(&(u32::from(index), b.gen))
+                    .copied()
+                    .unwrap_or(0),
             )?);
         }
         out.push(ServiceView {

@@ -457,12 +457,24 @@ fn execute(step: &Step) -> Result<()> {
     }
 }
 
+/// How long every `apt-get` waits for the dpkg lock, in seconds. A fresh cloud VM
+/// often runs unattended-upgrades at boot; without a timeout apt-get fails at once
+/// when it holds the lock. `DPkg::Lock::Timeout` needs apt >= 1.9.11 (Debian 12 has 2.6).
+const APT_LOCK_TIMEOUT_S: u32 = 600;
+
+/// `apt-get` with the dpkg-lock wait: the only way this xtask builds an apt-get.
+fn apt_get() -> Cmd {
+    Cmd::new("apt-get")
+        .arg("-o")
+        .arg(format!("DPkg::Lock::Timeout={APT_LOCK_TIMEOUT_S}"))
+}
+
 fn apt_update() -> Cmd {
-    Cmd::new("apt-get").arg("update")
+    apt_get().arg("update")
 }
 
 fn apt_install(pkgs: &[String]) -> Cmd {
-    Cmd::new("apt-get")
+    apt_get()
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y"])
         .args(pkgs)
@@ -780,8 +792,9 @@ mod tests {
         assert_eq!(
             cmds,
             [
-                "apt-get update",
-                "DEBIAN_FRONTEND=noninteractive apt-get install -y llvm-22-dev libpolly-22-dev",
+                "apt-get -o DPkg::Lock::Timeout=600 update",
+                "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y \
+                 llvm-22-dev libpolly-22-dev",
                 "LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features \
                  --features llvm-22 --force",
             ]
@@ -844,8 +857,9 @@ mod tests {
         assert_eq!(
             cmds,
             [
-                "sudo apt-get update",
-                "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y libpolly-22-dev",
+                "sudo apt-get -o DPkg::Lock::Timeout=600 update",
+                "sudo DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+                 install -y libpolly-22-dev",
                 "LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features \
                  --features llvm-22",
                 "sudo mount -t bpf bpf /sys/fs/bpf",
@@ -889,6 +903,19 @@ mod tests {
             lines.last().map(String::as_str),
             Some("cargo xtask bootstrap")
         );
+    }
+
+    #[test]
+    fn every_apt_get_waits_for_the_dpkg_lock() {
+        let cmds = Action::AptInstall(strings(&["iproute2"])).commands();
+        assert_eq!(cmds.len(), 2);
+        for cmd in cmds {
+            let line = cmd.display();
+            assert!(
+                line.contains("apt-get -o DPkg::Lock::Timeout=600 "),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -82,9 +82,9 @@ impl Default for Global {
             pin_dir: PathBuf::from("/sys/fs/bpf/lbd"),
             hash_seed: 0x4c42_5345,
             maglev_table_size: lb_common::maps::DEFAULT_TABLE_SIZE,
-            max_services: 256,
-            max_backends: 4096,
-            conn_table_size: 1 << 20,
+            max_services: lb_common::maps::capacity::SERVICES,
+            max_backends: lb_common::maps::capacity::BACKENDS,
+            conn_table_size: lb_common::maps::capacity::CONNS,
             settle_after: Duration::from_secs(15 * 60),
             forwarding: Forwarding::Active,
         }

@@ -651,14 +651,10 @@ fn health(
     })
 }
 
-/// keepalived's bound on a tracking weight (`-253..=253`).
-const MAX_TRACK_WEIGHT: i64 = 253;
-/// keepalived's bound on `preempt_delay`.
-const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(1000);
-/// Largest VRRPv3 advert interval (4095 centiseconds).
-const MAX_V3_INTERVAL: Duration = Duration::from_millis(40_950);
-/// Virtual addresses that fit in one advert (the count field is 8 bits).
-const MAX_VIRTUAL_ADDRESSES: usize = 255;
+use lb_vrrp::limits::{
+    MAX_PREEMPT_DELAY, MAX_TRACK_WEIGHT, MAX_VIRTUAL_ADDRESSES, V2_MAX_INTERVAL_SECS,
+    V3_MAX_INTERVAL as MAX_V3_INTERVAL,
+};
 
 /// `[[vrrp]]`: each instance on its own, then the cross-instance checks (unique
 /// names, unique (vrid, interface, family), each virtual address in one instance).
@@ -828,7 +824,7 @@ fn vrrp_instance(
     match version {
         Version::V2 => {
             if advert_interval.subsec_nanos() != 0
-                || !(1..=255).contains(&advert_interval.as_secs())
+                || !(1..=V2_MAX_INTERVAL_SECS).contains(&advert_interval.as_secs())
             {
                 return Err(ctx.err(
                     ispan,

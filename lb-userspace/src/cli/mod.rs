@@ -15,20 +15,7 @@ pub use render::{
     render_vrrp, BackendRate, PerSecond, ServiceRate,
 };
 
-use std::net::IpAddr;
-
-/// `ip:port`, with brackets around IPv6 addresses and `*` for port 0 (every port).
-pub fn endpoint(ip: IpAddr, port: u16) -> String {
-    let port = if port == 0 {
-        "*".to_owned()
-    } else {
-        port.to_string()
-    };
-    match ip {
-        IpAddr::V4(v4) => format!("{v4}:{port}"),
-        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-    }
-}
+pub use lb_api::fmt::endpoint;
 
 /// A rate or large quantity in short form: `950`, `12.5`, `1.2K`, `3.4M`, `5.0G`.
 pub fn human(value: f64) -> String {
@@ -75,22 +62,6 @@ pub fn latency(us: Option<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(
-            endpoint("198.51.100.10".parse().unwrap(), 80),
-            "198.51.100.10:80"
-        );
-        assert_eq!(
-            endpoint("2001:db8::10".parse().unwrap(), 443),
-            "[2001:db8::10]:443"
-        );
-        assert_eq!(
-            endpoint("198.51.100.10".parse().unwrap(), 0),
-            "198.51.100.10:*"
-        );
-    }
 
     #[test]
     fn short_numbers_durations_latencies() {

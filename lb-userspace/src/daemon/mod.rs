@@ -1,41 +1,42 @@
-//! lbd's runtime. One task owns the data plane, the reconciler and everything lbd has
-//! learned (health, backend MACs); it reacts to events, one at a time:
-//! health transitions, neighbour changes and resolutions, lbctl requests, SIGHUP
-//! (reload), the settle timer, and SIGTERM/SIGINT (exit, leaving the pinned data plane
-//! forwarding). Side tasks (health checks, netlink, the control socket, metrics) only
-//! send events.
+//! lbd's async shell around the node core (`crate::node`): it sets up the data plane
+//! and the side tasks (health checks, netlink, VRRP instances, track scripts, the
+//! control socket, metrics, signals), feeds what they report to the node as events,
+//! carries out the node's effects, and publishes a snapshot for observers after every
+//! step. The decisions are the node's; this file only does I/O.
 //!
 //! Restart without a gap: maps and attach links are pinned under `pin_dir`. A new lbd
 //! reuses the pinned maps, takes each backend's health and MAC from its pinned entry
-//! (so the first apply writes nothing), and swaps its program into the pinned links.
+//! (`node::adopt`, so the first apply writes nothing), and swaps its program into the
+//! pinned links.
 
-pub mod translate;
 pub mod vrrp;
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     net::IpAddr,
     path::{Path, PathBuf},
-    time::{Duration, Instant, SystemTime},
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
-use lb_common::maps::{words_addr, BACKEND_DOWN};
+use lb_api::control::{Request, Response};
+use lb_config::{self as config, Config, XdpMode};
+use lb_dataplane::{
+    reconcile::{ApplyReport, Limits, Link, Reconciler, SyncError},
+    AttachMode, AttachedMode, Capacities, Dataplane, DataplaneError, DataplaneOptions,
+};
+use lb_health::{HealthEvent, HealthMonitor};
+use lb_netlink::neigh::{self, NetlinkHandle};
 use tokio::{
     signal::unix::{signal, SignalKind},
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
 };
 
-use lb_api::{
-    control::{self, Request, Response},
-    view::{HealthView, StatusView},
+use crate::node::{
+    adopt,
+    snapshot::{Snapshot, VrrpSource},
+    Effect, Event, Node, Start,
 };
-use lb_config::{self as config, Config, Forwarding, XdpMode};
-use lb_dataplane::{
-    reconcile::{self as sync, Limits, Link, Reconciler, SyncError},
-    views, AttachMode, AttachedMode, Capacities, Dataplane, DataplaneError, DataplaneOptions,
-};
-use lb_health::{BackendKey, HealthEvent, HealthMonitor};
-use lb_netlink::neigh::{self, NetlinkHandle};
 
 /// Errors that stop lbd.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +53,10 @@ pub enum DaemonError {
     /// Netlink could not be opened.
     #[error(transparent)]
     Netlink(#[from] neigh::NeighError),
-    /// A socket or signal could not be set up.
+    /// The pin directory cannot hold the data plane.
+    #[error(transparent)]
+    Bpffs(#[from] crate::bpffs::BpffsError),
+    /// A socket, signal or task could not be set up.
     #[error("{what}: {source}")]
     Io {
         /// What was being set up.
@@ -61,85 +65,20 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    /// The pin directory is not on a BPF filesystem.
-    #[error("pin_dir {0} is not on a bpf filesystem; mount one (mount -t bpf bpf /sys/fs/bpf) or set [global] pin_dir")]
-    NotBpffs(PathBuf),
 }
 
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// How long one MAC resolution waits for the kernel's answer.
 const RESOLVE_WAIT: Duration = Duration::from_secs(3);
-const RESOLVE_RETRY: Duration = Duration::from_secs(5);
-
-/// True if `path` (or its nearest existing ancestor) is on a bpffs.
-fn on_bpffs(path: &Path) -> bool {
-    let mut p = path;
-    loop {
-        if p.exists() {
-            let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
-                return false;
-            };
-            // SAFETY: zeroed statfs is a valid out-parameter; c is NUL-terminated.
-            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            return unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0
-                && st.f_type as i64 == BPF_FS_MAGIC;
-        }
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => return false,
-        }
-    }
-}
-
-fn attach_mode(mode: XdpMode) -> AttachMode {
-    match mode {
-        XdpMode::Driver => AttachMode::Driver,
-        XdpMode::Skb => AttachMode::Skb,
-        XdpMode::Auto => AttachMode::Auto,
-    }
-}
-
-fn mode_name(mode: AttachedMode) -> &'static str {
-    match mode {
-        AttachedMode::Driver => "driver",
-        AttachedMode::Skb => "skb",
-        AttachedMode::Adopted => "adopted",
-    }
-}
-
 /// At most this many queued events are taken in before the maps are written.
 const BURST: usize = 4096;
 
-/// A resolution result: backend address and its link, or why not.
-type Resolved = (IpAddr, Result<Link, String>);
-
-struct Daemon {
-    config_path: PathBuf,
-    config: Config,
-    dp: Dataplane,
-    reconciler: Reconciler,
-    health: HashMap<BackendKey, bool>,
-    monitor: HealthMonitor,
-    links: HashMap<IpAddr, Link>,
-    resolving: std::collections::HashSet<IpAddr>,
-    netlink: NetlinkHandle,
-    resolved_tx: mpsc::Sender<Resolved>,
-    attached: Vec<(String, AttachedMode)>,
-    last_reload: String,
-    /// Running VRRP instances.
-    vrrp: Vec<vrrp::Handle>,
-    /// Instances that want forwarding (master, or inherited master after a restart).
-    masters: HashMap<String, bool>,
-    /// Interface carrier state, for FAULT.
-    links_up: HashMap<String, bool>,
-    /// Script tracks' current results.
-    scripts_ok: HashMap<PathBuf, bool>,
-    /// Tracking last sent to each instance, with its reasons.
-    tracked: HashMap<String, (i32, bool, Vec<String>)>,
-    /// A health, MAC or neighbour event changed the desired state; the maps are
-    /// written once the burst of events already queued has been taken in.
-    apply_pending: bool,
-}
+/// A request the observers hand to the loop (only requests that change something).
+pub type LoopRequest = (Request, oneshot::Sender<Response>);
 
 /// `lbd --check-config`: validate and summarise.
 pub fn check_config(path: &Path) -> Result<String, config::ConfigError> {
@@ -157,19 +96,29 @@ pub fn check_config(path: &Path) -> Result<String, config::ConfigError> {
 /// `lbd --detach`: remove the pinned links (detaching XDP) and maps.
 pub fn detach(config_path: &Path) -> Result<Vec<PathBuf>, DaemonError> {
     let c = config::load(config_path)?;
-    Dataplane::remove_pinned(&c.global.pin_dir).map_err(|source| DaemonError::Io {
-        what: format!("removing pins in {}", c.global.pin_dir.display()),
-        source,
-    })
+    Dataplane::remove_pinned(&c.global.pin_dir).map_err(io_error(format!(
+        "removing pins in {}",
+        c.global.pin_dir.display()
+    )))
+}
+
+/// The I/O side: everything the node's effects act on.
+struct Shell {
+    dp: Dataplane,
+    reconciler: Reconciler,
+    monitor: HealthMonitor,
+    netlink: NetlinkHandle,
+    resolved_tx: mpsc::Sender<(IpAddr, Result<Link, String>)>,
+    attached: Vec<(String, AttachedMode)>,
+    vrrp: Vec<vrrp::Handle>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
 }
 
 /// Run lbd until SIGTERM/SIGINT.
 pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let config = config::load(&config_path)?;
     let pin_dir = config.global.pin_dir.clone();
-    if !on_bpffs(&pin_dir) {
-        return Err(DaemonError::NotBpffs(pin_dir));
-    }
+    crate::bpffs::ensure(&pin_dir)?;
     let adopting = Dataplane::pin_paths(&pin_dir)
         .iter()
         .all(|(_, p)| p.exists());
@@ -187,352 +136,280 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         max_backends: config.global.max_backends,
     };
     let reconciler = Reconciler::adopt(&dp, limits, Instant::now())?;
-
     // What the pinned data plane already does is the starting point.
-    let mut health = HashMap::new();
-    let mut links = HashMap::new();
+    let mut start = Start::default();
     if adopting {
         let pinned = dp.backends()?;
-        for svc in &config.services {
-            let key = translate::service_key(svc);
-            for b in &svc.backends {
-                let Some(index) = reconciler.index_of(&key, b.address) else {
-                    continue;
-                };
-                let Some(entry) = pinned.get(index as usize) else {
-                    continue;
-                };
-                if words_addr(&entry.addr) != b.address {
-                    continue;
-                }
-                health.insert((svc.name.clone(), b.address), entry.state != BACKEND_DOWN);
-                if entry.mac != [0; 6] || entry.ifindex == lb_common::maps::IFINDEX_LOCAL {
-                    links.insert(
-                        b.address,
-                        Link {
-                            mac: entry.mac,
-                            ifindex: entry.ifindex,
-                            src_mac: entry.src_mac,
-                        },
-                    );
-                }
-            }
-        }
-        tracing::info!(pin_dir = %pin_dir.display(), backends = links.len(), "adopting the pinned data plane");
+        start = adopt::from_pinned(&config, |k, a| reconciler.index_of(k, a), &pinned);
+        tracing::info!(pin_dir = %pin_dir.display(), backends = start.links.len(), "adopting the pinned data plane");
     }
+    start.inherited_masters = inherited_masters(&config).await;
 
-    let netlink = NetlinkHandle::new().await?;
     let (health_tx, mut health_rx) = mpsc::channel::<HealthEvent>(1024);
-    let (resolved_tx, mut resolved_rx) = mpsc::channel::<Resolved>(1024);
-    let (req_tx, mut req_rx) = mpsc::channel::<(Request, oneshot::Sender<Response>)>(64);
-    let mut monitor = HealthMonitor::new(64, health_tx);
-    monitor.set_checks(translate::checks(&config, &health));
-
-    let mut d = Daemon {
-        config_path,
-        config,
-        dp,
-        reconciler,
-        health,
-        monitor,
-        links,
-        resolving: Default::default(),
-        netlink,
-        resolved_tx,
-        attached: Vec::new(),
-        last_reload: "started".into(),
-        vrrp: Vec::new(),
-        masters: HashMap::new(),
-        links_up: HashMap::new(),
-        apply_pending: false,
-        scripts_ok: HashMap::new(),
-        tracked: HashMap::new(),
-    };
-    // An instance whose VIPs are all still on its interface was master before this lbd
-    // started: keep forwarding until its election settles (see daemon::vrrp).
-    if !d.config.vrrp.is_empty() {
-        if let Ok(addr) = lb_netlink::addr::AddrHandle::new().await {
-            for v in &d.config.vrrp {
-                let mut all = !v.virtual_addresses.is_empty();
-                for (ip, _) in &v.virtual_addresses {
-                    all &= addr.has(&v.interface, *ip).await.unwrap_or(false);
-                }
-                d.masters.insert(v.name.clone(), all);
-            }
-        }
-    }
-    d.apply()?;
-    d.attach_interfaces()?;
-    d.resolve_missing();
-
-    let mut neigh_rx = neigh::watch_neighbors().await?;
+    let (resolved_tx, mut resolved_rx) = mpsc::channel(1024);
+    let (loop_tx, mut loop_rx) = mpsc::channel::<LoopRequest>(64);
     let (vrrp_tx, mut vrrp_rx) = mpsc::channel::<vrrp::Event>(64);
     let (script_tx, mut script_rx) = mpsc::channel::<(PathBuf, bool)>(64);
-    let mut link_rx = if d.config.vrrp.is_empty() {
+    let mut vrrp_handles = Vec::new();
+    for v in &config.vrrp {
+        let inherited = start.inherited_masters.contains(&v.name);
+        let handle =
+            vrrp::spawn(v.clone(), inherited, vrrp_tx.clone()).map_err(|e| DaemonError::Io {
+                what: e,
+                source: std::io::Error::other("VRRP"),
+            })?;
+        vrrp_handles.push(handle);
+    }
+    let mut link_rx = if config.vrrp.is_empty() {
         mpsc::channel(1).1
     } else {
-        lb_netlink::addr::watch_links()
-            .await
-            .map_err(|e| DaemonError::Io {
-                what: "watching links for VRRP".into(),
-                source: std::io::Error::other(e.to_string()),
-            })?
+        lb_netlink::addr::watch_links().await.map_err(|e| {
+            io_error("watching links for VRRP")(std::io::Error::other(e.to_string()))
+        })?
     };
-    for v in d.config.vrrp.clone() {
-        let handle = vrrp::spawn(v, vrrp_tx.clone()).map_err(|e| DaemonError::Io {
-            what: e,
-            source: std::io::Error::other("VRRP"),
-        })?;
-        d.vrrp.push(handle);
-    }
-    spawn_script_tracks(&d.config, script_tx);
-    d.update_tracking();
-    let listener =
-        control::bind(&d.config.global.control_socket).map_err(|source| DaemonError::Io {
-            what: format!(
-                "control socket {}",
-                d.config.global.control_socket.display()
-            ),
-            source,
-        })?;
-    tokio::spawn(control::serve(listener, req_tx.clone()));
-    if let Some(addr) = d.config.global.metrics_listen {
-        let tx = req_tx.clone();
+    spawn_script_tracks(&config, script_tx);
+    let control_socket = config.global.control_socket.clone();
+    let metrics_listen = config.global.metrics_listen;
+
+    let (node, effects) = Node::new(config_path, config, start);
+    let mut node = node;
+    let mut shell = Shell {
+        dp,
+        reconciler,
+        monitor: HealthMonitor::new(64, health_tx),
+        netlink: NetlinkHandle::new().await?,
+        resolved_tx,
+        attached: Vec::new(),
+        vrrp: vrrp_handles,
+        snapshot: watch::channel(Arc::new(placeholder_snapshot(&node))).0,
+    };
+    // The first apply and attach must work, or lbd does not start.
+    shell.execute(&mut node, effects, true)?;
+    let mut neigh_rx = neigh::watch_neighbors().await?;
+
+    let listener = lb_api::control::bind(&control_socket).map_err(io_error(format!(
+        "control socket {}",
+        control_socket.display()
+    )))?;
+    let observer = crate::observe::Observer::open(shell.snapshot.subscribe())?;
+    tokio::spawn(crate::observe::serve(
+        listener,
+        observer.clone(),
+        loop_tx.clone(),
+    ));
+    if let Some(addr) = metrics_listen {
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, tx).await {
+            if let Err(e) = crate::metrics::serve(addr, observer).await {
                 tracing::error!(%addr, error = %e, "metrics endpoint failed");
             }
         });
     }
-    let sig = |kind: SignalKind, name: &str| {
-        signal(kind).map_err(|source| DaemonError::Io {
-            what: format!("{name} handler"),
-            source,
-        })
-    };
+    let sig =
+        |kind: SignalKind, name: &str| signal(kind).map_err(io_error(format!("{name} handler")));
     let mut hup = sig(SignalKind::hangup(), "SIGHUP")?;
     let mut term = sig(SignalKind::terminate(), "SIGTERM")?;
     let mut int = sig(SignalKind::interrupt(), "SIGINT")?;
-    let settle_every =
-        (d.config.global.settle_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let mut settle = tokio::time::interval(settle_every);
-    tracing::info!(node = %d.config.global.node_name, services = d.config.services.len(), "lbd running");
+    let mut settle = tokio::time::interval(node.settle_every());
+    tracing::info!(node = %node.config().global.node_name, services = node.config().services.len(), "lbd running");
 
     loop {
-        tokio::select! {
-            Some(ev) = health_rx.recv() => d.on_health(ev),
-            Some((ip, result)) = resolved_rx.recv() => d.on_resolved(ip, result),
-            Some(n) = neigh_rx.recv() => d.on_neighbor(n),
-            Some((name, forward)) = vrrp_rx.recv() => {
-                d.masters.insert(name, forward);
-                d.apply_logged();
-            }
-            Some((ifname, up)) = link_rx.recv() => {
-                if d.links_up.insert(ifname.clone(), up) != Some(up) {
-                    tracing::info!(interface = %ifname, up, "link state");
-                    d.update_tracking();
-                }
-            }
-            Some((script, ok)) = script_rx.recv() => {
-                tracing::info!(script = %script.display(), ok, "VRRP track script result");
-                d.scripts_ok.insert(script, ok);
-                d.update_tracking();
-            }
-            Some((request, reply)) = req_rx.recv() => {
-                let response = d.handle(request);
+        let event = tokio::select! {
+            Some(ev) = health_rx.recv() => Event::Health { key: ev.key, up: ev.up },
+            Some((ip, result)) = resolved_rx.recv() => Event::Resolved { ip, result },
+            Some(n) = neigh_rx.recv() => Event::Neighbor(n),
+            Some((instance, forward)) = vrrp_rx.recv() => Event::Vrrp { instance, forward },
+            Some((interface, up)) = link_rx.recv() => Event::Link { interface, up },
+            Some((script, ok)) = script_rx.recv() => Event::Script { script, ok },
+            Some((request, reply)) = loop_rx.recv() => {
+                let response = match request {
+                    Request::Reload => match shell.reload(&mut node).await {
+                        Ok(message) => Response::Done { message },
+                        Err(message) => Response::Error { message },
+                    },
+                    other => Response::Error {
+                        message: format!("lbd's loop does not answer {other:?}; observers do"),
+                    },
+                };
                 let _ = reply.send(response);
+                continue;
             }
-            _ = hup.recv() => { let _ = d.reload(); }
-            _ = settle.tick() => {
-                let after = d.config.global.settle_after;
-                if let Err(e) = d.reconciler.settle(&mut d.dp, after, Instant::now()) {
-                    tracing::warn!(error = %e, "settling dirty slots failed");
-                }
+            _ = hup.recv() => {
+                let _ = shell.reload(&mut node).await;
+                continue;
             }
+            _ = settle.tick() => Event::SettleTick,
             _ = term.recv() => break,
             _ = int.recv() => break,
-        }
+        };
+        let mut effects = node.handle(event);
         // Coalesce a burst (thousands of MACs resolving at start, a switch failing
         // many health checks at once): take in what is already queued, then write the
         // maps once instead of rebuilding tables per event.
-        if d.apply_pending {
-            for _ in 0..BURST {
-                if let Ok((ip, result)) = resolved_rx.try_recv() {
-                    d.on_resolved(ip, result);
-                } else if let Ok(ev) = health_rx.try_recv() {
-                    d.on_health(ev);
-                } else if let Ok(n) = neigh_rx.try_recv() {
-                    d.on_neighbor(n);
-                } else {
-                    break;
+        for _ in 0..BURST {
+            let queued = if let Ok((ip, result)) = resolved_rx.try_recv() {
+                Event::Resolved { ip, result }
+            } else if let Ok(ev) = health_rx.try_recv() {
+                Event::Health {
+                    key: ev.key,
+                    up: ev.up,
                 }
-            }
-            d.apply_logged();
+            } else if let Ok(n) = neigh_rx.try_recv() {
+                Event::Neighbor(n)
+            } else {
+                break;
+            };
+            effects.extend(node.handle(queued));
         }
+        effects.extend(node.flush());
+        // After start, effects only fail in ways the node logs and retries.
+        let _ = shell.execute(&mut node, effects, false);
     }
     // A graceful stop hands the VIPs over (priority 0: the backup takes over within
     // skew time). The data plane keeps forwarding whatever still arrives here, to the
     // same backends the new master picks.
-    for h in &d.vrrp {
+    for h in &shell.vrrp {
         let (done, wait) = oneshot::channel();
         if h.commands.send(vrrp::Command::Shutdown(done)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(3), wait).await;
         }
     }
-    let _ = std::fs::remove_file(&d.config.global.control_socket);
-    tracing::info!(pin_dir = %d.config.global.pin_dir.display(), "lbd exiting; the pinned data plane keeps forwarding (lbd --detach removes it)");
+    let _ = std::fs::remove_file(&control_socket);
+    tracing::info!(pin_dir = %node.config().global.pin_dir.display(), "lbd exiting; the pinned data plane keeps forwarding (lbd --detach removes it)");
     Ok(())
 }
 
-impl Daemon {
-    /// Without VRRP the node forwards per `[global] forwarding` (always-active mode);
-    /// with VRRP, while any instance is master.
-    fn forwarding(&self) -> bool {
-        if self.config.vrrp.is_empty() {
-            self.config.global.forwarding == Forwarding::Active
-        } else {
-            self.masters.values().any(|m| *m)
+/// VRRP instances whose VIPs are all still on their interface: this node was master
+/// before lbd (re)started, and keeps forwarding until the election settles.
+async fn inherited_masters(config: &Config) -> HashSet<String> {
+    let mut out = HashSet::new();
+    if config.vrrp.is_empty() {
+        return out;
+    }
+    let Ok(addr) = lb_netlink::addr::AddrHandle::new().await else {
+        return out;
+    };
+    for v in &config.vrrp {
+        let mut all = !v.virtual_addresses.is_empty();
+        for (ip, _) in &v.virtual_addresses {
+            all &= addr.has(&v.interface, *ip).await.unwrap_or(false);
+        }
+        if all {
+            out.insert(v.name.clone());
         }
     }
+    out
+}
 
-    /// Re-evaluate every instance's tracking (service health, scripts, interface) and
-    /// tell the instances whose result changed.
-    fn update_tracking(&mut self) {
-        for h in &self.vrrp {
-            let config = &self.config;
-            let health = &self.health;
-            let service_healthy = |name: &str| -> (u32, u32) {
-                let Some(svc) = config.services.iter().find(|s| s.name == name) else {
-                    return (0, 0);
-                };
-                let up = svc
-                    .backends
-                    .iter()
-                    .filter(|b| translate::healthy(svc, b.address, health))
-                    .count();
-                (up as u32, svc.backends.len() as u32)
-            };
-            let scripts = &self.scripts_ok;
-            let script_ok = |p: &Path| scripts.get(p).copied();
-            let input = crate::node::track::TrackInput {
-                service_healthy: &service_healthy,
-                script_ok: &script_ok,
-            };
-            let mut result = crate::node::track::evaluate(&h.config.track, &input);
-            if self.links_up.get(&h.config.interface) == Some(&false) {
-                result.fault = true;
-                result
-                    .reasons
-                    .push(format!("interface {} is down", h.config.interface));
-            }
-            let now = (result.delta, result.fault, result.reasons.clone());
-            if self.tracked.get(&h.name) != Some(&now) {
-                tracing::info!(instance = %h.name, delta = result.delta, fault = result.fault, reasons = ?result.reasons, "VRRP tracking changed");
-                let _ = h.commands.try_send(vrrp::Command::Track {
-                    delta: result.delta,
-                    fault: result.fault,
-                });
-                self.tracked.insert(h.name.clone(), now);
-            }
-        }
+fn placeholder_snapshot(node: &Node) -> Snapshot {
+    Snapshot {
+        node: node.config().global.node_name.clone(),
+        config_path: node.config_path().to_path_buf(),
+        config: node.config().clone(),
+        interfaces: Vec::new(),
+        last_reload: node.last_reload().to_string(),
+        health: Default::default(),
+        vrrp: Vec::new(),
+    }
+}
+
+impl Shell {
+    /// Re-read the config file and hand it to the node; the reload's outcome.
+    async fn reload(&mut self, node: &mut Node) -> Result<String, String> {
+        let path = node.config_path().to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .map_err(|e| format!("reading the config failed: {e}"))?;
+        let effects = node.handle(Event::Reload(loaded));
+        self.execute(node, effects, false)
+            .unwrap_or_else(|e| Some(Err(e.to_string())))
+            .unwrap_or_else(|| Err("the reload did not finish".into()))
     }
 
-    fn vrrp_views(&self) -> Vec<lb_api::view::VrrpView> {
-        self.vrrp
-            .iter()
-            .map(|h| {
-                let st = h.status.lock().map(|s| s.clone()).unwrap_or_default();
-                lb_api::view::VrrpView {
-                    name: h.name.clone(),
-                    interface: h.config.interface.clone(),
-                    vrid: h.config.vrid,
-                    version: match h.config.version {
-                        lb_vrrp::Version::V2 => 2,
-                        lb_vrrp::Version::V3 => 3,
-                    },
-                    state: st.state,
-                    priority: st.priority,
-                    base_priority: h.config.priority,
-                    master: st.master,
-                    source: st.source,
-                    vips: h
-                        .config
-                        .virtual_addresses
-                        .iter()
-                        .map(|(a, p)| format!("{a}/{p}"))
-                        .collect(),
-                    transitions: st.transitions,
-                    adverts_received: st.counters.adverts_received,
-                    adverts_sent: st.counters.adverts_sent,
-                    dropped: st
-                        .counters
-                        .drops()
-                        .map(|(r, n)| (r.name().to_string(), n))
-                        .collect(),
-                    tracking: self
-                        .tracked
-                        .get(&h.name)
-                        .map(|t| t.2.clone())
-                        .unwrap_or_default(),
-                    last_error: st.last_error,
+    /// Carry out `effects` in order, feeding results back to the node; then publish.
+    /// At start (`starting`), a failed apply or attach is an error; later the node
+    /// logs it and retries. Returns a reload's outcome if one finished.
+    fn execute(
+        &mut self,
+        node: &mut Node,
+        effects: Vec<Effect>,
+        starting: bool,
+    ) -> Result<Option<Result<String, String>>, DaemonError> {
+        let mut queue: std::collections::VecDeque<Effect> = effects.into();
+        let mut reload = None;
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::Apply(desired) => {
+                    let result = match self
+                        .reconciler
+                        .apply(&mut self.dp, &desired, Instant::now())
+                    {
+                        Ok(report) => {
+                            if report != ApplyReport::default() {
+                                tracing::info!(?report, "data plane updated");
+                            }
+                            Ok(())
+                        }
+                        Err(e) if starting => return Err(e.into()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    queue.extend(node.handle(Event::Applied(result)));
                 }
-            })
-            .collect()
-    }
-
-    fn apply(&mut self) -> Result<(), SyncError> {
-        self.apply_pending = false;
-        let desired =
-            translate::desired(&self.config, &self.health, &self.links, self.forwarding());
-        let report = self
-            .reconciler
-            .apply(&mut self.dp, &desired, Instant::now())?;
-        if report != sync::ApplyReport::default() {
-            tracing::info!(?report, "data plane updated");
+                Effect::SetChecks(checks) => self.monitor.set_checks(checks),
+                Effect::Attach(interfaces) => {
+                    if let Err(e) = self.attach(&interfaces, &node.config().global.pin_dir) {
+                        if starting {
+                            return Err(e);
+                        }
+                        tracing::error!(error = %e, "attaching a new interface failed");
+                    }
+                }
+                Effect::Resolve { ip, delay } => self.resolve(ip, delay),
+                Effect::AddTxPort(ifindex) => {
+                    if let Err(e) = self.dp.add_tx_port(ifindex) {
+                        tracing::warn!(ifindex, error = %e, "could not add the egress port for redirects");
+                    }
+                }
+                Effect::Track {
+                    instance,
+                    delta,
+                    fault,
+                } => {
+                    if let Some(h) = self.vrrp.iter().find(|h| h.name == instance) {
+                        let _ = h.commands.try_send(vrrp::Command::Track { delta, fault });
+                    }
+                }
+                Effect::Settle(after) => {
+                    if let Err(e) = self.reconciler.settle(&mut self.dp, after, Instant::now()) {
+                        tracing::warn!(error = %e, "settling dirty slots failed");
+                    }
+                }
+                Effect::ReloadDone(result) => reload = Some(result),
+            }
         }
-        Ok(())
+        self.publish(node);
+        Ok(reload)
     }
 
-    fn apply_logged(&mut self) {
-        if let Err(e) = self.apply() {
-            tracing::error!(error = %e, "data plane update failed; will retry on the next event");
-        }
-    }
-
-    fn attach_interfaces(&mut self) -> Result<(), DaemonError> {
-        let pin_dir = self.config.global.pin_dir.clone();
-        for iface in self.config.interfaces.clone() {
+    fn attach(
+        &mut self,
+        interfaces: &[lb_config::Interface],
+        pin_dir: &Path,
+    ) -> Result<(), DaemonError> {
+        for iface in interfaces {
             if self.attached.iter().any(|(n, _)| *n == iface.name) {
                 continue;
             }
             let got = self
                 .dp
-                .attach_pinned(&iface.name, attach_mode(iface.xdp_mode), &pin_dir)?;
+                .attach_pinned(&iface.name, attach_mode(iface.xdp_mode), pin_dir)?;
             tracing::info!(interface = %iface.name, mode = mode_name(got), "XDP program attached");
-            self.attached.push((iface.name, got));
+            self.attached.push((iface.name.clone(), got));
         }
         Ok(())
     }
 
-    /// Start resolving every configured backend that has no MAC yet.
-    fn resolve_missing(&mut self) {
-        let wanted: Vec<IpAddr> = self
-            .config
-            .services
-            .iter()
-            .flat_map(|s| s.backends.iter().map(|b| b.address))
-            .collect();
-        for ip in wanted {
-            if !self.links.contains_key(&ip) {
-                self.resolve(ip, Duration::ZERO);
-            }
-        }
-    }
-
-    fn resolve(&mut self, ip: IpAddr, delay: Duration) {
-        if !self.resolving.insert(ip) {
-            return;
-        }
+    /// Resolve `ip`'s MAC (and egress link) after `delay`, reporting to the loop.
+    fn resolve(&self, ip: IpAddr, delay: Duration) {
         let netlink = self.netlink.clone();
         let tx = self.resolved_tx.clone();
         tokio::spawn(async move {
@@ -564,311 +441,53 @@ impl Daemon {
         });
     }
 
-    fn is_backend(&self, ip: IpAddr) -> bool {
-        self.config
-            .services
-            .iter()
-            .any(|s| s.backends.iter().any(|b| b.address == ip))
-    }
-
-    fn on_resolved(&mut self, ip: IpAddr, result: Result<Link, String>) {
-        self.resolving.remove(&ip);
-        if !self.is_backend(ip) {
-            return;
-        }
-        match result {
-            Ok(link) => {
-                if self.links.get(&ip) != Some(&link) {
-                    if link.ifindex == lb_common::maps::IFINDEX_LOCAL {
-                        tracing::info!(backend = %ip, "backend is this host: its packets go to the local stack");
-                    } else {
-                        tracing::info!(backend = %ip, mac = %neigh::format_mac(&link.mac), ifindex = link.ifindex, "backend MAC resolved");
-                        if let Err(e) = self.dp.add_tx_port(link.ifindex) {
-                            tracing::warn!(backend = %ip, error = %e, "could not add the egress port for redirects");
-                        }
-                    }
-                    self.links.insert(ip, link);
-                    self.apply_pending = true;
-                }
-            }
-            Err(reason) => {
-                if self.links.remove(&ip).is_some() {
-                    tracing::warn!(backend = %ip, %reason, "backend MAC lost; backend unusable until resolved");
-                    self.apply_pending = true;
-                } else {
-                    tracing::warn!(backend = %ip, %reason, "backend MAC unknown; backend unusable until resolved; retrying");
-                }
-                self.resolve(ip, RESOLVE_RETRY);
-            }
-        }
-    }
-
-    /// Neighbour table changes: a new MAC is taken at once; a failed or deleted entry
-    /// is re-resolved (the XDP path bypasses the neighbour table, so entries age out
-    /// while the backend is fine) and the old MAC is kept until that fails.
-    fn on_neighbor(&mut self, n: neigh::Neighbor) {
-        if !self.is_backend(n.ip) {
-            return;
-        }
-        match (neigh::usable(&n), n.mac) {
-            (true, Some(mac)) => {
-                if let Some(link) = self.links.get(&n.ip).copied() {
-                    if link.mac != mac && link.ifindex == n.ifindex {
-                        tracing::info!(backend = %n.ip, old = %neigh::format_mac(&link.mac), new = %neigh::format_mac(&mac), "backend MAC changed");
-                        self.links.insert(n.ip, Link { mac, ..link });
-                        self.apply_pending = true;
-                    }
-                } else {
-                    self.resolve(n.ip, Duration::ZERO);
-                }
-            }
-            _ => self.resolve(n.ip, Duration::ZERO),
-        }
-    }
-
-    /// A health transition (the monitor has logged it with its reason).
-    fn on_health(&mut self, ev: HealthEvent) {
-        let before = self.health.insert(ev.key.clone(), ev.up);
-        if before != Some(ev.up) {
-            self.apply_pending = true;
-            self.update_tracking();
-        }
-    }
-
-    /// Re-read the config. A bad config changes nothing and says why.
-    fn reload(&mut self) -> Result<String, String> {
-        let new = match config::load(&self.config_path) {
-            Ok(c) => c,
-            Err(e) => {
-                let msg = format!("reload rejected, running config kept: {e}");
-                tracing::error!("{msg}");
-                self.last_reload = msg.clone();
-                return Err(msg);
-            }
+    /// Publish what observers read.
+    fn publish(&self, node: &Node) {
+        let snapshot = Snapshot {
+            node: node.config().global.node_name.clone(),
+            config_path: node.config_path().to_path_buf(),
+            config: node.config().clone(),
+            interfaces: self
+                .attached
+                .iter()
+                .map(|(n, m)| (n.clone(), mode_name(*m).to_string()))
+                .collect(),
+            last_reload: node.last_reload().to_string(),
+            health: self.monitor.statuses(),
+            vrrp: self
+                .vrrp
+                .iter()
+                .map(|h| VrrpSource {
+                    config: h.config.clone(),
+                    status: h.status.clone(),
+                    tracking: node.tracking(&h.name),
+                })
+                .collect(),
         };
-        let old = &self.config.global;
-        let fixed = [
-            (old.pin_dir != new.global.pin_dir, "pin_dir"),
-            (old.max_services != new.global.max_services, "max_services"),
-            (old.max_backends != new.global.max_backends, "max_backends"),
-            (
-                old.conn_table_size != new.global.conn_table_size,
-                "conn_table_size",
-            ),
-            (
-                old.control_socket != new.global.control_socket,
-                "control_socket",
-            ),
-            (
-                old.metrics_listen != new.global.metrics_listen,
-                "metrics_listen",
-            ),
-        ];
-        let mut new = new;
-        for (changed, name) in fixed {
-            if changed {
-                tracing::warn!(
-                    setting = name,
-                    "changing this setting needs a restart; keeping the running value"
-                );
-            }
-        }
-        new.global.pin_dir = old.pin_dir.clone();
-        new.global.max_services = old.max_services;
-        new.global.max_backends = old.max_backends;
-        new.global.conn_table_size = old.conn_table_size;
-        new.global.control_socket = old.control_socket.clone();
-        new.global.metrics_listen = old.metrics_listen;
-        // Re-creating a VRRP instance restarts its election (a failover for nothing);
-        // instance changes wait for a restart, and the running instances stay.
-        let vrrp_changed = self.config.vrrp != new.vrrp;
-        if vrrp_changed {
-            tracing::warn!(
-                "[[vrrp]] changes need an lbd restart; keeping the running VRRP instances"
-            );
-            new.vrrp = self.config.vrrp.clone();
-        }
-        let previous = std::mem::replace(&mut self.config, new);
-        let checks = translate::checks(&self.config, &self.health);
-        let checked: std::collections::HashSet<BackendKey> =
-            checks.iter().map(|(key, _)| key.clone()).collect();
-        self.monitor.set_checks(checks);
-        if let Err(e) = self.attach_interfaces() {
-            tracing::error!(error = %e, "attaching a new interface failed");
-        }
-        self.resolve_missing();
-        if let Err(e) = self.apply() {
-            let msg = format!("reload failed applying, running config restored: {e}");
-            tracing::error!("{msg}");
-            self.config = previous;
-            self.monitor
-                .set_checks(translate::checks(&self.config, &self.health));
-            self.apply_logged();
-            self.last_reload = msg.clone();
-            return Err(msg);
-        }
-        // Forget what belonged to backends the new config removed: a backend added
-        // back later is resolved and checked afresh, not given a stale MAC or state.
-        self.health.retain(|key, _| checked.contains(key));
-        let gone: Vec<IpAddr> = self
-            .links
-            .keys()
-            .copied()
-            .filter(|ip| !self.is_backend(*ip))
-            .collect();
-        for ip in gone {
-            self.links.remove(&ip);
-        }
-        let msg = format!(
-            "reloaded {} ({} services){}",
-            self.config_path.display(),
-            self.config.services.len(),
-            if vrrp_changed {
-                "; [[vrrp]] changes need a restart"
-            } else {
-                ""
-            }
-        );
-        tracing::info!("{msg}");
-        self.last_reload = msg.clone();
-        Ok(msg)
+        self.snapshot.send_replace(Arc::new(snapshot));
     }
+}
 
-    fn handle(&mut self, request: Request) -> Response {
-        let result: Result<Response, DataplaneError> = (|| {
-            Ok(match request {
-                Request::Status => Response::Status(StatusView {
-                    node: self.config.global.node_name.clone(),
-                    config: self.config_path.display().to_string(),
-                    forwarding: self.dp.config()?.forwarding != 0,
-                    interfaces: self
-                        .attached
-                        .iter()
-                        .map(|(n, m)| (n.clone(), mode_name(*m).to_string()))
-                        .collect(),
-                    pin_dir: self.config.global.pin_dir.display().to_string(),
-                    counters: views::counters(&self.dp)?,
-                    last_reload: self.last_reload.clone(),
-                }),
-                Request::List => Response::List {
-                    services: self.list()?,
-                },
-                Request::Conns { limit } => Response::Conns {
-                    conns: views::conns(&self.dp, limit, sync::monotonic_ns())?,
-                },
-                Request::Explain {
-                    src,
-                    dst,
-                    protocol,
-                    syn,
-                } => {
-                    let mut view = match views::explain_flow(&self.dp, src, dst, &protocol, syn) {
-                        Ok(view) => view,
-                        Err(views::ExplainError::Dataplane(e)) => return Err(e),
-                        Err(e) => {
-                            return Ok(Response::Error {
-                                message: e.to_string(),
-                            })
-                        }
-                    };
-                    // The data plane's order: the exact port, then the whole-VIP service.
-                    let on_vip = |port: u16| {
-                        self.config.services.iter().find(|s| {
-                            s.vip == dst.ip()
-                                && s.protocol.to_string() == protocol
-                                && s.port == port
-                        })
-                    };
-                    if let Some(svc) = on_vip(dst.port()).or_else(|| on_vip(0)) {
-                        view.service = Some(format!(
-                            "{} ({})",
-                            svc.name,
-                            view.service.unwrap_or_default()
-                        ));
-                    }
-                    Response::Explain(view)
-                }
-                Request::Vrrp => Response::Vrrp {
-                    instances: self.vrrp_views(),
-                },
-                Request::Health => Response::Health {
-                    backends: self.health_views(),
-                },
-                Request::Reload => match self.reload() {
-                    Ok(message) => Response::Done { message },
-                    Err(message) => Response::Error { message },
-                },
-            })
-        })();
-        result.unwrap_or_else(|e| Response::Error {
-            message: e.to_string(),
-        })
+fn attach_mode(mode: XdpMode) -> AttachMode {
+    match mode {
+        XdpMode::Driver => AttachMode::Driver,
+        XdpMode::Skb => AttachMode::Skb,
+        XdpMode::Auto => AttachMode::Auto,
     }
+}
 
-    fn health_views(&self) -> Vec<HealthView> {
-        let now = SystemTime::now();
-        self.monitor
-            .snapshot()
-            .into_iter()
-            .map(|((service, backend), s)| HealthView {
-                service,
-                backend,
-                up: s.up,
-                last: s.last,
-                latency_us: s.latency.map(|l| l.as_micros() as u64),
-                checks: s.checks,
-                since_s: now
-                    .duration_since(s.since)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-            })
-            .collect()
-    }
-
-    /// Map views enriched with names, weights and health from the config.
-    fn list(&self) -> Result<Vec<lb_api::view::ServiceView>, DataplaneError> {
-        let mut services = views::from_maps(&self.dp)?;
-        let snapshot: HashMap<BackendKey, String> = self
-            .monitor
-            .snapshot()
-            .into_iter()
-            .map(|(k, s)| {
-                (
-                    k,
-                    format!("{}: {}", if s.up { "up" } else { "down" }, s.last),
-                )
-            })
-            .collect();
-        for view in &mut services {
-            let Some(svc) = self.config.services.iter().find(|s| {
-                s.vip == view.vip && s.port == view.port && s.protocol.to_string() == view.protocol
-            }) else {
-                continue;
-            };
-            view.name = Some(svc.name.clone());
-            for b in &mut view.backends {
-                if let Some(conf) = svc.backends.iter().find(|c| c.address == b.address) {
-                    b.name = conf.name.clone();
-                    b.weight = Some(conf.weight);
-                    b.health = Some(
-                        snapshot
-                            .get(&(svc.name.clone(), b.address))
-                            .cloned()
-                            .unwrap_or_else(|| "no check".into()),
-                    );
-                } else {
-                    b.health = Some("removed from config".into());
-                }
-            }
-        }
-        Ok(services)
+fn mode_name(mode: AttachedMode) -> &'static str {
+    match mode {
+        AttachedMode::Driver => "driver",
+        AttachedMode::Skb => "skb",
+        AttachedMode::Adopted => "adopted",
     }
 }
 
 /// Run every VRRP track script (each distinct script once) at its interval, with its
 /// timeout, and report its rise/fall-filtered result to the main loop.
 fn spawn_script_tracks(config: &Config, tx: mpsc::Sender<(PathBuf, bool)>) {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for v in &config.vrrp {
         for t in &v.track {
             let Some(mut track) = crate::node::track::ScriptTrack::from_track(t) else {

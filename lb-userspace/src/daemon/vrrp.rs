@@ -86,7 +86,13 @@ fn set_status(status: &Arc<Mutex<Status>>, f: impl FnOnce(&mut Status)) {
 }
 
 /// Start an instance. Fails only if its socket cannot be opened.
-pub fn spawn(config: VrrpConfig, events: mpsc::Sender<Event>) -> Result<Handle, String> {
+/// `inherited`: all its VIPs were on the interface when lbd started (it was master
+/// before a restart): forwarding stays on until the election settles.
+pub fn spawn(
+    config: VrrpConfig,
+    inherited: bool,
+    events: mpsc::Sender<Event>,
+) -> Result<Handle, String> {
     let ipv6 = config
         .virtual_addresses
         .first()
@@ -115,7 +121,7 @@ pub fn spawn(config: VrrpConfig, events: mpsc::Sender<Event>) -> Result<Handle, 
         commands: tx,
         status: status.clone(),
     };
-    tokio::spawn(run(config, socket, rx, events, status));
+    tokio::spawn(run(config, socket, inherited, rx, events, status));
     Ok(handle)
 }
 
@@ -266,6 +272,7 @@ impl Runner {
 async fn run(
     config: VrrpConfig,
     socket: VrrpSocket,
+    inherited: bool,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     status: Arc<Mutex<Status>>,
@@ -280,14 +287,6 @@ async fn run(
             None
         }
     };
-    let mut inherited = false;
-    if let Some(a) = &addr {
-        let mut all = !config.virtual_addresses.is_empty();
-        for (ip, _) in &config.virtual_addresses {
-            all &= a.has(&config.interface, *ip).await.unwrap_or(false);
-        }
-        inherited = all;
-    }
     let mut r = Runner {
         instance: Instance::new(icfg, std::time::Instant::now()),
         config,

@@ -1,3 +1,550 @@
-//! placeholder
+//! lbd's behaviour as a state machine, with no I/O: [`Event`]s in (config loaded or
+//! rejected, health changed, MAC resolved, neighbour changed, VRRP state changed, link
+//! state, track script result, settle tick, an apply's result), [`Effect`]s out
+//! (reconcile the maps, set the health checks, resolve a MAC, attach interfaces, tell a
+//! VRRP instance its tracking, settle, finish a reload). The async shell
+//! (`crate::daemon`) does the I/O and feeds the results back as events, so every rule
+//! here — reload (a bad reload changes nothing), restart-only settings, tracking ->
+//! priority, adoption after a restart, settle, MAC following — is unit-tested without
+//! root (`node/tests.rs`).
+//!
+//! - [`translate`]: config + what the node learned -> the reconciler's input and the
+//!   health checks (pure);
+//! - [`track`]: tracked services and scripts -> a VRRP priority delta or FAULT;
+//! - [`adopt`]: what a pinned data plane already does -> the starting health and MACs;
+//! - [`snapshot`]: what observers read.
+//!
+//! A new subsystem (flow sync, a BGP announcer) plugs in as one module: its events
+//! become [`Event`] variants, its actions [`Effect`] variants, its state a field here.
+
+pub mod adopt;
 pub mod snapshot;
 pub mod track;
+pub mod translate;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use lb_config::{Config, ConfigError, Forwarding, Global, Interface};
+use lb_dataplane::reconcile::{Desired, Link};
+use lb_health::{BackendKey, CheckSpec};
+use lb_netlink::neigh::{self, Neighbor};
+
+/// How long to wait before re-resolving a MAC that could not be resolved.
+pub const RESOLVE_RETRY: Duration = Duration::from_secs(5);
+
+/// Something that happened, fed to [`Node::handle`].
+#[derive(Debug)]
+pub enum Event {
+    /// The config file was re-read (SIGHUP, `lbctl reload`): the parsed config, or why
+    /// it was rejected.
+    Reload(Result<Config, ConfigError>),
+    /// A backend's health check changed state (the monitor logged the reason).
+    Health {
+        /// Service and backend.
+        key: BackendKey,
+        /// Passing.
+        up: bool,
+    },
+    /// A MAC resolution finished: the backend's link, or why not.
+    Resolved {
+        /// Backend address.
+        ip: IpAddr,
+        /// Its link.
+        result: Result<Link, String>,
+    },
+    /// The kernel's neighbour table changed.
+    Neighbor(Neighbor),
+    /// A VRRP instance wants forwarding on (master, or inherited master) or off.
+    Vrrp {
+        /// Instance name.
+        instance: String,
+        /// Forwarding wanted.
+        forward: bool,
+    },
+    /// An interface's carrier changed (VRRP FAULT on link down).
+    Link {
+        /// Interface name.
+        interface: String,
+        /// Carrier up.
+        up: bool,
+    },
+    /// A VRRP track script's rise/fall-filtered result.
+    Script {
+        /// The script.
+        script: PathBuf,
+        /// Succeeding.
+        ok: bool,
+    },
+    /// The settle timer fired.
+    SettleTick,
+    /// The result of the last [`Effect::Apply`].
+    Applied(Result<(), String>),
+}
+
+/// Something the shell must do, returned by [`Node::handle`] and [`Node::flush`], in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Reconcile the data plane to this state; answer with [`Event::Applied`].
+    Apply(Desired),
+    /// Run exactly these health checks (unchanged ones keep running).
+    SetChecks(Vec<(BackendKey, CheckSpec)>),
+    /// Attach XDP to these interfaces (those not attached yet).
+    Attach(Vec<Interface>),
+    /// Resolve this backend's MAC after `delay`; answer with [`Event::Resolved`].
+    Resolve {
+        /// Backend address.
+        ip: IpAddr,
+        /// Wait first.
+        delay: Duration,
+    },
+    /// Add an egress interface to the redirect map (a backend behind another link).
+    AddTxPort(u32),
+    /// Tell a VRRP instance its tracking result.
+    Track {
+        /// Instance name.
+        instance: String,
+        /// Priority adjustment.
+        delta: i32,
+        /// FAULT wanted.
+        fault: bool,
+    },
+    /// Clean dirty slots that no live tracked flow needs and that are older than this.
+    Settle(Duration),
+    /// A reload finished: its message for the operator (`Ok` applied, `Err` rejected).
+    ReloadDone(Result<String, String>),
+}
+
+/// A tracking result as last sent to an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Tracked {
+    delta: i32,
+    fault: bool,
+    reasons: Vec<String>,
+}
+
+/// A reload whose apply has not answered yet.
+#[derive(Debug)]
+struct PendingReload {
+    previous: Arc<Config>,
+    vrrp_changed: bool,
+}
+
+/// Everything lbd knows and decides. See the module docs.
+#[derive(Debug)]
+pub struct Node {
+    config_path: PathBuf,
+    config: Arc<Config>,
+    /// Every configured backend address (neighbour events for others are ignored).
+    backends: HashSet<IpAddr>,
+    health: HashMap<BackendKey, bool>,
+    links: HashMap<IpAddr, Link>,
+    resolving: HashSet<IpAddr>,
+    /// Instances that want forwarding (master, or inherited master after a restart).
+    masters: HashMap<String, bool>,
+    /// Interface carrier state, for FAULT.
+    links_up: HashMap<String, bool>,
+    /// Track scripts' current results.
+    scripts_ok: HashMap<PathBuf, bool>,
+    tracked: HashMap<String, Tracked>,
+    last_reload: String,
+    /// The desired state changed; [`Node::flush`] emits one apply for a burst.
+    dirty: bool,
+    reload: Option<PendingReload>,
+}
+
+/// What a node starts from: the config, and what a pinned data plane already does
+/// (see [`adopt`]).
+#[derive(Debug, Default)]
+pub struct Start {
+    /// Backend health taken from the pinned data plane.
+    pub health: HashMap<BackendKey, bool>,
+    /// Backend MACs taken from the pinned data plane.
+    pub links: HashMap<IpAddr, Link>,
+    /// VRRP instances whose VIPs were all still on their interface: this node was
+    /// master before it restarted and keeps forwarding until the election settles.
+    pub inherited_masters: HashSet<String>,
+}
+
+impl Node {
+    /// A node for `config`, and the effects that start it: checks, attach, MAC
+    /// resolution, tracking and the first apply.
+    pub fn new(config_path: PathBuf, config: Config, start: Start) -> (Self, Vec<Effect>) {
+        let masters = config
+            .vrrp
+            .iter()
+            .map(|v| (v.name.clone(), start.inherited_masters.contains(&v.name)))
+            .collect();
+        let mut node = Node {
+            config_path,
+            backends: backends_of(&config),
+            config: Arc::new(config),
+            health: start.health,
+            links: start.links,
+            resolving: HashSet::new(),
+            masters,
+            links_up: HashMap::new(),
+            scripts_ok: HashMap::new(),
+            tracked: HashMap::new(),
+            last_reload: "started".into(),
+            dirty: true,
+            reload: None,
+        };
+        let mut effects = vec![node.checks()];
+        effects.extend(node.flush());
+        effects.push(Effect::Attach(node.config.interfaces.clone()));
+        effects.extend(node.resolve_missing());
+        effects.extend(node.update_tracking());
+        (node, effects)
+    }
+
+    /// The running config.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The last reload's result, in words.
+    pub fn last_reload(&self) -> &str {
+        &self.last_reload
+    }
+
+    /// An instance's current tracking reasons.
+    pub fn tracking(&self, instance: &str) -> Vec<String> {
+        self.tracked
+            .get(instance)
+            .map(|t| t.reasons.clone())
+            .unwrap_or_default()
+    }
+
+    /// How often the settle timer should fire.
+    pub fn settle_every(&self) -> Duration {
+        (self.config.global.settle_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+
+    /// Without VRRP the node forwards per `[global] forwarding` (always-active mode);
+    /// with VRRP, while any instance is master.
+    pub fn forwarding(&self) -> bool {
+        if self.config.vrrp.is_empty() {
+            self.config.global.forwarding == Forwarding::Active
+        } else {
+            self.masters.values().any(|m| *m)
+        }
+    }
+
+    /// What the data plane should hold now.
+    pub fn desired(&self) -> Desired {
+        translate::desired(&self.config, &self.health, &self.links, self.forwarding())
+    }
+
+    /// Take in one event. Health, MAC and neighbour changes only mark the desired
+    /// state dirty (the shell takes in the rest of a burst, then calls
+    /// [`flush`](Self::flush)); everything else answers at once.
+    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+        match event {
+            Event::Reload(result) => self.on_reload(result),
+            Event::Health { key, up } => {
+                if self.health.insert(key, up) != Some(up) {
+                    self.dirty = true;
+                    return self.update_tracking();
+                }
+                Vec::new()
+            }
+            Event::Resolved { ip, result } => self.on_resolved(ip, result),
+            Event::Neighbor(n) => self.on_neighbor(n),
+            Event::Vrrp { instance, forward } => {
+                if self.masters.insert(instance, forward) != Some(forward) {
+                    self.dirty = true;
+                }
+                self.flush()
+            }
+            Event::Link { interface, up } => {
+                if self.links_up.insert(interface.clone(), up) == Some(up) {
+                    return Vec::new();
+                }
+                tracing::info!(%interface, up, "link state");
+                self.update_tracking()
+            }
+            Event::Script { script, ok } => {
+                tracing::info!(script = %script.display(), ok, "VRRP track script result");
+                self.scripts_ok.insert(script, ok);
+                self.update_tracking()
+            }
+            Event::SettleTick => vec![Effect::Settle(self.config.global.settle_after)],
+            Event::Applied(result) => self.on_applied(result),
+        }
+    }
+
+    /// One apply for everything that changed since the last one, if anything did.
+    pub fn flush(&mut self) -> Vec<Effect> {
+        if !std::mem::take(&mut self.dirty) {
+            return Vec::new();
+        }
+        vec![Effect::Apply(self.desired())]
+    }
+
+    fn checks(&self) -> Effect {
+        Effect::SetChecks(translate::checks(&self.config, &self.health))
+    }
+
+    /// Resolve every configured backend that has no MAC yet.
+    fn resolve_missing(&mut self) -> Vec<Effect> {
+        let mut wanted: Vec<IpAddr> = self
+            .backends
+            .iter()
+            .copied()
+            .filter(|ip| !self.links.contains_key(ip))
+            .collect();
+        wanted.sort();
+        wanted
+            .into_iter()
+            .filter_map(|ip| self.resolve(ip, Duration::ZERO))
+            .collect()
+    }
+
+    fn resolve(&mut self, ip: IpAddr, delay: Duration) -> Option<Effect> {
+        self.resolving
+            .insert(ip)
+            .then_some(Effect::Resolve { ip, delay })
+    }
+
+    fn on_resolved(&mut self, ip: IpAddr, result: Result<Link, String>) -> Vec<Effect> {
+        self.resolving.remove(&ip);
+        if !self.backends.contains(&ip) {
+            return Vec::new();
+        }
+        match result {
+            Ok(link) => {
+                if self.links.get(&ip) == Some(&link) {
+                    return Vec::new();
+                }
+                let mut effects = Vec::new();
+                if link.ifindex == lb_common::maps::IFINDEX_LOCAL {
+                    tracing::info!(backend = %ip, "backend is this host: its packets go to the local stack");
+                } else {
+                    tracing::info!(backend = %ip, mac = %neigh::format_mac(&link.mac), ifindex = link.ifindex, "backend MAC resolved");
+                    effects.push(Effect::AddTxPort(link.ifindex));
+                }
+                self.links.insert(ip, link);
+                self.dirty = true;
+                effects
+            }
+            Err(reason) => {
+                if self.links.remove(&ip).is_some() {
+                    tracing::warn!(backend = %ip, %reason, "backend MAC lost; backend unusable until resolved");
+                    self.dirty = true;
+                } else {
+                    tracing::warn!(backend = %ip, %reason, "backend MAC unknown; backend unusable until resolved; retrying");
+                }
+                self.resolve(ip, RESOLVE_RETRY).into_iter().collect()
+            }
+        }
+    }
+
+    /// Neighbour table changes: a new MAC is taken at once; a failed or deleted entry
+    /// is re-resolved (the XDP path bypasses the neighbour table, so entries age out
+    /// while the backend is fine) and the old MAC is kept until that fails.
+    fn on_neighbor(&mut self, n: Neighbor) -> Vec<Effect> {
+        if !self.backends.contains(&n.ip) {
+            return Vec::new();
+        }
+        if let (true, Some(mac)) = (neigh::usable(&n), n.mac) {
+            match self.links.get(&n.ip).copied() {
+                Some(link) if link.mac != mac && link.ifindex == n.ifindex => {
+                    tracing::info!(backend = %n.ip, old = %neigh::format_mac(&link.mac), new = %neigh::format_mac(&mac), "backend MAC changed");
+                    self.links.insert(n.ip, Link { mac, ..link });
+                    self.dirty = true;
+                    return Vec::new();
+                }
+                Some(_) => return Vec::new(),
+                None => {}
+            }
+        }
+        self.resolve(n.ip, Duration::ZERO).into_iter().collect()
+    }
+
+    /// Re-evaluate every instance's tracking (service health, scripts, interface) and
+    /// tell the instances whose result changed.
+    fn update_tracking(&mut self) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let config = self.config.clone();
+        for v in &config.vrrp {
+            let service_healthy = |name: &str| -> (u32, u32) {
+                let Some(svc) = config.services.iter().find(|s| s.name == name) else {
+                    return (0, 0);
+                };
+                let up = svc
+                    .backends
+                    .iter()
+                    .filter(|b| translate::healthy(svc, b.address, &self.health))
+                    .count();
+                (up as u32, svc.backends.len() as u32)
+            };
+            let script_ok = |p: &Path| self.scripts_ok.get(p).copied();
+            let input = track::TrackInput {
+                service_healthy: &service_healthy,
+                script_ok: &script_ok,
+            };
+            let mut result = track::evaluate(&v.track, &input);
+            if self.links_up.get(&v.interface) == Some(&false) {
+                result.fault = true;
+                result
+                    .reasons
+                    .push(format!("interface {} is down", v.interface));
+            }
+            let now = Tracked {
+                delta: result.delta,
+                fault: result.fault,
+                reasons: result.reasons,
+            };
+            if self.tracked.get(&v.name) != Some(&now) {
+                tracing::info!(instance = %v.name, delta = now.delta, fault = now.fault, reasons = ?now.reasons, "VRRP tracking changed");
+                effects.push(Effect::Track {
+                    instance: v.name.clone(),
+                    delta: now.delta,
+                    fault: now.fault,
+                });
+                self.tracked.insert(v.name.clone(), now);
+            }
+        }
+        effects
+    }
+
+    /// Re-read config: a bad one changes nothing and says why; a good one is applied
+    /// (restart-only settings and `[[vrrp]]` keep their running values).
+    fn on_reload(&mut self, result: Result<Config, ConfigError>) -> Vec<Effect> {
+        let mut new = match result {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("reload rejected, running config kept: {e}");
+                tracing::error!("{msg}");
+                self.last_reload = msg.clone();
+                return vec![Effect::ReloadDone(Err(msg))];
+            }
+        };
+        for name in keep_restart_only(&self.config.global, &mut new.global) {
+            tracing::warn!(
+                setting = name,
+                "changing this setting needs a restart; keeping the running value"
+            );
+        }
+        // Re-creating a VRRP instance restarts its election (a failover for nothing);
+        // instance changes wait for a restart, and the running instances stay.
+        let vrrp_changed = self.config.vrrp != new.vrrp;
+        if vrrp_changed {
+            tracing::warn!(
+                "[[vrrp]] changes need an lbd restart; keeping the running VRRP instances"
+            );
+            new.vrrp = self.config.vrrp.clone();
+        }
+        let previous = std::mem::replace(&mut self.config, Arc::new(new));
+        self.backends = backends_of(&self.config);
+        self.reload = Some(PendingReload {
+            previous,
+            vrrp_changed,
+        });
+        self.dirty = true;
+        let mut effects = vec![
+            self.checks(),
+            Effect::Attach(self.config.interfaces.clone()),
+        ];
+        effects.extend(self.resolve_missing());
+        effects.extend(self.flush());
+        effects
+    }
+
+    fn on_applied(&mut self, result: Result<(), String>) -> Vec<Effect> {
+        let Some(reload) = self.reload.take() else {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "data plane update failed; will retry on the next event");
+            }
+            return Vec::new();
+        };
+        match result {
+            Err(e) => {
+                let msg = format!("reload failed applying, running config restored: {e}");
+                tracing::error!("{msg}");
+                self.config = reload.previous;
+                self.backends = backends_of(&self.config);
+                self.last_reload = msg.clone();
+                self.dirty = true;
+                let mut effects = vec![self.checks()];
+                effects.extend(self.flush());
+                effects.push(Effect::ReloadDone(Err(msg)));
+                effects
+            }
+            Ok(()) => {
+                // Forget what belonged to backends the new config removed: a backend
+                // added back later is resolved and checked afresh, not given a stale
+                // MAC or state.
+                let checked: HashSet<BackendKey> = self
+                    .config
+                    .services
+                    .iter()
+                    .flat_map(|s| s.backends.iter().map(|b| (s.name.clone(), b.address)))
+                    .collect();
+                self.health.retain(|key, _| checked.contains(key));
+                let backends = &self.backends;
+                self.links.retain(|ip, _| backends.contains(ip));
+                let msg = format!(
+                    "reloaded {} ({} services){}",
+                    self.config_path.display(),
+                    self.config.services.len(),
+                    if reload.vrrp_changed {
+                        "; [[vrrp]] changes need a restart"
+                    } else {
+                        ""
+                    }
+                );
+                tracing::info!("{msg}");
+                self.last_reload = msg.clone();
+                let mut effects = self.update_tracking();
+                effects.push(Effect::ReloadDone(Ok(msg)));
+                effects
+            }
+        }
+    }
+}
+
+fn backends_of(config: &Config) -> HashSet<IpAddr> {
+    config
+        .services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(|b| b.address))
+        .collect()
+}
+
+/// Settings a running lbd cannot change (map sizes, pins, sockets): keep the running
+/// values in `new` and name those the new file changed. The one list of them.
+pub fn keep_restart_only(running: &Global, new: &mut Global) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! keep {
+        ($($field:ident),* $(,)?) => {$(
+            if running.$field != new.$field {
+                changed.push(stringify!($field));
+                new.$field = running.$field.clone();
+            }
+        )*};
+    }
+    keep!(
+        pin_dir,
+        max_services,
+        max_backends,
+        conn_table_size,
+        control_socket,
+        metrics_listen,
+    );
+    changed
+}

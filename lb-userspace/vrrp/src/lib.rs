@@ -20,6 +20,7 @@
 
 pub mod announce;
 pub mod io;
+pub mod limits;
 pub mod notify;
 pub mod packet;
 pub mod state;

@@ -40,8 +40,7 @@ const TYPE_ADVERT: u8 = 1;
 /// v2 auth types.
 const AUTH_NONE: u8 = 0;
 const AUTH_PASS: u8 = 1;
-/// Largest v3 Max Advertise Interval (12 bits, centiseconds).
-pub const V3_MAX_INTERVAL_CS: u16 = 0x0fff;
+pub use crate::limits::V3_MAX_INTERVAL_CS;
 
 /// VRRP protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -146,7 +146,7 @@ impl InstanceConfig {
         {
             return Err(ConfigError::AddressFamily(*bad));
         }
-        if self.addresses.len() > 255 {
+        if self.addresses.len() > crate::limits::MAX_VIRTUAL_ADDRESSES {
             return Err(ConfigError::TooManyAddresses(self.addresses.len()));
         }
         Ok(())

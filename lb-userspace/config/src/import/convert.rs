@@ -19,17 +19,14 @@ use super::Warnings;
 const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
 /// keepalived's default `connect_timeout`.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// keepalived's bound on tracking weights.
-const MAX_TRACK_WEIGHT: i64 = 253;
-/// lbd's (and keepalived's) bound on `preempt_delay`.
-const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(1000);
-/// Largest VRRPv3 advert interval (4095 centiseconds).
-const MAX_V3_INTERVAL: Duration = Duration::from_millis(40_950);
-/// Virtual addresses that fit in one advert.
-const MAX_VIPS: usize = 255;
+// VRRP's bounds are lb-vrrp's (one owner per rule).
+use lb_vrrp::limits::{
+    MAX_PREEMPT_DELAY, MAX_TRACK_WEIGHT, MAX_VIRTUAL_ADDRESSES as MAX_VIPS,
+    V3_MAX_INTERVAL as MAX_V3_INTERVAL,
+};
 /// lbd's default capacities (`[global] max_services`, `max_backends`).
-const DEFAULT_MAX_SERVICES: usize = 256;
-const DEFAULT_MAX_BACKENDS: usize = 4096;
+const DEFAULT_MAX_SERVICES: usize = lb_common::maps::capacity::SERVICES as usize;
+const DEFAULT_MAX_BACKENDS: usize = lb_common::maps::capacity::BACKENDS as usize;
 
 /// Converts the statement tree; `top` is the top-level file (for warnings that
 /// belong to no line).

@@ -453,6 +453,14 @@ fn execute(step: &Step) -> Result<()> {
             }
             apt_install(pkgs).run()
         }
+        // Building bpf-linker prints hundreds of lines over minutes: a progress line
+        // here (the demo's narration stays readable), the output in a log.
+        Action::CargoInstallBpfLinker { .. } => {
+            let log = crate::repo_root()?.join("target/xtask-bpf-linker.log");
+            step.action.commands().iter().try_for_each(|cmd| {
+                cmd.run_logged(&format!("$ {} (a few minutes)", cmd.display()), &log)
+            })
+        }
         action => action.commands().iter().try_for_each(Cmd::run),
     }
 }

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -119,6 +120,49 @@ impl Cmd {
         check_status(&line, status)
     }
 
+    /// Runs the command with its stdout and stderr going to `log` (truncated first,
+    /// headed by the command line), showing one progress line instead
+    /// ("`label`... done in 41 s"). On failure prints the log's last
+    /// [`LOG_TAIL_LINES`] lines and fails naming the command, its status and the log.
+    pub fn run_logged(&self, label: &str, log: &Path) -> Result<()> {
+        use std::io::Write as _;
+        let line = self.display();
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        writeln!(file, "$ {line}").with_context(|| format!("writing {}", log.display()))?;
+        let stderr = file
+            .try_clone()
+            .with_context(|| format!("opening {}", log.display()))?;
+        print!("{label}... ");
+        let _ = std::io::stdout().flush();
+        let start = Instant::now();
+        let status = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(stderr)
+            .status()
+            .with_context(|| format!("failed to start `{line}`"))?;
+        let took = seconds(start.elapsed());
+        if status.success() {
+            println!("done in {took} (log: {})", log.display());
+            return Ok(());
+        }
+        println!("failed after {took}");
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        println!("--- last lines of {} ---", log.display());
+        println!("{}", tail(&text, LOG_TAIL_LINES).trim_end());
+        println!("---");
+        bail!(
+            "`{line}` failed: {} (full log: {})",
+            describe_status(status),
+            log.display()
+        )
+    }
+
     /// Echoes the command and replaces this process with it. Only returns on error.
     pub fn exec(&self) -> anyhow::Error {
         use std::os::unix::process::CommandExt as _;
@@ -164,6 +208,29 @@ fn check_status(line: &str, status: ExitStatus) -> Result<()> {
         Ok(())
     } else {
         bail!("`{line}` failed: {}", describe_status(status))
+    }
+}
+
+/// How much of a failed [`Cmd::run_logged`] command's log is printed.
+pub const LOG_TAIL_LINES: usize = 40;
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> &str {
+    let trimmed = text.trim_end_matches('\n');
+    match trimmed.rmatch_indices('\n').nth(n.saturating_sub(1)) {
+        Some((i, _)) if n > 0 => &trimmed[i + 1..],
+        _ if n == 0 => "",
+        _ => trimmed,
+    }
+}
+
+/// "0.4 s" under ten seconds, else whole seconds ("41 s").
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{s:.0} s")
     }
 }
 
@@ -224,6 +291,42 @@ mod tests {
     fn failure_names_command_and_status() {
         let err = Cmd::new("sh").args(["-c", "exit 3"]).run().unwrap_err();
         assert_eq!(err.to_string(), "`sh -c 'exit 3'` failed: exit status 3");
+    }
+
+    #[test]
+    fn logged_run_keeps_output_in_the_log() {
+        let dir = std::env::temp_dir().join(format!("xtask-cmd-test-{}", std::process::id()));
+        let log = dir.join("sub/build.log");
+        Cmd::new("sh")
+            .args(["-c", "echo out; echo err >&2"])
+            .run_logged("testing", &log)
+            .unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text, "$ sh -c 'echo out; echo err >&2'\nout\nerr\n");
+        let err = Cmd::new("sh")
+            .args(["-c", "seq 100; exit 3"])
+            .run_logged("testing", &log)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("`sh -c 'seq 100; exit 3'` failed: exit status 3"),
+            "{err}"
+        );
+        assert!(err.contains("build.log"), "{err}");
+        assert!(std::fs::read_to_string(&log)
+            .unwrap()
+            .ends_with("99\n100\n"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a\nb\nc", 5), "a\nb\nc");
+        assert_eq!(tail("a\nb\nc\n", 0), "");
+        assert_eq!(tail("", 3), "");
+        assert_eq!(seconds(Duration::from_millis(420)), "0.4 s");
+        assert_eq!(seconds(Duration::from_millis(41_400)), "41 s");
     }
 
     #[test]

@@ -165,10 +165,14 @@ pub fn run(args: Args) -> Result<()> {
     );
     bootstrap::bootstrap(bootstrap::Needs::default())?;
     bootstrap::ensure_test_packages(DEMO_PACKAGES)?;
+    // Cargo's hundreds of lines go to a log, not into the narration.
     Cmd::new("cargo")
         .args(["build", "--release", "-p", "lb-userspace"])
         .current_dir(&root)
-        .run()?;
+        .run_logged(
+            "building lbd and lbctl (release)",
+            &target_dir(&root).join("demo-build.log"),
+        )?;
 
     teardown(&root);
     {

@@ -1,9 +1,10 @@
 //! The Prometheus endpoint of lbd: `GET /metrics` over HTTP/1.1.
 //!
-//! Nothing is kept between scrapes: each scrape asks lbd's main loop (through
-//! [`control::ask`], like the control socket does) for the service list, the status and
-//! the health of every backend, and [`render`] turns those answers into a fresh
-//! `prometheus-client` registry encoded in the text exposition format (OpenMetrics
+//! Nothing is kept between scrapes: each scrape takes the service list, the status, the
+//! health of every backend and the VRRP instances from a [`Source`] (in lbd, the
+//! observer of `crate::observe`, which reads the node's latest snapshot and its own
+//! map handle: a scrape never waits for lbd's main loop), and [`render`] turns them
+//! into a fresh `prometheus-client` registry encoded in the text exposition format (OpenMetrics
 //! flavour, which Prometheus negotiates). The counters are the data plane's own, so
 //! they survive restarts of lbd; they restart from zero only when the maps do.
 //!
@@ -35,16 +36,13 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 
-use lb_api::{
-    control::{self, Request, RequestTx, Response},
-    view::{HealthView, ServiceView, StatusView, VrrpView},
-};
+use lb_api::view::{HealthView, ServiceView, StatusView, VrrpView};
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE_OPENMETRICS: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// How long a scrape waits for lbd's main loop before answering 503.
+/// How long a scrape waits for its [`Source`] before answering 503.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client may take to send its request headers.
@@ -54,6 +52,25 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const STATES: [&str; 3] = ["up", "draining", "down"];
 
 type Labels = Vec<(&'static str, String)>;
+
+/// Everything one scrape shows.
+#[derive(Clone, Debug)]
+pub struct Scrape {
+    /// Services and backends with their counters, names, weights and health.
+    pub services: Vec<ServiceView>,
+    /// lbd's status (forwarding, outcome counters).
+    pub status: StatusView,
+    /// Health of every checked backend.
+    pub health: Vec<HealthView>,
+    /// VRRP instances.
+    pub vrrp: Vec<VrrpView>,
+}
+
+/// Where the metrics endpoint takes a scrape's data from.
+pub trait Source: Clone + Send + Sync + 'static {
+    /// Everything one scrape shows, or why it cannot be had (answered with 503).
+    fn scrape(&self) -> impl std::future::Future<Output = Result<Scrape, String>> + Send;
+}
 
 fn counter_family(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
     let family = Family::<Labels, Counter>::default();
@@ -288,31 +305,46 @@ pub fn render(
     out
 }
 
-/// Ask the main loop for everything a scrape shows and render it.
-async fn scrape(tx: &RequestTx) -> Result<String, String> {
-    fn unexpected(what: &str, r: Response) -> String {
-        match r {
-            Response::Error { message } => message,
-            other => format!("unexpected answer to {what}: {other:?}"),
+/// The old path, kept while lbd still hands the endpoint its main loop's request
+/// channel: four requests through the loop per scrape. Prefer the observer.
+impl Source for lb_api::control::RequestTx {
+    async fn scrape(&self) -> Result<Scrape, String> {
+        use lb_api::control::{ask, Request, Response};
+        fn unexpected(what: &str, r: Response) -> String {
+            match r {
+                Response::Error { message } => message,
+                other => format!("unexpected answer to {what}: {other:?}"),
+            }
         }
+        let services = match ask(self, Request::List).await {
+            Response::List { services } => services,
+            other => return Err(unexpected("list", other)),
+        };
+        let status = match ask(self, Request::Status).await {
+            Response::Status(status) => status,
+            other => return Err(unexpected("status", other)),
+        };
+        let health = match ask(self, Request::Health).await {
+            Response::Health { backends } => backends,
+            other => return Err(unexpected("health", other)),
+        };
+        let vrrp = match ask(self, Request::Vrrp).await {
+            Response::Vrrp { instances } => instances,
+            other => return Err(unexpected("vrrp", other)),
+        };
+        Ok(Scrape {
+            services,
+            status,
+            health,
+            vrrp,
+        })
     }
-    let services = match control::ask(tx, Request::List).await {
-        Response::List { services } => services,
-        other => return Err(unexpected("list", other)),
-    };
-    let status = match control::ask(tx, Request::Status).await {
-        Response::Status(status) => status,
-        other => return Err(unexpected("status", other)),
-    };
-    let health = match control::ask(tx, Request::Health).await {
-        Response::Health { backends } => backends,
-        other => return Err(unexpected("health", other)),
-    };
-    let vrrp = match control::ask(tx, Request::Vrrp).await {
-        Response::Vrrp { instances } => instances,
-        other => return Err(unexpected("vrrp", other)),
-    };
-    Ok(render(&services, &status, &health, &vrrp))
+}
+
+/// Take everything a scrape shows from `source` and render it.
+async fn scrape(source: &impl Source) -> Result<String, String> {
+    let s = source.scrape().await?;
+    Ok(render(&s.services, &s.status, &s.health, &s.vrrp))
 }
 
 fn reply(
@@ -327,7 +359,10 @@ fn reply(
     resp
 }
 
-async fn handle(req: hyper::Request<Incoming>, tx: RequestTx) -> hyper::Response<Full<Bytes>> {
+async fn handle(
+    req: hyper::Request<Incoming>,
+    source: impl Source,
+) -> hyper::Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if req.uri().path() != "/metrics" {
         return reply(
@@ -342,7 +377,7 @@ async fn handle(req: hyper::Request<Incoming>, tx: RequestTx) -> hyper::Response
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return resp;
     }
-    match tokio::time::timeout(SCRAPE_TIMEOUT, scrape(&tx)).await {
+    match tokio::time::timeout(SCRAPE_TIMEOUT, scrape(&source)).await {
         Ok(Ok(body)) => reply(StatusCode::OK, CONTENT_TYPE_OPENMETRICS, body),
         Ok(Err(message)) => reply(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -359,14 +394,14 @@ async fn handle(req: hyper::Request<Incoming>, tx: RequestTx) -> hyper::Response
 
 /// Serve `GET /metrics` on `addr` until the task is dropped; fails only if `addr`
 /// cannot be bound.
-pub async fn serve(addr: SocketAddr, tx: RequestTx) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, source: impl Source) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics endpoint listening");
-    serve_listener(listener, tx).await
+    serve_listener(listener, source).await
 }
 
 /// [`serve`] on an already bound listener (tests bind port 0 and read the port back).
-pub async fn serve_listener(listener: TcpListener, tx: RequestTx) -> std::io::Result<()> {
+pub async fn serve_listener(listener: TcpListener, source: impl Source) -> std::io::Result<()> {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -378,11 +413,11 @@ pub async fn serve_listener(listener: TcpListener, tx: RequestTx) -> std::io::Re
                 continue;
             }
         };
-        let tx = tx.clone();
+        let source = source.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let tx = tx.clone();
-                async move { Ok::<_, Infallible>(handle(req, tx).await) }
+                let source = source.clone();
+                async move { Ok::<_, Infallible>(handle(req, source).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -402,7 +437,6 @@ mod tests {
     use tokio::{
         io::{AsyncReadExt, AsyncWriteExt},
         net::TcpStream,
-        sync::mpsc,
     };
 
     use super::*;
@@ -744,28 +778,22 @@ mod tests {
         assert_eq!(m.len(), 1, "{text}");
     }
 
-    /// A stand-in for lbd's main loop: canned answers to what a scrape asks.
-    fn fake_main_loop() -> RequestTx {
-        let (tx, mut rx) = mpsc::channel::<(Request, tokio::sync::oneshot::Sender<Response>)>(8);
-        tokio::spawn(async move {
-            while let Some((request, reply)) = rx.recv().await {
-                let answer = match request {
-                    Request::List => Response::List {
-                        services: services(),
-                    },
-                    Request::Status => Response::Status(status()),
-                    Request::Health => Response::Health { backends: health() },
-                    Request::Vrrp => Response::Vrrp {
-                        instances: Vec::new(),
-                    },
-                    _ => Response::Error {
-                        message: "not in this test".into(),
-                    },
-                };
-                let _ = reply.send(answer);
+    /// A stand-in for lbd's observer: canned answers, or lbd going away.
+    #[derive(Clone)]
+    struct Canned(bool);
+
+    impl Source for Canned {
+        async fn scrape(&self) -> Result<Scrape, String> {
+            if !self.0 {
+                return Err("lbd is shutting down".into());
             }
-        });
-        tx
+            Ok(Scrape {
+                services: services(),
+                status: status(),
+                health: health(),
+                vrrp: Vec::new(),
+            })
+        }
     }
 
     async fn get(port: u16, method: &str, path: &str) -> String {
@@ -785,7 +813,7 @@ mod tests {
     async fn serves_metrics_over_http() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(serve_listener(listener, fake_main_loop()));
+        let server = tokio::spawn(serve_listener(listener, Canned(true)));
 
         let answer = get(port, "GET", "/metrics").await;
         let (head, body) = answer.split_once("\r\n\r\n").unwrap();
@@ -818,9 +846,7 @@ mod tests {
     async fn answers_503_when_lbd_is_gone() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (tx, rx) = mpsc::channel(1);
-        drop(rx);
-        let server = tokio::spawn(serve_listener(listener, tx));
+        let server = tokio::spawn(serve_listener(listener, Canned(false)));
         let answer = get(port, "GET", "/metrics").await;
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
         assert!(answer.contains("shutting down"), "{answer}");

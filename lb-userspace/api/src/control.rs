@@ -153,6 +153,21 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 
 /// Serve lbctl connections forever: each line is a request, answered by the main loop.
 pub async fn serve(listener: UnixListener, tx: RequestTx) {
+    serve_with(listener, move |request| {
+        let tx = tx.clone();
+        async move { ask(&tx, request).await }
+    })
+    .await
+}
+
+/// Serve lbctl connections forever: each line is a request, answered by `answer`
+/// (lbd routes reads to its observers and writes to its main loop). Connections are
+/// served concurrently; requests on one connection in order.
+pub async fn serve_with<F, Fut>(listener: UnixListener, answer: F)
+where
+    F: Fn(Request) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Response> + Send,
+{
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -161,13 +176,13 @@ pub async fn serve(listener: UnixListener, tx: RequestTx) {
                 continue;
             }
         };
-        let tx = tx.clone();
+        let answer = answer.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut lines = BufReader::new(read).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 let response = match serde_json::from_str::<Request>(&line) {
-                    Ok(request) => ask(&tx, request).await,
+                    Ok(request) => answer(request).await,
                     Err(e) => Response::Error {
                         message: format!("bad request: {e}"),
                     },

@@ -4,6 +4,29 @@
 //! only matched by a pattern that starts with `.`, as glob(3) does.
 //!
 //! [`matches`] and [`expand_braces`] are pure; [`expand`] lists directories.
+//!
+//! Why hand-written and not a crate: keepalived expands `include` with glibc's
+//! `glob(pattern, GLOB_MARK | GLOB_BRACE)` and skips the directories (the names
+//! GLOB_MARK ends in `/`). Checked against glibc 2.36 (Debian 12), none of the
+//! maintained crates gives those semantics:
+//! - `glob` 0.3: no `{a,b}` at all; no `\` escape (`a\*` does not match `a*`,
+//!   an existing case); no `[^...]` negation (glibc takes `^` like `!`); `a[b`
+//!   (unclosed class, a literal for glibc) and `a**b` (same as `a*b` for glibc)
+//!   are pattern errors; `**/` matches any depth where glibc matches one level.
+//! - `globset` 0.4: a matcher only (the directory walk, per-alternative sorting
+//!   and the directory skip stay here either way); `*` matches a leading `.` with
+//!   no option to stop it (`*.conf` would pull in `.hidden.conf`, an existing
+//!   case); `a[b` is an error; `**` is recursive.
+//! - `wax` (from its documentation): `**` is a tree wildcard (any depth), and its
+//!   syntax is its own, stricter one, not glob(3)'s.
+//!
+//! Adapting one would mean a pre-pass to rewrite patterns plus this walk: more
+//! code than the matcher it would replace. Order: glibc sorts each brace
+//! alternative's matches by strcoll(3), i.e. byte order in the C (and C.UTF-8)
+//! locale a daemon runs in, which is `PathBuf`'s `Ord`. One known difference from
+//! glibc is kept on purpose, as the existing `braces` case pins it: a brace group
+//! without a comma (`single{one}`) is literal here (as in sh), while glibc
+//! expands it to `singleone`.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -247,6 +270,24 @@ mod tests {
         assert_eq!(expand_braces("{x,y{1,2}}"), ["x", "y1", "y2"]);
         assert_eq!(expand_braces("no{brace"), ["no{brace"]);
         assert_eq!(expand_braces("single{one}"), ["single{one}"]);
+    }
+
+    /// glibc glob(3) cases where the `glob`/`globset` crates differ (see the top).
+    #[test]
+    fn glibc_cases_the_crates_get_wrong() {
+        assert!(matches("vs-[^0-9].conf", "vs-x.conf"));
+        assert!(!matches("vs-[^0-9].conf", "vs-7.conf"));
+        assert!(matches("a**b", "aXb"));
+        assert!(matches("a[b", "a[b"));
+        assert!(!matches("a[b", "ab"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("sub/deep")).expect("mkdir");
+        for name in ["top.conf", "sub/s.conf", "sub/deep/t.conf"] {
+            std::fs::write(dir.path().join(name), "").expect("write");
+        }
+        // `**` is one level, as `*` (glibc has no recursive `**`).
+        let got = expand(&dir.path().join("**/*.conf")).expect("expand");
+        assert_eq!(got, [dir.path().join("sub/s.conf")]);
     }
 
     #[test]

@@ -7,6 +7,17 @@
 //! balancer rewrote the MACs on the way), how many distinct flows to spread over, and
 //! lets the sink recognise generated frames among ARP and other traffic.
 
+/// Program names in the bench object `lb-bench` (built from lb-ebpf next to `lb`, and
+/// never shipped in it).
+pub mod programs {
+    /// Baseline: swap the MACs, `XDP_TX`: the least a DR forwarder can do.
+    pub const MACSWAP: &str = "lb_macswap";
+    /// Traffic generator, run in live-frames mode (see [`super::Trailer`]).
+    pub const GENERATOR: &str = "lb_bench_gen";
+    /// Sink: drops generated frames, passes everything else.
+    pub const SINK: &str = "lb_bench_sink";
+}
+
 /// Where the trailer starts: Ethernet (14) + IPv4 without options (20) + TCP without
 /// options (20).
 pub const TRAILER_OFFSET: usize = 54;

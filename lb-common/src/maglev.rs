@@ -433,10 +433,12 @@ pub fn settle(entries: &mut [TableEntry]) {
 
 /// How many slots hold each value, in value order. [`NO_BACKEND`] is counted like any
 /// other value (an empty table is `{NO_BACKEND: M}`); backends with no slots are absent.
-pub fn slot_counts(table: &[u16]) -> BTreeMap<u16, usize> {
+pub fn slot_counts<B: core::borrow::Borrow<u16>>(
+    table: impl IntoIterator<Item = B>,
+) -> BTreeMap<u16, usize> {
     let mut counts = BTreeMap::new();
-    for &b in table {
-        *counts.entry(b).or_insert(0) += 1;
+    for b in table {
+        *counts.entry(*b.borrow()).or_insert(0) += 1;
     }
     counts
 }
@@ -1071,7 +1073,7 @@ mod tests {
         fn equal_weights_balanced(n in 1u16..200, w in 1u32.., m in arb_size(), seed in any::<u64>()) {
             let mut backends = equal(n);
             backends.iter_mut().for_each(|b| b.weight = w);
-            let counts = slot_counts(&build(&backends, m, seed).unwrap());
+            let counts = slot_counts(build(&backends, m, seed).unwrap());
             let lo = (m / n as u32) as usize;
             let hi = lo + usize::from(m % n as u32 != 0);
             prop_assert!(counts.values().all(|&c| c == lo || c == hi));

@@ -277,8 +277,9 @@ pub struct TrafficStats {
 }
 
 /// Indices of the per-CPU `GLOBAL_STATS` array: what happened to each packet, and
-/// connection-table events (a packet counts once in the outcome group `0..=7` and may
-/// also count in the event group).
+/// events. A packet counts exactly once among the outcomes (`FWD_*`, `PASS_*`,
+/// `DROP_*`: `0..=7` and [`FWD_LOCAL`](outcome::FWD_LOCAL) = 14) and may also count
+/// among the events (`8..=13`: connection table, fragments, ICMP errors).
 pub mod outcome {
     /// Forwarded with `XDP_TX`.
     pub const FWD_TX: u32 = 0;
@@ -308,7 +309,7 @@ pub mod outcome {
     pub const ICMP_ERROR: u32 = 12;
     /// Event: an insert into the connection table failed.
     pub const CT_INSERT_FAILED: u32 = 13;
-    /// Delivered to this host's own stack (the backend is the LB node itself).
+    /// Outcome: delivered to this host's own stack (the backend is the LB node itself).
     pub const FWD_LOCAL: u32 = 14;
     /// Number of counters.
     pub const COUNT: u32 = 16;
@@ -367,16 +368,11 @@ pub mod names {
     ];
 }
 
-/// Program names in the object file.
+/// Program names in the object file `lb` (the only program it holds; the bench's
+/// programs are in their own object, see [`crate::bench::programs`]).
 pub mod programs {
     /// The load balancer.
     pub const LB: &str = "lb_xdp";
-    /// Baseline for benchmarks: swap MACs, `XDP_TX`.
-    pub const MACSWAP: &str = "lb_macswap";
-    /// Benchmark traffic generator (run in live-frames mode; see [`crate::bench`]).
-    pub const BENCH_GEN: &str = "lb_bench_gen";
-    /// Benchmark sink: drops generated frames, passes everything else.
-    pub const BENCH_SINK: &str = "lb_bench_sink";
 }
 
 /// Default capacities (the controller may override `max_entries` at load time).

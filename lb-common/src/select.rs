@@ -34,6 +34,15 @@ pub fn service_keys(flow: &ConnKey) -> (ServiceKey, ServiceKey) {
     (exact, ServiceKey { port: 0, ..exact })
 }
 
+/// Whether `flow` is addressed to service `key`: same VIP and protocol, and the same
+/// port unless the service takes every port (port 0). A flow to a port that has its
+/// own service matches the whole-VIP service too; [`service_keys`] gives the order the
+/// lookup tries them in.
+#[inline(always)]
+pub fn covers(key: &ServiceKey, flow: &ConnKey) -> bool {
+    flow.dst == key.vip && flow.proto == key.proto && (key.port == 0 || flow.dport == key.port)
+}
+
 /// The fragment-route key of a fragment's flow.
 #[inline(always)]
 pub fn frag_key(flow: &ConnKey) -> FragKey {

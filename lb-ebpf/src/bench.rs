@@ -1,26 +1,18 @@
-//! Programs for `cargo xtask bench` only; lbd never attaches them.
+//! The bench object `lb-bench`, for `cargo xtask bench` only: its own binary, so the
+//! object lbd ships (`lb`) holds nothing but the balancer.
 //! - `lb_macswap`: the baseline, the least a DR forwarder can do.
 //! - `lb_bench_gen`: a traffic generator, run with live-frames `BPF_PROG_TEST_RUN`.
 //! - `lb_bench_sink`: drops generated frames where they arrive, passes the rest.
 //!
 //! Written with word loads and stores, like the balancer, so comparisons are fair.
+#![no_std]
+#![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_get_prandom_u32, macros::xdp, programs::XdpContext,
 };
 use lb_common::bench::{offsets, FRAME_LEN, MAGIC};
-
-use crate::parse::{field as get, ptr_at};
-
-/// Write a `T` at `offset` from `base`.
-///
-/// # Safety
-/// `offset + size_of::<T>()` bytes from `base` must be inside the packet.
-#[inline(always)]
-unsafe fn put<T: Copy>(base: *mut u8, offset: usize, value: T) {
-    // SAFETY: per the caller.
-    unsafe { core::ptr::write(base.add(offset) as *mut T, value) }
-}
+use lb_ebpf::access::{field as get, ptr_at, put};
 
 /// Benchmark baseline: swap the MACs and send the frame back.
 #[xdp]
@@ -81,3 +73,13 @@ pub fn lb_bench_sink(ctx: XdpContext) -> u32 {
         _ => xdp_action::XDP_PASS,
     }
 }
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,4 +1,9 @@
-//! Host-side stub of the XDP crate. The program itself is the `lb` binary, built for
-//! `bpfel-unknown-none` by lb-userspace's build script; this library exists so that
-//! lb-userspace can declare a build-dependency and be rebuilt when the program changes.
+//! What the two XDP objects of this package share: bounds-checked packet access
+//! ([`access`]). The objects are its binaries, built for `bpfel-unknown-none` by
+//! lb-dataplane's build script: `lb` (src/main.rs), the balancer lbd ships, and
+//! `lb-bench` (src/bench.rs), the bench's baseline, generator and sink, which never
+//! ship. On the host this library is what lb-dataplane's build-dependency compiles,
+//! so it is rebuilt when the programs change.
 #![no_std]
+
+pub mod access;

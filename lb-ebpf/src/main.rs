@@ -6,7 +6,6 @@
 #![no_std]
 #![no_main]
 
-mod bench;
 mod maps;
 mod parse;
 

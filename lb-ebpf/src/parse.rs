@@ -9,8 +9,8 @@
 //! byte on the BPF target.
 
 use aya_ebpf::programs::XdpContext;
-use core::{mem, ptr};
 use lb_common::maps::{is_v4, outcome, proto, v4_words, ConnKey};
+pub use lb_ebpf::access::{field, ptr_at};
 use network_types::{eth::EthHdr, ip::Ipv6Hdr, tcp::TcpHdr, udp::UdpHdr};
 
 const ETH_HLEN: usize = EthHdr::LEN;
@@ -48,17 +48,6 @@ pub struct Parsed {
     pub kind: Kind,
 }
 
-/// A pointer to a `T` at `offset`, if the packet holds all of it.
-#[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + mem::size_of::<T>() > end {
-        return None;
-    }
-    Some((start + offset) as *mut T)
-}
-
 /// Bounds-check `N` bytes at `offset` and return their start. Fields inside are read
 /// with [`field`] at constant offsets from this pointer, so the verifier sees each read
 /// covered by this one check (re-deriving `data + offset` would lose the range).
@@ -68,16 +57,6 @@ fn header<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*const u8, 
         Some(p) => Ok(p as *const u8),
         None => Err(outcome::PASS_MALFORMED),
     }
-}
-
-/// Read a `T` at `offset` inside a header returned by [`header`].
-///
-/// # Safety
-/// `offset + size_of::<T>()` must be within the `N` bytes checked by `header`.
-#[inline(always)]
-pub(crate) unsafe fn field<T: Copy>(base: *const u8, offset: usize) -> T {
-    // SAFETY: in bounds per the caller; a natural-width load (see the module comment).
-    unsafe { ptr::read(base.add(offset) as *const T) }
 }
 
 /// Check that `len` bytes at `offset` are in the packet (no pointer kept).

@@ -13,8 +13,10 @@ use lb_common::{
     maglev::MaglevBackend,
     maps::{addr_words, Backend, ConnKey, FragKey, ServiceKey},
 };
-use lb_dataplane::reconcile::DataplaneOps as _;
-use lb_dataplane::{Capacities, Dataplane, DataplaneOptions, ServiceSpec, TestRunOutput};
+use lb_dataplane::{
+    reconcile::install_service, testing::TestRunOutput, Capacities, Dataplane, DataplaneOptions,
+    ServiceSpec,
+};
 use packet::{with_macs, LB_MAC};
 
 /// XDP actions.
@@ -167,16 +169,12 @@ impl Fixture {
             table_size: self.table_size,
             seed: MAGLEV_SEED,
         };
-        self.dp
-            .install_service(&key, &spec)
-            .expect("install service");
+        install_service(&mut self.dp, &key, &spec, true).expect("install service");
     }
 
     /// Run one frame through the balancer.
     pub fn run(&self, frame: &[u8]) -> TestRunOutput {
-        self.dp
-            .test_run(lb_common::maps::programs::LB, frame, 1)
-            .expect("BPF_PROG_TEST_RUN")
+        self.dp.test_run(frame, 1).expect("BPF_PROG_TEST_RUN")
     }
 
     /// Assert `frame` is forwarded with XDP_TX to backend `index`, byte for byte:

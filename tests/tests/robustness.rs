@@ -162,10 +162,7 @@ fn every_truncation_of_every_fixture_is_handled() {
         }
         // Below an Ethernet header the kernel refuses the run before the program.
         for len in 0..14 {
-            assert!(f
-                .dp
-                .test_run(lb_common::maps::programs::LB, &frame[..len], 1)
-                .is_err());
+            assert!(f.dp.test_run(&frame[..len], 1).is_err());
         }
     }
 }

@@ -5,4 +5,5 @@
 
 pub mod control;
 pub mod fmt;
+pub mod mode;
 pub mod view;

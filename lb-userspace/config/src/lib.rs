@@ -110,17 +110,7 @@ pub struct Interface {
     pub xdp_mode: XdpMode,
 }
 
-/// How the XDP program is attached (`interface.xdp_mode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpMode {
-    /// Native (driver) mode; fails if the driver lacks XDP support.
-    Driver,
-    /// Generic (skb) mode: works everywhere, slower.
-    Skb,
-    /// Driver mode when available, else skb.
-    Auto,
-}
+pub use lb_api::mode::XdpMode;
 
 /// One virtual service: a VIP, port and protocol with its backends (`[[service]]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -11,28 +11,7 @@ use aya::programs::{
 
 use super::DataplaneError;
 
-/// The attach mode an operator asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachMode {
-    /// Native XDP in the driver; fail if the driver cannot.
-    Driver,
-    /// Generic XDP in the kernel stack (works everywhere, slower).
-    Skb,
-    /// Driver mode, else skb mode (logged).
-    Auto,
-}
-
-/// The mode the program actually runs in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachedMode {
-    /// Native XDP.
-    Driver,
-    /// Generic XDP.
-    Skb,
-    /// A link pinned by a previous lbd, with the program replaced in place (its mode
-    /// is whatever it was attached with).
-    Adopted,
-}
+pub use lb_api::mode::{AttachedMode, XdpMode as AttachMode};
 
 pub(super) fn attach(
     prog: &mut Xdp,

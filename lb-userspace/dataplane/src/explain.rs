@@ -9,7 +9,7 @@ use lb_common::{
     select::{choose, service_keys, slot_hash, Choice, FlowState},
 };
 
-use crate::{Dataplane, DataplaneError};
+use crate::{DataplaneError, DataplaneRead};
 
 /// The explanation of one flow.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,8 +58,13 @@ impl FlowState for Snapshot {
     }
 }
 
-/// Explain the inbound flow `flow` (a TCP SYN when `syn`) against the live maps.
-pub fn explain(dp: &Dataplane, flow: &ConnKey, syn: bool) -> Result<Explanation, DataplaneError> {
+/// Explain the inbound flow `flow` (a TCP SYN when `syn`) against the data plane's
+/// maps (the live ones, or [`crate::memory`] in tests).
+pub fn explain(
+    dp: &(impl DataplaneRead + ?Sized),
+    flow: &ConnKey,
+    syn: bool,
+) -> Result<Explanation, DataplaneError> {
     let (exact, whole_vip) = service_keys(flow);
     let (key, table) = match dp.service(&exact)? {
         Some(t) => (exact, t),

@@ -2,17 +2,27 @@
 //! reusing pinned maps, so a restarted controller adopts the running state), attach it
 //! to interfaces, and read and write services, backends, connections, config and
 //! counters through typed methods; map names and Pod types stay inside this crate.
+//! - [`ops`]: the read ([`DataplaneRead`]) and write ([`DataplaneOps`]) sides as traits;
 //! - [`reconcile`]: desired state -> ordered, minimal map writes; settle;
 //! - [`explain`]: where a flow would go and why (the XDP program's own selection code);
-//! - [`views`]: the maps as lbctl and metrics show them.
+//! - [`views`]: the maps as lbctl and metrics show them;
+//! - with the `testing` feature: [`memory`] (the maps in memory) and [`testing`]
+//!   (`BPF_PROG_TEST_RUN`, live frames, unpinned loads and attaches, raw
+//!   connection-table writes, and the bench programs' own object).
 
 mod attach;
 pub mod explain;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
+pub mod ops;
 pub mod reconcile;
 mod sys;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod views;
 
 pub use attach::{AttachMode, AttachedMode};
+pub use ops::{DataplaneOps, DataplaneRead};
 
 use std::{
     collections::HashMap as StdHashMap,
@@ -21,7 +31,7 @@ use std::{
 
 use aya::{
     maps::{Array, DevMapHash, HashMap, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    programs::{ProgramError, Xdp},
     Ebpf, EbpfLoader,
 };
 use lb_common::maps::{
@@ -86,6 +96,9 @@ pub enum DataplaneError {
     /// The Maglev table could not be built.
     #[error("maglev table: {0}")]
     Table(#[from] lb_common::maglev::MaglevError),
+    /// An unpinned load (maps that end with the process) outside tests and the bench.
+    #[error("the data plane must be loaded with a pin directory")]
+    Unpinned,
     /// A pin directory could not be created.
     #[error("pin directory {path}: {source}")]
     PinDir {
@@ -156,27 +169,23 @@ pub struct ServiceSpec<'a> {
     pub seed: u64,
 }
 
-/// The result of running a packet through `BPF_PROG_TEST_RUN`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TestRunOutput {
-    /// The XDP action returned.
-    pub action: u32,
-    /// The packet after the program ran.
-    pub packet: Vec<u8>,
-    /// Average run time per repetition, as the kernel measured it.
-    pub duration_ns: u64,
-}
-
 /// The loaded data plane.
 pub struct Dataplane {
     ebpf: Ebpf,
+    /// Unpinned attachments (tests): they end with this value.
+    #[cfg(feature = "testing")]
     attached: Vec<(String, aya::programs::xdp::XdpLinkId, AttachedMode)>,
 }
 
 impl Dataplane {
     /// Load the embedded XDP object, create (or adopt pinned) maps, and load the
-    /// balancer program into the kernel.
+    /// balancer program into the kernel. `pin_dir: None` (maps that end with this
+    /// value) is for tests and the bench: refused without the `testing` feature.
     pub fn load(options: &DataplaneOptions) -> Result<Self> {
+        #[cfg(not(feature = "testing"))]
+        if options.pin_dir.is_none() {
+            return Err(DataplaneError::Unpinned);
+        }
         let caps = options.capacities;
         let mut loader = EbpfLoader::new();
         loader
@@ -206,23 +215,11 @@ impl Dataplane {
         let ebpf = loader.load(PROGRAM_OBJECT)?;
         let mut dp = Dataplane {
             ebpf,
+            #[cfg(feature = "testing")]
             attached: Vec::new(),
         };
         dp.load_program(programs::LB)?;
         Ok(dp)
-    }
-
-    fn xdp(&self, name: &str) -> Result<&Xdp> {
-        let program = self
-            .ebpf
-            .program(name)
-            .ok_or_else(|| DataplaneError::Missing(format!("program {name}")))?;
-        program
-            .try_into()
-            .map_err(|source| DataplaneError::Program {
-                name: name.into(),
-                source,
-            })
     }
 
     fn xdp_mut(&mut self, name: &str) -> Result<&mut Xdp> {
@@ -302,8 +299,8 @@ impl Dataplane {
         Ok(removed)
     }
 
-    /// Load another program of the object (the bench baseline, the pass program).
-    pub fn load_program(&mut self, name: &str) -> Result<()> {
+    /// Load the named program of the object into the kernel (once).
+    fn load_program(&mut self, name: &str) -> Result<()> {
         let prog = self.xdp_mut(name)?;
         if prog.fd().is_ok() {
             return Ok(());
@@ -312,31 +309,6 @@ impl Dataplane {
             name: name.into(),
             source,
         })
-    }
-
-    /// Attach the balancer to `interface`. [`AttachMode::Auto`] tries driver mode and
-    /// falls back to skb mode, logging why.
-    pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<AttachedMode> {
-        self.attach_program(programs::LB, interface, mode)
-    }
-
-    /// Attach the named program of the object to `interface`.
-    pub fn attach_program(
-        &mut self,
-        name: &str,
-        interface: &str,
-        mode: AttachMode,
-    ) -> Result<AttachedMode> {
-        self.load_program(name)?;
-        let prog = self.xdp_mut(name)?;
-        let (link, got) = attach::attach(prog, interface, mode)?;
-        self.attached.push((interface.to_string(), link, got));
-        Ok(got)
-    }
-
-    /// Interfaces the program is attached to, and how.
-    pub fn attachments(&self) -> impl Iterator<Item = (&str, AttachedMode)> {
-        self.attached.iter().map(|(i, _, m)| (i.as_str(), *m))
     }
 
     // ----- config -----
@@ -359,15 +331,6 @@ impl Dataplane {
         let mut array: Array<&mut MapData, DataplaneConfig> =
             Array::try_from(map).map_err(map_err(names::CONFIG))?;
         array.set(0, config, 0).map_err(map_err(names::CONFIG))
-    }
-
-    /// Switch forwarding of VIP traffic on (active) or off (pass to the kernel).
-    pub fn set_forwarding(&mut self, on: bool) -> Result<()> {
-        let config = DataplaneConfig {
-            forwarding: on as u32,
-            ..self.config()?
-        };
-        self.set_config(&config)
     }
 
     // ----- backends -----
@@ -518,14 +481,6 @@ impl Dataplane {
         Ok(out)
     }
 
-    /// Record a tracked connection (benchmarks prefill the table with it).
-    pub fn set_conn(&mut self, key: &ConnKey, value: &ConnValue) -> Result<()> {
-        let map = self.map_mut(names::CONNS)?;
-        let mut hash: HashMap<&mut MapData, ConnKey, ConnValue> =
-            HashMap::try_from(map).map_err(map_err(names::CONNS))?;
-        hash.insert(key, value, 0).map_err(map_err(names::CONNS))
-    }
-
     /// Forget a tracked connection (missing is not an error).
     pub fn remove_conn(&mut self, key: &ConnKey) -> Result<()> {
         let map = self.map_mut(names::CONNS)?;
@@ -587,69 +542,6 @@ impl Dataplane {
         self.traffic(names::BACKEND_STATS, index as u32)
     }
 
-    // ----- test runs -----
-
-    /// Run `packet` through the named program with `BPF_PROG_TEST_RUN`, against the live
-    /// maps. `repeat` > 1 re-runs the same buffer (edits accumulate) for timing.
-    pub fn test_run(&self, program: &str, packet: &[u8], repeat: u32) -> Result<TestRunOutput> {
-        let prog = self.xdp(program)?;
-        let mut out = vec![0u8; packet.len() + 256];
-        let opts = TestRunOptions {
-            data_in: Some(packet),
-            data_out: Some(&mut out),
-            repeat: repeat.max(1),
-            ..TestRunOptions::default()
-        };
-        let result = prog
-            .test_run(opts)
-            .map_err(|source| DataplaneError::Program {
-                name: program.into(),
-                source,
-            })?;
-        out.truncate(result.data_size_out as usize);
-        Ok(TestRunOutput {
-            action: result.return_value,
-            packet: out,
-            duration_ns: result.duration.as_nanos() as u64,
-        })
-    }
-
-    /// Run the named program in live-frames mode (`BPF_F_TEST_XDP_LIVE_FRAMES`): `count`
-    /// frames made from `frame` go through it as if received on `ingress_ifindex` (in
-    /// the calling thread's network namespace), and the frames it returns `XDP_TX` for
-    /// are really transmitted there. The benchmark's traffic generator. Returns the
-    /// time the kernel spent.
-    pub fn send_live_frames(
-        &self,
-        program: &str,
-        frame: &[u8],
-        count: u32,
-        ingress_ifindex: u32,
-    ) -> Result<std::time::Duration> {
-        /// Live frames are generated in batches of this many.
-        const BATCH: u32 = 64;
-        let prog = self.xdp(program)?;
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-        // egress_ifindex (six u32).
-        let md: [u32; 6] = [0, frame.len() as u32, 0, ingress_ifindex, 0, 0];
-        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            ctx_in: Some(&ctx),
-            repeat: count.max(1),
-            attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
-            ..TestRunOptions::default()
-        };
-        let result = prog
-            .test_run(opts)
-            .map_err(|source| DataplaneError::Program {
-                name: program.into(),
-                source,
-            })?;
-        // The kernel reports the average per frame.
-        Ok(result.duration * count.max(1))
-    }
-
     // ----- internals -----
 
     fn map(&self, name: &'static str) -> Result<&aya::maps::Map> {
@@ -670,5 +562,31 @@ impl Dataplane {
             .iter()
             .map(|name| (*name, pin_dir.join(name)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program_names(object: &[u8]) -> Vec<String> {
+        let object = aya_obj::Object::parse(object).expect("the object parses");
+        let mut names: Vec<String> = object.programs.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_shipped_object_holds_the_balancer_and_nothing_else() {
+        assert_eq!(program_names(PROGRAM_OBJECT), [programs::LB]);
+    }
+
+    #[cfg(feature = "testing")]
+    #[test]
+    fn the_bench_programs_are_in_their_own_object() {
+        use crate::testing::BenchProgram;
+        let mut want: Vec<&str> = BenchProgram::ALL.iter().map(|p| p.name()).collect();
+        want.sort();
+        assert_eq!(program_names(testing::BENCH_OBJECT), want);
     }
 }

@@ -26,133 +26,48 @@ use lb_common::{
     hash::reduce,
     maglev::{self, MaglevBackend},
     maps::{
-        addr_words, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey, ServiceKey,
-        ServiceTable, TableEntry, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, NO_BACKEND,
+        addr_words, Backend, ConnKey, DataplaneConfig, FragKey, ServiceKey, ServiceTable,
+        TableEntry, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, NO_BACKEND,
     },
-    select::slot_hash,
+    select::{covers, slot_hash},
 };
 
-use crate::{Dataplane, DataplaneError, ServiceSpec};
+pub use crate::ops::{monotonic_ns, DataplaneOps, DataplaneRead};
+use crate::{DataplaneError, ServiceSpec};
 
-/// The data-plane operations the reconciler needs. [`Dataplane`] implements it over
-/// the live maps; tests use an in-memory map set.
-pub trait DataplaneOps {
-    /// Every backend slot.
-    fn backends(&self) -> Result<Vec<Backend>, DataplaneError>;
-    /// Write a backend slot.
-    fn set_backend(&mut self, index: u16, backend: &Backend) -> Result<(), DataplaneError>;
-    /// Keys of installed services and fragment routes.
-    fn service_keys(&self) -> Result<Vec<ServiceKey>, DataplaneError>;
-    /// One installed service.
-    fn service(&self, key: &ServiceKey) -> Result<Option<Box<ServiceTable>>, DataplaneError>;
-    /// Install or atomically replace a service.
-    fn set_service(&mut self, key: &ServiceKey, table: &ServiceTable)
-        -> Result<(), DataplaneError>;
-    /// Remove a service.
-    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
-    /// Every fragment route.
-    fn frag_routes(&self) -> Result<HashMap<FragKey, ServiceKey>, DataplaneError>;
-    /// Route fragments of (VIP, protocol) to a service.
-    fn set_frag_route(&mut self, key: &FragKey, service: &ServiceKey)
-        -> Result<(), DataplaneError>;
-    /// Remove a fragment route.
-    fn remove_frag_route(&mut self, key: &FragKey) -> Result<(), DataplaneError>;
-    /// Every tracked connection.
-    fn conns(&self) -> Result<HashMap<ConnKey, ConnValue>, DataplaneError>;
-    /// Forget a tracked connection.
-    fn remove_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError>;
-    /// Forwarding switch and hash seed.
-    fn config(&self) -> Result<DataplaneConfig, DataplaneError>;
-    /// Replace the forwarding switch and hash seed.
-    fn set_config(&mut self, config: &DataplaneConfig) -> Result<(), DataplaneError>;
-    /// The data plane's clock (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) in nanoseconds.
-    fn now_ns(&self) -> u64;
-    /// Packets service `id` has forwarded (all CPUs).
-    fn service_packets(&self, id: u32) -> Result<u64, DataplaneError>;
-
-    /// Build `key`'s Maglev table and install it, marking slots that move relative to
-    /// the installed table dirty.
-    fn install_service(
-        &mut self,
-        key: &ServiceKey,
-        spec: &ServiceSpec<'_>,
-    ) -> Result<Box<ServiceTable>, DataplaneError> {
-        let fresh = maglev::build(spec.backends, spec.table_size, spec.seed)?;
-        let old = self.service(key)?;
-        let entries = maglev::merge(old.as_ref().map(|t| t.slots()), &fresh);
-        let table = ServiceTable::boxed(spec.id, spec.flags, &entries).ok_or(
-            DataplaneError::Table(maglev::MaglevError::TableTooLarge(spec.table_size)),
-        )?;
-        self.set_service(key, &table)?;
-        Ok(table)
+/// Build `spec`'s Maglev table and install it at `key`, unless the installed table
+/// already maps every slot the same way (then nothing is written and `None` returned).
+/// With `keep_moved`, slots that move relative to the installed table are marked dirty
+/// (flows may be on it); without, the new table is installed clean. The reconciler's
+/// table step, and how tests and the bench install a table directly.
+pub fn install_service(
+    dp: &mut (impl DataplaneOps + ?Sized),
+    key: &ServiceKey,
+    spec: &ServiceSpec<'_>,
+    keep_moved: bool,
+) -> Result<Option<Box<ServiceTable>>, DataplaneError> {
+    let fresh = maglev::build(spec.backends, spec.table_size, spec.seed)?;
+    let old = dp.service(key)?;
+    let unchanged = old.as_ref().is_some_and(|t| {
+        t.flags == spec.flags
+            && t.id == spec.id
+            && t.slots().len() == fresh.len()
+            && t.slots().iter().zip(&fresh).all(|(e, f)| e.backend == *f)
+    });
+    if unchanged {
+        return Ok(None);
     }
-}
-
-impl DataplaneOps for Dataplane {
-    fn backends(&self) -> Result<Vec<Backend>, DataplaneError> {
-        Dataplane::backends(self)
-    }
-    fn set_backend(&mut self, index: u16, backend: &Backend) -> Result<(), DataplaneError> {
-        Dataplane::set_backend(self, index, backend)
-    }
-    fn service_keys(&self) -> Result<Vec<ServiceKey>, DataplaneError> {
-        Dataplane::service_keys(self)
-    }
-    fn service(&self, key: &ServiceKey) -> Result<Option<Box<ServiceTable>>, DataplaneError> {
-        Dataplane::service(self, key)
-    }
-    fn set_service(
-        &mut self,
-        key: &ServiceKey,
-        table: &ServiceTable,
-    ) -> Result<(), DataplaneError> {
-        Dataplane::set_service(self, key, table)
-    }
-    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
-        Dataplane::remove_service(self, key)
-    }
-    fn frag_routes(&self) -> Result<HashMap<FragKey, ServiceKey>, DataplaneError> {
-        Dataplane::frag_routes(self)
-    }
-    fn set_frag_route(
-        &mut self,
-        key: &FragKey,
-        service: &ServiceKey,
-    ) -> Result<(), DataplaneError> {
-        Dataplane::set_frag_route(self, key, service)
-    }
-    fn remove_frag_route(&mut self, key: &FragKey) -> Result<(), DataplaneError> {
-        Dataplane::remove_frag_route(self, key)
-    }
-    fn conns(&self) -> Result<HashMap<ConnKey, ConnValue>, DataplaneError> {
-        Dataplane::conns(self)
-    }
-    fn remove_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError> {
-        Dataplane::remove_conn(self, key)
-    }
-    fn config(&self) -> Result<DataplaneConfig, DataplaneError> {
-        Dataplane::config(self)
-    }
-    fn set_config(&mut self, config: &DataplaneConfig) -> Result<(), DataplaneError> {
-        Dataplane::set_config(self, config)
-    }
-    fn now_ns(&self) -> u64 {
-        monotonic_ns()
-    }
-    fn service_packets(&self, id: u32) -> Result<u64, DataplaneError> {
-        Ok(Dataplane::service_stats(self, id)?.packets)
-    }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` reads.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+    let previous = if keep_moved {
+        old.as_ref().map(|t| t.slots())
+    } else {
+        None
     };
-    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    let entries = maglev::merge(previous, &fresh);
+    let table = ServiceTable::boxed(spec.id, spec.flags, &entries).ok_or(DataplaneError::Table(
+        maglev::MaglevError::TableTooLarge(spec.table_size),
+    ))?;
+    dp.set_service(key, &table)?;
+    Ok(Some(table))
 }
 
 /// Where a backend's frames go: its MAC, and our egress interface and MAC.
@@ -519,36 +434,26 @@ impl Reconciler {
                 h.finish()
             };
             if state.installed != Some(digest) {
-                let fresh = maglev::build(&members, desired.table_size, desired.maglev_seed)
-                    .map_err(DataplaneError::Table)?;
-                let old = dp.service(&svc.key)?;
-                let unchanged = old.as_ref().is_some_and(|t| {
-                    t.flags == svc.flags
-                        && t.id == id
-                        && t.slots().len() == fresh.len()
-                        && t.slots().iter().zip(&fresh).all(|(e, f)| e.backend == *f)
-                });
-                if !unchanged {
-                    // Mark moved slots dirty only if flows can be on the old table.
-                    let packets = dp.service_packets(id)?;
-                    let used = state.packets_at_install != Some(packets);
-                    let previous = if used {
-                        old.as_ref().map(|t| t.slots())
-                    } else {
-                        None
-                    };
-                    let entries = maglev::merge(previous, &fresh);
-                    let table = ServiceTable::boxed(id, svc.flags, &entries).ok_or(
-                        DataplaneError::Table(maglev::MaglevError::TableTooLarge(
-                            desired.table_size,
-                        )),
-                    )?;
-                    dp.set_service(&svc.key, &table)?;
+                // Mark moved slots dirty only if flows can be on the old table.
+                let packets = dp.service_stats(id)?.packets;
+                let used = state.packets_at_install != Some(packets);
+                let spec = ServiceSpec {
+                    id,
+                    flags: svc.flags,
+                    backends: &members,
+                    table_size: desired.table_size,
+                    seed: desired.maglev_seed,
+                };
+                if let Some(table) = install_service(dp, &svc.key, &spec, used)? {
                     report.tables_written += 1;
                     if let Some(s) = self.services.get_mut(&svc.key) {
                         s.flags = svc.flags;
                         s.packets_at_install = Some(packets);
-                        s.changed = entries.iter().any(TableEntry::is_dirty).then_some(now);
+                        s.changed = table
+                            .slots()
+                            .iter()
+                            .any(TableEntry::is_dirty)
+                            .then_some(now);
                     }
                     tracing::info!(service = %svc.name, backends = members.len(), "installed Maglev table");
                 }
@@ -653,12 +558,9 @@ impl Reconciler {
                 continue;
             };
             let len = table.len;
-            let belongs = |k: &ConnKey| {
-                k.dst == key.vip && k.proto == key.proto && (key.port == 0 || k.dport == key.port)
-            };
             let mut pinned: BTreeSet<u32> = BTreeSet::new();
             let mut by_slot: Vec<(u32, ConnKey)> = Vec::new();
-            for (k, v) in conns.iter().filter(|(k, _)| belongs(k)) {
+            for (k, v) in conns.iter().filter(|(k, _)| covers(&key, k)) {
                 let slot = reduce(slot_hash(seed, table.flags, k), len);
                 let Some(entry) = table.slots().get(slot as usize) else {
                     continue;
@@ -720,15 +622,13 @@ impl Reconciler {
                 let len = table.len as usize;
                 maglev::settle(&mut table.entries[..len]);
                 dp.set_service(&key, &table)?;
-                let packets = dp.service_packets(table.id)?;
+                let packets = dp.service_stats(table.id)?.packets;
                 if let Some(s) = self.services.get_mut(&key) {
                     s.changed = None;
                     s.packets_at_install = Some(packets);
                 }
             }
-            for k in conns.keys().filter(|k| {
-                k.dst == key.vip && k.proto == key.proto && (key.port == 0 || k.dport == key.port)
-            }) {
+            for k in conns.keys().filter(|k| covers(&key, k)) {
                 dp.remove_conn(k)?;
             }
             tracing::info!("not forwarding: Maglev slots of a service settled");
@@ -739,11 +639,6 @@ impl Reconciler {
     /// The backend index of `address` in service `key`.
     pub fn index_of(&self, key: &ServiceKey, address: IpAddr) -> Option<u16> {
         self.services.get(key)?.backends.get(&address).copied()
-    }
-
-    /// The id of service `key`.
-    pub fn service_id(&self, key: &ServiceKey) -> Option<u32> {
-        self.services.get(key).map(|s| s.id)
     }
 }
 

@@ -5,12 +5,9 @@
 //! Per-backend connection counts cost one walk of the connection table (see
 //! [`tracked_counts`]), never one walk per backend.
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, SocketAddr},
-};
+use std::{collections::HashMap, net::SocketAddr};
 
-use lb_api::fmt::{format_mac, protocol_name};
+use lb_api::fmt::{endpoint, format_mac, protocol_name};
 use lb_api::view::{BackendView, ConnView, Counters, ExplainView, ServiceView};
 use lb_common::{
     maps::{
@@ -20,7 +17,7 @@ use lb_common::{
     select::How,
 };
 
-use crate::{explain::Explanation, Dataplane, DataplaneError};
+use crate::{explain::Explanation, DataplaneError, DataplaneRead};
 
 fn state_name(state: u32) -> &'static str {
     match state {
@@ -32,11 +29,11 @@ fn state_name(state: u32) -> &'static str {
 }
 
 fn service_label(key: &ServiceKey) -> String {
-    let vip = words_addr(&key.vip);
-    match vip {
-        IpAddr::V6(_) => format!("[{vip}]:{}/{}", key.port, protocol_name(key.proto)),
-        IpAddr::V4(_) => format!("{vip}:{}/{}", key.port, protocol_name(key.proto)),
-    }
+    format!(
+        "{}/{}",
+        endpoint(words_addr(&key.vip), key.port),
+        protocol_name(key.proto)
+    )
 }
 
 /// Tracked connections per `(backend index, generation)`, as [`tracked_counts`] counts
@@ -47,7 +44,7 @@ pub type TrackedCounts = HashMap<(u32, u32), usize>;
 /// The cost is one walk of the table (two syscalls per entry: about a second at 1M
 /// entries), independent of the number of backends; callers that answer often cache
 /// the result (lbd's observer does, see `lb_userspace::observe`).
-pub fn tracked_counts(dp: &Dataplane) -> Result<TrackedCounts, DataplaneError> {
+pub fn tracked_counts(dp: &(impl DataplaneRead + ?Sized)) -> Result<TrackedCounts, DataplaneError> {
     let mut counts = TrackedCounts::new();
     for v in dp.conns()?.values() {
         *counts.entry((v.backend, v.gen)).or_insert(0) += 1;
@@ -57,14 +54,14 @@ pub fn tracked_counts(dp: &Dataplane) -> Result<TrackedCounts, DataplaneError> {
 
 /// Services, backends and counters as the maps hold them (walks the connection table
 /// once for the tracked counts).
-pub fn from_maps(dp: &Dataplane) -> Result<Vec<ServiceView>, DataplaneError> {
+pub fn from_maps(dp: &(impl DataplaneRead + ?Sized)) -> Result<Vec<ServiceView>, DataplaneError> {
     from_maps_with(dp, &tracked_counts(dp)?)
 }
 
 /// [`from_maps`] with tracked-connection counts taken earlier (possibly cached): reads
 /// the backends, service tables and counters but not the connection table.
 pub fn from_maps_with(
-    dp: &Dataplane,
+    dp: &(impl DataplaneRead + ?Sized),
     tracked: &TrackedCounts,
 ) -> Result<Vec<ServiceView>, DataplaneError> {
     let backends = dp.backends()?;
@@ -75,10 +72,7 @@ pub fn from_maps_with(
         let Some(table) = dp.service(&key)? else {
             continue;
         };
-        let mut slot_counts = std::collections::BTreeMap::new();
-        for e in table.slots() {
-            *slot_counts.entry(e.backend).or_insert(0usize) += 1;
-        }
+        let slot_counts = lb_common::maglev::slot_counts(table.slots().iter().map(|e| e.backend));
         let mut views = Vec::new();
         for (index, b) in backends.iter().enumerate() {
             if b.gen == 0
@@ -120,7 +114,7 @@ pub fn from_maps_with(
 }
 
 fn backend_view(
-    dp: &Dataplane,
+    dp: &(impl DataplaneRead + ?Sized),
     index: u16,
     b: &Backend,
     slots: usize,
@@ -146,7 +140,11 @@ fn backend_view(
 }
 
 /// Tracked connections, at most `limit`.
-pub fn conns(dp: &Dataplane, limit: usize, now_ns: u64) -> Result<Vec<ConnView>, DataplaneError> {
+pub fn conns(
+    dp: &(impl DataplaneRead + ?Sized),
+    limit: usize,
+    now_ns: u64,
+) -> Result<Vec<ConnView>, DataplaneError> {
     let backends = dp.backends()?;
     let mut out: Vec<ConnView> = dp
         .conns()?
@@ -169,7 +167,7 @@ pub fn conns(dp: &Dataplane, limit: usize, now_ns: u64) -> Result<Vec<ConnView>,
 }
 
 /// Outcome counters by name.
-pub fn counters(dp: &Dataplane) -> Result<Counters, DataplaneError> {
+pub fn counters(dp: &(impl DataplaneRead + ?Sized)) -> Result<Counters, DataplaneError> {
     let values = dp.global_stats()?;
     Ok(Counters(
         outcome::NAMES
@@ -196,7 +194,7 @@ pub enum ExplainError {
 /// maps: what `lbctl explain` asks, answered the same way by lbd and by lbctl's
 /// pinned-map fallback.
 pub fn explain_flow(
-    dp: &Dataplane,
+    dp: &(impl DataplaneRead + ?Sized),
     src: SocketAddr,
     dst: SocketAddr,
     protocol: &str,

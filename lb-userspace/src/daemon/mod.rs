@@ -9,6 +9,7 @@
 //! (`node::adopt`, so the first apply writes nothing), and swaps its program into the
 //! pinned links.
 
+mod tasks;
 pub mod vrrp;
 
 use std::{
@@ -20,10 +21,10 @@ use std::{
 };
 
 use lb_api::control::{Request, Response};
-use lb_config::{self as config, Config, XdpMode};
+use lb_config::{self as config, Config};
 use lb_dataplane::{
     reconcile::{ApplyReport, Limits, Link, Reconciler, SyncError},
-    AttachMode, AttachedMode, Capacities, Dataplane, DataplaneError, DataplaneOptions,
+    AttachedMode, Capacities, Dataplane, DataplaneError, DataplaneOptions,
 };
 use lb_health::{HealthEvent, HealthMonitor};
 use lb_netlink::neigh::{self, NetlinkHandle};
@@ -72,8 +73,6 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonErr
     move |source| DaemonError::Io { what, source }
 }
 
-/// How long one MAC resolution waits for the kernel's answer.
-const RESOLVE_WAIT: Duration = Duration::from_secs(3);
 /// At most this many queued events are taken in before the maps are written.
 const BURST: usize = 4096;
 
@@ -167,7 +166,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             io_error("watching links for VRRP")(std::io::Error::other(e.to_string()))
         })?
     };
-    spawn_script_tracks(&config, script_tx);
+    tasks::spawn_script_tracks(&config, script_tx);
     let control_socket = config.global.control_socket.clone();
     let metrics_listen = config.global.metrics_listen;
 
@@ -181,7 +180,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         resolved_tx,
         attached: Vec::new(),
         vrrp: vrrp_handles,
-        snapshot: watch::channel(Arc::new(placeholder_snapshot(&node))).0,
+        snapshot: watch::channel(Arc::new(Snapshot::empty(&node))).0,
     };
     // The first apply and attach must work, or lbd does not start.
     shell.execute(&mut node, effects, true)?;
@@ -300,18 +299,6 @@ async fn inherited_masters(config: &Config) -> HashSet<String> {
     out
 }
 
-fn placeholder_snapshot(node: &Node) -> Snapshot {
-    Snapshot {
-        node: node.config().global.node_name.clone(),
-        config_path: node.config_path().to_path_buf(),
-        config: node.config().clone(),
-        interfaces: Vec::new(),
-        last_reload: node.last_reload().to_string(),
-        health: Default::default(),
-        vrrp: Vec::new(),
-    }
-}
-
 impl Shell {
     /// Re-read the config file and hand it to the node; the reload's outcome.
     async fn reload(&mut self, node: &mut Node) -> Result<String, String> {
@@ -363,7 +350,9 @@ impl Shell {
                         tracing::error!(error = %e, "attaching a new interface failed");
                     }
                 }
-                Effect::Resolve { ip, delay } => self.resolve(ip, delay),
+                Effect::Resolve { ip, delay } => {
+                    tasks::resolve(self.netlink.clone(), ip, delay, self.resolved_tx.clone())
+                }
                 Effect::AddTxPort(ifindex) => {
                     if let Err(e) = self.dp.add_tx_port(ifindex) {
                         tracing::warn!(ifindex, error = %e, "could not add the egress port for redirects");
@@ -401,44 +390,11 @@ impl Shell {
             }
             let got = self
                 .dp
-                .attach_pinned(&iface.name, attach_mode(iface.xdp_mode), pin_dir)?;
-            tracing::info!(interface = %iface.name, mode = mode_name(got), "XDP program attached");
+                .attach_pinned(&iface.name, iface.xdp_mode, pin_dir)?;
+            tracing::info!(interface = %iface.name, mode = got.name(), "XDP program attached");
             self.attached.push((iface.name.clone(), got));
         }
         Ok(())
-    }
-
-    /// Resolve `ip`'s MAC (and egress link) after `delay`, reporting to the loop.
-    fn resolve(&self, ip: IpAddr, delay: Duration) {
-        let netlink = self.netlink.clone();
-        let tx = self.resolved_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let result = async {
-                let n = match netlink.resolve(ip, RESOLVE_WAIT).await {
-                    Ok(n) => n,
-                    // The backend is this host (an API server on the LB node): packets
-                    // for it go to the local stack.
-                    Err(neigh::NeighError::LocalAddress { .. }) => {
-                        return Ok(Link {
-                            mac: [0; 6],
-                            ifindex: lb_common::maps::IFINDEX_LOCAL,
-                            src_mac: [0; 6],
-                        })
-                    }
-                    Err(e) => return Err(e.to_string()),
-                };
-                let mac = n.mac.ok_or_else(|| "no MAC".to_string())?;
-                let link = netlink.link(n.ifindex).await.map_err(|e| e.to_string())?;
-                Ok(Link {
-                    mac,
-                    ifindex: n.ifindex,
-                    src_mac: link.mac,
-                })
-            }
-            .await;
-            let _ = tx.send((ip, result)).await;
-        });
     }
 
     /// Publish what observers read.
@@ -450,7 +406,7 @@ impl Shell {
             interfaces: self
                 .attached
                 .iter()
-                .map(|(n, m)| (n.clone(), mode_name(*m).to_string()))
+                .map(|(n, m)| (n.clone(), m.name().to_string()))
                 .collect(),
             last_reload: node.last_reload().to_string(),
             health: self.monitor.statuses(),
@@ -465,59 +421,5 @@ impl Shell {
                 .collect(),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
-    }
-}
-
-fn attach_mode(mode: XdpMode) -> AttachMode {
-    match mode {
-        XdpMode::Driver => AttachMode::Driver,
-        XdpMode::Skb => AttachMode::Skb,
-        XdpMode::Auto => AttachMode::Auto,
-    }
-}
-
-fn mode_name(mode: AttachedMode) -> &'static str {
-    match mode {
-        AttachedMode::Driver => "driver",
-        AttachedMode::Skb => "skb",
-        AttachedMode::Adopted => "adopted",
-    }
-}
-
-/// Run every VRRP track script (each distinct script once) at its interval, with its
-/// timeout, and report its rise/fall-filtered result to the main loop.
-fn spawn_script_tracks(config: &Config, tx: mpsc::Sender<(PathBuf, bool)>) {
-    let mut seen = HashSet::new();
-    for v in &config.vrrp {
-        for t in &v.track {
-            let Some(mut track) = crate::node::track::ScriptTrack::from_track(t) else {
-                continue;
-            };
-            if !seen.insert(track.script.clone()) {
-                continue;
-            }
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                loop {
-                    let mut cmd = tokio::process::Command::new(&track.script);
-                    cmd.kill_on_drop(true)
-                        .stdin(std::process::Stdio::null())
-                        .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null());
-                    let ok = match cmd.spawn() {
-                        Ok(mut child) => {
-                            matches!(tokio::time::timeout(track.timeout, child.wait()).await, Ok(Ok(status)) if status.success())
-                        }
-                        Err(_) => false,
-                    };
-                    if let Some(result) = track.observe(ok) {
-                        if tx.send((track.script.clone(), result)).await.is_err() {
-                            return;
-                        }
-                    }
-                    tokio::time::sleep(track.interval).await;
-                }
-            });
-        }
     }
 }

@@ -42,6 +42,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// What observers see before the first publish: the node's config, nothing else.
+    pub fn empty(node: &super::Node) -> Self {
+        Snapshot {
+            node: node.config().global.node_name.clone(),
+            config_path: node.config_path().to_path_buf(),
+            config: node.config().clone(),
+            interfaces: Vec::new(),
+            last_reload: node.last_reload().to_string(),
+            health: Default::default(),
+            vrrp: Vec::new(),
+        }
+    }
+
     /// The VRRP instances as `lbctl vrrp` and metrics show them.
     pub fn vrrp_views(&self) -> Vec<VrrpView> {
         self.vrrp.iter().map(VrrpSource::view).collect()

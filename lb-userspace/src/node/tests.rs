@@ -397,7 +397,6 @@ fn adoption_starts_from_what_the_pinned_data_plane_does() {
         gen: 1,
         service: 1,
         addr: addr_words(ip(addr)),
-        ..Backend::default()
     };
     let pinned = vec![
         Backend::default(),

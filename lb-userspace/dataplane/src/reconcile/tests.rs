@@ -3,132 +3,18 @@
 //! root.
 
 use std::{
-    cell::RefCell,
-    collections::HashMap,
     net::IpAddr,
     time::{Duration, Instant},
 };
 
 use lb_common::maps::{
-    addr_words, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey, ServiceKey, ServiceTable,
-    BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, NO_BACKEND,
+    addr_words, ConnKey, ConnValue, FragKey, ServiceKey, BACKEND_DOWN, BACKEND_DRAINING,
+    BACKEND_UP, NO_BACKEND,
 };
 
 use super::*;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Op {
-    Backend(u16, u32),
-    Service(ServiceKey),
-    RemoveService(ServiceKey),
-    RemoveConn,
-}
-
-#[derive(Default)]
-struct Fake {
-    backends: Vec<Backend>,
-    services: HashMap<ServiceKey, Box<ServiceTable>>,
-    conns: HashMap<ConnKey, ConnValue>,
-    routes: HashMap<FragKey, ServiceKey>,
-    config: DataplaneConfig,
-    now_ns: u64,
-    log: RefCell<Vec<Op>>,
-    /// Forwarded packets as the fake reports them: by default it grows on every read
-    /// (traffic flows); `idle` freezes it.
-    packets: RefCell<u64>,
-    idle: bool,
-}
-
-impl Fake {
-    fn new() -> Self {
-        Fake {
-            backends: vec![Backend::default(); 64],
-            ..Default::default()
-        }
-    }
-    fn take_log(&self) -> Vec<Op> {
-        std::mem::take(&mut self.log.borrow_mut())
-    }
-}
-
-impl DataplaneOps for Fake {
-    fn backends(&self) -> Result<Vec<Backend>, DataplaneError> {
-        Ok(self.backends.clone())
-    }
-    fn set_backend(&mut self, index: u16, backend: &Backend) -> Result<(), DataplaneError> {
-        self.backends[index as usize] = *backend;
-        self.log
-            .borrow_mut()
-            .push(Op::Backend(index, backend.state));
-        Ok(())
-    }
-    fn service_keys(&self) -> Result<Vec<ServiceKey>, DataplaneError> {
-        Ok(self.services.keys().copied().collect())
-    }
-    fn service(&self, key: &ServiceKey) -> Result<Option<Box<ServiceTable>>, DataplaneError> {
-        Ok(self
-            .services
-            .get(key)
-            .map(|t| ServiceTable::boxed(t.id, t.flags, t.slots()).unwrap()))
-    }
-    fn set_service(
-        &mut self,
-        key: &ServiceKey,
-        table: &ServiceTable,
-    ) -> Result<(), DataplaneError> {
-        self.services.insert(
-            *key,
-            ServiceTable::boxed(table.id, table.flags, table.slots()).unwrap(),
-        );
-        self.log.borrow_mut().push(Op::Service(*key));
-        Ok(())
-    }
-    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
-        self.services.remove(key);
-        self.log.borrow_mut().push(Op::RemoveService(*key));
-        Ok(())
-    }
-    fn frag_routes(&self) -> Result<HashMap<FragKey, ServiceKey>, DataplaneError> {
-        Ok(self.routes.clone())
-    }
-    fn set_frag_route(
-        &mut self,
-        key: &FragKey,
-        service: &ServiceKey,
-    ) -> Result<(), DataplaneError> {
-        self.routes.insert(*key, *service);
-        Ok(())
-    }
-    fn remove_frag_route(&mut self, key: &FragKey) -> Result<(), DataplaneError> {
-        self.routes.remove(key);
-        Ok(())
-    }
-    fn conns(&self) -> Result<HashMap<ConnKey, ConnValue>, DataplaneError> {
-        Ok(self.conns.clone())
-    }
-    fn remove_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError> {
-        self.conns.remove(key);
-        self.log.borrow_mut().push(Op::RemoveConn);
-        Ok(())
-    }
-    fn config(&self) -> Result<DataplaneConfig, DataplaneError> {
-        Ok(self.config)
-    }
-    fn set_config(&mut self, config: &DataplaneConfig) -> Result<(), DataplaneError> {
-        self.config = *config;
-        Ok(())
-    }
-    fn now_ns(&self) -> u64 {
-        self.now_ns
-    }
-    fn service_packets(&self, _id: u32) -> Result<u64, DataplaneError> {
-        let mut p = self.packets.borrow_mut();
-        if !self.idle {
-            *p += 1;
-        }
-        Ok(*p)
-    }
-}
+use crate::memory::{MemoryDataplane as Fake, Write as Op};
 
 const LIMITS: Limits = Limits {
     max_services: 8,
@@ -182,7 +68,7 @@ fn table_backends(f: &Fake, k: &ServiceKey) -> std::collections::BTreeSet<u16> {
 
 #[test]
 fn first_apply_installs_everything_and_a_repeat_writes_nothing() {
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     let mut r = Reconciler::new(LIMITS);
     let d = desired(vec![backend(1, 1, true), backend(2, 1, true)]);
     let report = r.apply(&mut f, &d, Instant::now()).unwrap();
@@ -220,7 +106,7 @@ fn first_apply_installs_everything_and_a_repeat_writes_nothing() {
 
 #[test]
 fn a_failed_backend_leaves_the_table_before_it_is_marked_down() {
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     let mut r = Reconciler::new(LIMITS);
     r.apply(
         &mut f,
@@ -252,7 +138,7 @@ fn a_failed_backend_leaves_the_table_before_it_is_marked_down() {
 
 #[test]
 fn a_new_backend_is_written_before_the_table_that_uses_it() {
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     let mut r = Reconciler::new(LIMITS);
     r.apply(&mut f, &desired(vec![backend(1, 1, true)]), Instant::now())
         .unwrap();
@@ -275,7 +161,7 @@ fn a_new_backend_is_written_before_the_table_that_uses_it() {
 
 #[test]
 fn weight_zero_drains_and_a_missing_mac_is_down() {
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     let mut r = Reconciler::new(LIMITS);
     let mut no_mac = backend(3, 1, true);
     no_mac.link = None;
@@ -297,7 +183,7 @@ fn freed_indices_are_reused_only_later_and_with_a_new_generation() {
         max_services: 8,
         max_backends: 2,
     };
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     let mut r = Reconciler::new(limits);
     r.apply(
         &mut f,
@@ -314,7 +200,7 @@ fn freed_indices_are_reused_only_later_and_with_a_new_generation() {
     );
     assert!(matches!(err, Err(SyncError::Capacity(_))), "{err:?}");
     let mut r = Reconciler::new(limits);
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     r.apply(
         &mut f,
         &desired(vec![backend(1, 1, true), backend(2, 1, true)]),
@@ -340,7 +226,7 @@ fn freed_indices_are_reused_only_later_and_with_a_new_generation() {
 
 #[test]
 fn adopting_pinned_state_changes_nothing() {
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     let mut r = Reconciler::new(LIMITS);
     let d = desired(vec![
         backend(1, 1, true),
@@ -363,7 +249,7 @@ fn adopting_pinned_state_changes_nothing() {
 
 #[test]
 fn removing_a_service_removes_its_table_route_and_backends() {
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     let mut r = Reconciler::new(LIMITS);
     let mut d = desired(vec![backend(1, 1, true)]);
     d.services.push(ServiceInput {
@@ -391,7 +277,7 @@ fn removing_a_service_removes_its_table_route_and_backends() {
 
 #[test]
 fn settle_cleans_slots_without_live_tracked_flows() {
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     let mut r = Reconciler::new(LIMITS);
     let t0 = Instant::now();
     r.apply(
@@ -476,7 +362,7 @@ fn settle_cleans_slots_without_live_tracked_flows() {
 
 #[test]
 fn a_table_no_packet_used_is_replaced_clean() {
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     f.idle = true;
     let mut r = Reconciler::new(LIMITS);
     // Backends come up one by one, as at startup: no traffic yet, so no dirty slots.
@@ -509,7 +395,7 @@ fn a_table_no_packet_used_is_replaced_clean() {
 
 #[test]
 fn a_node_that_stops_forwarding_settles_its_tables() {
-    let mut f = Fake::new();
+    let mut f = Fake::new(64);
     let mut r = Reconciler::new(LIMITS);
     r.apply(
         &mut f,

@@ -15,7 +15,11 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use lb_common::{
     maglev::{build, MaglevBackend},
-    maps::{outcome, programs, proto, BACKEND_DRAINING, BACKEND_UP},
+    maps::{outcome, proto, BACKEND_DRAINING, BACKEND_UP},
+};
+use lb_dataplane::{
+    testing::{BenchProgram, BenchPrograms},
+    Dataplane,
 };
 use lb_tests::{packet::Packet, Fixture};
 use serde_json::json;
@@ -80,15 +84,23 @@ impl Figure {
     }
 }
 
-fn per_packet(
-    f: &Fixture,
-    program: &str,
-    frame: &[u8],
-    repeat: u32,
-    runs: usize,
-) -> Result<Vec<f64>> {
+/// What a per-packet figure times: the balancer, or the MAC-swap baseline (the bench
+/// object's, never shipped in lbd's).
+#[derive(Clone, Copy)]
+enum Timed<'a> {
+    Lb(&'a Dataplane),
+    Baseline(&'a BenchPrograms),
+}
+
+fn per_packet(timed: Timed<'_>, frame: &[u8], repeat: u32, runs: usize) -> Result<Vec<f64>> {
     (0..runs)
-        .map(|_| Ok(f.dp.test_run(program, frame, repeat)?.duration_ns as f64))
+        .map(|_| {
+            let out = match timed {
+                Timed::Lb(dp) => dp.test_run(frame, repeat)?,
+                Timed::Baseline(bench) => bench.test_run(BenchProgram::MacSwap, frame, repeat)?,
+            };
+            Ok(out.duration_ns as f64)
+        })
         .collect()
 }
 
@@ -109,7 +121,7 @@ fn main() -> Result<()> {
     // ---- per-packet cost ----
     if want("packet") {
         let mut f = Fixture::new();
-        f.dp.load_program(programs::MACSWAP)?;
+        let bench = BenchPrograms::load()?;
         for i in 0..3 {
             f.backend_state(i, BACKEND_UP, 1);
         }
@@ -133,7 +145,7 @@ fn main() -> Result<()> {
         let baseline = Figure::new(
             "baseline: MAC swap + XDP_TX".into(),
             "ns/packet",
-            per_packet(&f, programs::MACSWAP, &syn, repeat, runs)?,
+            per_packet(Timed::Baseline(&bench), &syn, repeat, runs)?,
             "minimal DR forwarder, same harness".into(),
         );
         let base = baseline.median;
@@ -143,7 +155,7 @@ fn main() -> Result<()> {
         let mut measure =
             |name: &str, frame: &[u8], note: &str, expect: &[&str], f: &Fixture| -> Result<()> {
                 let before = f.dp.global_stats()?;
-                let samples = per_packet(f, programs::LB, frame, repeat, runs)?;
+                let samples = per_packet(Timed::Lb(&f.dp), frame, repeat, runs)?;
                 let after = f.dp.global_stats()?;
                 let paths: Vec<&str> = (0..outcome::COUNT as usize)
                     .filter(|i| after[*i] > before[*i])
@@ -780,12 +792,12 @@ fn per_packet_scaling(
     figures: &mut Vec<Figure>,
 ) -> Result<()> {
     use lb_common::maps::{addr_words, ConnKey, ConnValue};
-    use lb_dataplane::reconcile::DataplaneOps as _;
-    use lb_dataplane::{Capacities, Dataplane, DataplaneOptions, ServiceSpec};
+    use lb_dataplane::{reconcile::install_service, Capacities, DataplaneOptions, ServiceSpec};
 
     let syn = Packet::tcp("192.0.2.1:40000", "198.51.100.10:80")
         .syn()
         .build();
+    let bench = BenchPrograms::load()?;
     for n in [3u16, 100, 1000] {
         let mut dp = Dataplane::load(&DataplaneOptions {
             pin_dir: None,
@@ -796,7 +808,6 @@ fn per_packet_scaling(
                 tx_ports: 8,
             },
         })?;
-        dp.load_program(programs::MACSWAP)?;
         let mut config = dp.config()?;
         config.forwarding = 1;
         dp.set_config(&config)?;
@@ -824,7 +835,8 @@ fn per_packet_scaling(
             proto: proto::TCP,
             _pad: 0,
         };
-        dp.install_service(
+        install_service(
+            &mut dp,
             &key,
             &ServiceSpec {
                 id: 0,
@@ -833,17 +845,10 @@ fn per_packet_scaling(
                 table_size: 65537,
                 seed: 1,
             },
+            true,
         )?;
-        let timed = |program: &str| -> Result<f64> {
-            let samples: Vec<f64> = (0..runs)
-                .map(|_| Ok(dp.test_run(program, &syn, repeat)?.duration_ns as f64))
-                .collect::<Result<_>>()?;
-            Ok(median(samples))
-        };
-        let base = timed(programs::MACSWAP)?;
-        let samples: Vec<f64> = (0..runs)
-            .map(|_| Ok(dp.test_run(programs::LB, &syn, repeat)?.duration_ns as f64))
-            .collect::<Result<_>>()?;
+        let base = median(per_packet(Timed::Baseline(&bench), &syn, repeat, runs)?);
+        let samples = per_packet(Timed::Lb(&dp), &syn, repeat, runs)?;
         figures.push(
             Figure::new(
                 format!("new TCP flow (SYN), {n} backends"),
@@ -860,7 +865,6 @@ fn per_packet_scaling(
     // The fixture's connection table holds 65536 entries.
     let entries: u32 = if args.quick { 20_000 } else { 60_000 };
     let mut f = Fixture::new();
-    f.dp.load_program(programs::MACSWAP)?;
     for i in 0..3 {
         f.backend_state(i, BACKEND_UP, 1);
     }
@@ -913,12 +917,12 @@ fn per_packet_scaling(
             },
         )?;
     }
-    let base = median(per_packet(&f, programs::MACSWAP, &tracked, repeat, runs)?);
+    let base = median(per_packet(Timed::Baseline(&bench), &tracked, repeat, runs)?);
     figures.push(
         Figure::new(
             format!("tracked TCP flow, dirty slot, {entries} other connections tracked"),
             "ns/packet",
-            per_packet(&f, programs::LB, &tracked, repeat, runs)?,
+            per_packet(Timed::Lb(&f.dp), &tracked, repeat, runs)?,
             "one hot flow: the entry stays in cache; the rate section's 1M-flow figures \
              measure cache misses"
                 .into(),

@@ -23,11 +23,11 @@ use std::{
 
 use anyhow::{ensure, Context, Result};
 use lb_api::control::{Request, Response};
-use lb_common::{
-    bench::{Trailer, MAGIC},
-    maps::programs,
+use lb_common::bench::{Trailer, MAGIC};
+use lb_dataplane::{
+    testing::{BenchProgram, BenchPrograms},
+    AttachMode,
 };
-use lb_dataplane::{AttachMode, Dataplane, DataplaneOptions};
 use lb_tests::{
     lab::{ask_socket, spawn_lbd, wait_until},
     netns::{sh, Netns},
@@ -64,10 +64,9 @@ pub fn forwarding_rate(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     // The generator and the sink, loaded and attached from inside the gen namespace.
     let (generator, ifindex) = {
         let _in = wire.gen.enter();
-        let mut dp = Dataplane::load(&DataplaneOptions::default())?;
-        dp.attach_program(programs::BENCH_SINK, "g0", AttachMode::Driver)?;
-        dp.load_program(programs::BENCH_GEN)?;
-        (dp, ifindex("g0")?)
+        let mut bench = BenchPrograms::load()?;
+        bench.attach(BenchProgram::Sink, "g0", AttachMode::Driver)?;
+        (bench, ifindex("g0")?)
     };
     let measure = |wire: &Wire, mask: u32| -> Result<Vec<Sample>> {
         let frame = template(wire, mask)?;
@@ -80,9 +79,9 @@ pub fn forwarding_rate(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     let baseline = {
         let dp = {
             let _in = wire.lb.enter();
-            let mut dp = Dataplane::load(&DataplaneOptions::default())?;
-            dp.attach_program(programs::MACSWAP, "l0", AttachMode::Driver)?;
-            dp
+            let mut bench = BenchPrograms::load()?;
+            bench.attach(BenchProgram::MacSwap, "l0", AttachMode::Driver)?;
+            bench
         };
         let samples = measure(&wire, 0xffff)?;
         drop(dp); // detaches the baseline from l0
@@ -185,7 +184,7 @@ fn push(
 /// costs every program two clock reads, so the rate is measured without it).
 fn blast(
     wire: &Wire,
-    generator: &Dataplane,
+    generator: &BenchPrograms,
     frame: &[u8],
     frames: u32,
     ifindex: u32,
@@ -195,7 +194,7 @@ fn blast(
         let t = Instant::now();
         {
             let _in = wire.gen.enter();
-            generator.send_live_frames(programs::BENCH_GEN, frame, frames, ifindex)?;
+            generator.send_live_frames(frame, frames, ifindex)?;
         }
         let secs = t.elapsed().as_secs_f64();
         // Let the last batches drain through both veth queues.

@@ -1,0 +1,226 @@
+//! Test- and bench-only data-plane API (the `testing` feature; lbd and lbctl are built
+//! without it): running packets through the balancer with `BPF_PROG_TEST_RUN`,
+//! unpinned attaches, raw connection-table and forwarding writes, and
+//! [`BenchPrograms`], the bench's own XDP object (`lb-bench`: a MAC-swap baseline, a
+//! traffic generator and a sink), which is kept out of the shipped object `lb`.
+
+use std::time::Duration;
+
+use aya::{
+    maps::{HashMap, MapData},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    Ebpf,
+};
+use lb_common::{
+    bench::programs as bench_names,
+    maps::{names, programs, ConnKey, ConnValue, DataplaneConfig},
+};
+
+use crate::{attach, map_err, AttachMode, AttachedMode, Dataplane, DataplaneError, Result};
+
+/// The bench programs' object, built by build.rs next to `lb`.
+pub(crate) static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-bench"));
+
+/// The result of running a packet through `BPF_PROG_TEST_RUN`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestRunOutput {
+    /// The XDP action returned.
+    pub action: u32,
+    /// The packet after the program ran.
+    pub packet: Vec<u8>,
+    /// Average run time per repetition, as the kernel measured it.
+    pub duration_ns: u64,
+}
+
+fn program_err(name: &str) -> impl FnOnce(aya::programs::ProgramError) -> DataplaneError + '_ {
+    move |source| DataplaneError::Program {
+        name: name.into(),
+        source,
+    }
+}
+
+fn xdp<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a Xdp> {
+    let program = ebpf
+        .program(name)
+        .ok_or_else(|| DataplaneError::Missing(format!("program {name}")))?;
+    program.try_into().map_err(program_err(name))
+}
+
+fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| DataplaneError::Missing(format!("program {name}")))?;
+    program.try_into().map_err(program_err(name))
+}
+
+/// Run `packet` through `prog` (`name`) with `BPF_PROG_TEST_RUN`. `repeat` > 1 re-runs
+/// the same buffer (edits accumulate) for timing.
+fn test_run(prog: &Xdp, name: &str, packet: &[u8], repeat: u32) -> Result<TestRunOutput> {
+    let mut out = vec![0u8; packet.len() + 256];
+    let opts = TestRunOptions {
+        data_in: Some(packet),
+        data_out: Some(&mut out),
+        repeat: repeat.max(1),
+        ..TestRunOptions::default()
+    };
+    let result = prog.test_run(opts).map_err(program_err(name))?;
+    out.truncate(result.data_size_out as usize);
+    Ok(TestRunOutput {
+        action: result.return_value,
+        packet: out,
+        duration_ns: result.duration.as_nanos() as u64,
+    })
+}
+
+impl Dataplane {
+    /// Run `packet` through the balancer with `BPF_PROG_TEST_RUN`, against the live
+    /// maps. `repeat` > 1 re-runs the same buffer (edits accumulate) for timing.
+    pub fn test_run(&self, packet: &[u8], repeat: u32) -> Result<TestRunOutput> {
+        test_run(xdp(&self.ebpf, programs::LB)?, programs::LB, packet, repeat)
+    }
+
+    /// Attach the balancer to `interface` without a pinned link: it is detached when
+    /// this value is dropped. [`AttachMode::Auto`] tries driver mode and falls back to
+    /// skb mode, logging why.
+    pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<AttachedMode> {
+        self.load_program(programs::LB)?;
+        let prog = self.xdp_mut(programs::LB)?;
+        let (link, got) = attach::attach(prog, interface, mode)?;
+        self.attached.push((interface.to_string(), link, got));
+        Ok(got)
+    }
+
+    /// Interfaces [`Dataplane::attach`] attached the balancer to, and how.
+    pub fn attachments(&self) -> impl Iterator<Item = (&str, AttachedMode)> {
+        self.attached.iter().map(|(i, _, m)| (i.as_str(), *m))
+    }
+
+    /// Switch forwarding of VIP traffic on (active) or off (pass to the kernel).
+    pub fn set_forwarding(&mut self, on: bool) -> Result<()> {
+        let config = DataplaneConfig {
+            forwarding: on as u32,
+            ..self.config()?
+        };
+        self.set_config(&config)
+    }
+
+    /// Record a tracked connection (benchmarks prefill the table with it).
+    pub fn set_conn(&mut self, key: &ConnKey, value: &ConnValue) -> Result<()> {
+        let map = self.map_mut(names::CONNS)?;
+        let mut hash: HashMap<&mut MapData, ConnKey, ConnValue> =
+            HashMap::try_from(map).map_err(map_err(names::CONNS))?;
+        hash.insert(key, value, 0).map_err(map_err(names::CONNS))
+    }
+}
+
+/// A program of the bench object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchProgram {
+    /// The baseline: swap the MACs, `XDP_TX`.
+    MacSwap,
+    /// The traffic generator (live frames; see `lb_common::bench`).
+    Generator,
+    /// The sink: drops generated frames, passes everything else.
+    Sink,
+}
+
+impl BenchProgram {
+    /// Every bench program.
+    pub const ALL: [BenchProgram; 3] = [
+        BenchProgram::MacSwap,
+        BenchProgram::Generator,
+        BenchProgram::Sink,
+    ];
+
+    /// Its name in the object.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchProgram::MacSwap => bench_names::MACSWAP,
+            BenchProgram::Generator => bench_names::GENERATOR,
+            BenchProgram::Sink => bench_names::SINK,
+        }
+    }
+}
+
+/// The bench object loaded, every program in the kernel. The programs use no maps.
+pub struct BenchPrograms {
+    ebpf: Ebpf,
+    /// Unpinned attachments: they end with this value.
+    attached: Vec<aya::programs::xdp::XdpLinkId>,
+}
+
+impl BenchPrograms {
+    /// Load the bench object and its programs.
+    pub fn load() -> Result<Self> {
+        let mut ebpf = Ebpf::load(BENCH_OBJECT)?;
+        for program in BenchProgram::ALL {
+            xdp_mut(&mut ebpf, program.name())?
+                .load()
+                .map_err(program_err(program.name()))?;
+        }
+        Ok(BenchPrograms {
+            ebpf,
+            attached: Vec::new(),
+        })
+    }
+
+    /// Run `packet` through `program` with `BPF_PROG_TEST_RUN` (see
+    /// [`Dataplane::test_run`]).
+    pub fn test_run(
+        &self,
+        program: BenchProgram,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<TestRunOutput> {
+        test_run(
+            xdp(&self.ebpf, program.name())?,
+            program.name(),
+            packet,
+            repeat,
+        )
+    }
+
+    /// Attach `program` to `interface` (detached when this value is dropped).
+    pub fn attach(
+        &mut self,
+        program: BenchProgram,
+        interface: &str,
+        mode: AttachMode,
+    ) -> Result<AttachedMode> {
+        let prog = xdp_mut(&mut self.ebpf, program.name())?;
+        let (link, got) = attach::attach(prog, interface, mode)?;
+        self.attached.push(link);
+        Ok(got)
+    }
+
+    /// Run the generator in live-frames mode (`BPF_F_TEST_XDP_LIVE_FRAMES`): `count`
+    /// frames made from `frame` go through it as if received on `ingress_ifindex` (in
+    /// the calling thread's network namespace), and the frames it returns `XDP_TX` for
+    /// are really transmitted there. Returns the time the kernel spent.
+    pub fn send_live_frames(
+        &self,
+        frame: &[u8],
+        count: u32,
+        ingress_ifindex: u32,
+    ) -> Result<Duration> {
+        /// Live frames are generated in batches of this many.
+        const BATCH: u32 = 64;
+        let name = BenchProgram::Generator.name();
+        let prog = xdp(&self.ebpf, name)?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex (six u32).
+        let md: [u32; 6] = [0, frame.len() as u32, 0, ingress_ifindex, 0, 0];
+        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            repeat: count.max(1),
+            attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+            ..TestRunOptions::default()
+        };
+        let result = prog.test_run(opts).map_err(program_err(name))?;
+        // The kernel reports the average per frame.
+        Ok(result.duration * count.max(1))
+    }
+}

@@ -27,7 +27,18 @@
 //! The TOML always passes [`crate::parse`]: values lbd would refuse are
 //! corrected or left out, and reported. [`import_str`] does no I/O;
 //! [`import_file`] reads the file and the files its `include`s match.
+//!
+//! Hostile or broken input fails with an [`ImportError`] naming the file, the line
+//! and the reason, never by exhausting the stack, memory or time: only regular
+//! files are read (no FIFO, no device), each and all of them within a size bound,
+//! and the nesting of blocks and includes, the expansion of `$NAME` definitions,
+//! the include globs' work, the number of tokens and of files are bounded (see
+//! [`limits`]). A control character outside a comment is refused (it is not
+//! keepalived.conf text), and so are more `virtual_server`s or distinct
+//! `real_server` addresses than lbd holds. Conversion is linear in the input.
 
+#[cfg(test)]
+mod bounds_tests;
 mod convert;
 mod emit;
 mod glob;
@@ -35,7 +46,9 @@ mod lex;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use crate::ConfigError;
@@ -77,16 +90,32 @@ impl fmt::Display for Warning {
     }
 }
 
-/// Why a conversion failed (the text itself never fails it: see [`Warning`]).
+/// Why a conversion failed (the text's meaning never fails it: see [`Warning`];
+/// only unreadable input, text that is not keepalived.conf text, an include loop,
+/// or input beyond the importer's bounds does).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    /// The file given to [`import_file`] cannot be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    /// The file given to [`import_file`] cannot be read: missing, not a regular
+    /// file, too large, not UTF-8 (then with its line).
+    #[error("{}{}: cannot read: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Read {
         /// The file.
         path: PathBuf,
+        /// The line of the problem, when it is in the text (invalid UTF-8).
+        line: Option<usize>,
         /// Why.
-        source: std::io::Error,
+        reason: String,
+    },
+    /// The input cannot be converted: a control character in the text, or more of
+    /// something than the importer (or lbd) allows, see [`limits`].
+    #[error("{}{}: {reason}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Input {
+        /// The file.
+        file: PathBuf,
+        /// The line, when one is to blame.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
     },
     /// An `include` leads back to a file that is being read.
     #[error(
@@ -115,12 +144,69 @@ pub enum ImportError {
     },
 }
 
-/// Collects warnings, deduplicated, and sorts them in file order.
+impl ImportError {
+    /// An [`ImportError::Input`] about the statement at `loc`.
+    fn input(loc: &lex::Loc, reason: impl Into<String>) -> Self {
+        ImportError::Input {
+            file: loc.file.to_path_buf(),
+            line: Some(loc.line),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The importer's bounds: whatever the input, reading and converting it takes
+/// memory and time proportional to these, and past one of them the conversion
+/// fails with an [`ImportError`] naming the file, the line and the bound.
+pub mod limits {
+    /// Bytes of one file (the given one, each included one).
+    pub const MAX_FILE_BYTES: u64 = crate::read::MAX_FILE_BYTES;
+    /// Bytes read in all, over every file and include.
+    pub const MAX_TOTAL_BYTES: u64 = 64 << 20;
+    /// Files read in all (the given one and every include, a file included twice
+    /// counting twice).
+    pub const MAX_FILES: usize = 1000;
+    /// `include` statements followed in all.
+    pub const MAX_INCLUDE_STATEMENTS: usize = 10_000;
+    /// Includes within includes.
+    pub const MAX_INCLUDE_DEPTH: usize = 16;
+    /// Directory entries an `include` glob may examine, over all includes.
+    pub const MAX_GLOB_ENTRIES: usize = 100_000;
+    /// Files one `include` pattern may match.
+    pub const MAX_GLOB_MATCHES: usize = MAX_FILES;
+    /// Brace alternatives (`{a,b}`) one `include` pattern may expand to.
+    pub const MAX_GLOB_ALTERNATIVES: usize = 1024;
+    /// Bytes of an `include` pattern (keepalived reads lines of 1024 bytes).
+    pub const MAX_PATTERN_BYTES: usize = 4096;
+    /// `{ ... }` blocks within blocks (keepalived's deepest is 4: virtual_server,
+    /// real_server, HTTP_GET, url; unclosed blocks nest what follows them).
+    pub const MAX_BLOCK_DEPTH: usize = 256;
+    /// Bytes of a line once `$NAME` definitions are substituted.
+    pub const MAX_LINE_BYTES: usize = 64 << 10;
+    /// Bytes produced by `$NAME` substitution in all.
+    pub const MAX_SUBSTITUTED_BYTES: usize = 64 << 20;
+    /// Words and braces in all.
+    pub const MAX_TOKENS: usize = 2_000_000;
+    /// Warnings listed (the rest are counted in a last one).
+    pub const MAX_WARNINGS: usize = 100_000;
+    /// `virtual_server`s converted: lbd's `max_services` bound.
+    pub const MAX_SERVICES: usize = crate::limits::MAX_SERVICES as usize;
+    /// Distinct real_server addresses: lbd's `max_backends` bound.
+    pub const MAX_BACKENDS: usize = crate::limits::MAX_BACKENDS as usize;
+}
+
+/// Collects warnings, deduplicated (in linear time), and sorts them in file order.
 #[derive(Debug, Default)]
 struct Warnings {
     list: Vec<Warning>,
+    /// Hash of a warning -> its indices in `list` (for deduplication).
+    index: HashMap<u64, Vec<usize>>,
+    /// Warnings past [`limits::MAX_WARNINGS`], not listed.
+    dropped: usize,
     /// Files in the order they were first seen (the sort key's first part).
     files: Vec<PathBuf>,
+    /// Position of each file in `files`.
+    file_pos: HashMap<PathBuf, usize>,
 }
 
 impl Warnings {
@@ -132,33 +218,51 @@ impl Warnings {
             option: option.into(),
             reason: reason.into(),
         };
-        if !self.files.contains(&w.file) {
-            self.files.push(w.file.clone());
+        self.file_seen(&w.file);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        w.file.hash(&mut h);
+        w.line.hash(&mut h);
+        w.option.hash(&mut h);
+        w.reason.hash(&mut h);
+        let same = self.index.entry(h.finish()).or_default();
+        if same.iter().any(|&i| self.list[i] == w) {
+            return;
         }
-        if !self.list.contains(&w) {
-            self.list.push(w);
+        if self.list.len() >= limits::MAX_WARNINGS {
+            self.dropped += 1;
+            return;
         }
+        same.push(self.list.len());
+        self.list.push(w);
     }
 
     /// Notes a file being read, so its warnings sort where it was included.
     fn file_seen(&mut self, file: &Path) {
-        if !self.files.iter().any(|f| f == file) {
+        if !self.file_pos.contains_key(file) {
+            self.file_pos.insert(file.to_owned(), self.files.len());
             self.files.push(file.to_owned());
         }
     }
 
     /// The warnings by file (in reading order), then line; stable otherwise.
     fn finish(mut self) -> Vec<Warning> {
-        let files = self.files;
-        self.list.sort_by_key(|w| {
-            (
-                files
-                    .iter()
-                    .position(|f| *f == w.file)
-                    .unwrap_or(usize::MAX),
-                w.line,
-            )
-        });
+        let pos = self.file_pos;
+        self.list
+            .sort_by_key(|w| (pos.get(&w.file).copied().unwrap_or(usize::MAX), w.line));
+        if self.dropped > 0 {
+            if let Some(first) = self.files.first() {
+                self.list.push(Warning {
+                    file: first.clone(),
+                    line: 1,
+                    option: "warnings".to_owned(),
+                    reason: format!(
+                        "{} more warning(s) not listed (at most {} are)",
+                        self.dropped,
+                        limits::MAX_WARNINGS
+                    ),
+                });
+            }
+        }
         self.list
     }
 }
@@ -167,12 +271,16 @@ impl Warnings {
 struct FsSource;
 
 impl lex::Source for FsSource {
-    fn read(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+    fn read(&self, path: &Path, max_bytes: u64) -> Result<String, crate::read::ReadFailure> {
+        crate::read::read_text(path, max_bytes)
     }
 
-    fn glob(&self, pattern: &Path) -> std::io::Result<Vec<PathBuf>> {
-        glob::expand(pattern)
+    fn glob(
+        &self,
+        pattern: &Path,
+        budget: &mut glob::Budget,
+    ) -> Result<Vec<PathBuf>, glob::GlobError> {
+        glob::expand(pattern, budget)
     }
 
     fn identity(&self, path: &Path) -> PathBuf {
@@ -182,11 +290,14 @@ impl lex::Source for FsSource {
 
 /// Converts the keepalived configuration in the file `path`, following its
 /// `include`s (glob patterns, relative to the including file's directory).
+/// Only regular files are read, within [`limits`].
 pub fn import_file(path: &Path) -> Result<Imported, ImportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text =
+        crate::read::read_text(path, limits::MAX_FILE_BYTES).map_err(|e| ImportError::Read {
+            path: path.to_owned(),
+            line: e.line,
+            reason: e.reason,
+        })?;
     run(&text, path, Some(&FsSource))
 }
 
@@ -201,10 +312,10 @@ fn run(text: &str, file: &Path, source: Option<&dyn lex::Source>) -> Result<Impo
     warnings.file_seen(file);
     let tree = {
         let mut reader = lex::Reader::new(source, &mut warnings);
-        reader.read_text(file, text)?;
-        reader.into_tree()
+        reader.read_top(file, text)?;
+        reader.into_tree()?
     };
-    let model = convert::convert(&tree, file, &mut warnings);
+    let model = convert::convert(&tree, file, &mut warnings)?;
     let warnings = warnings.finish();
     let toml = emit::emit(&model, file, &warnings);
     let out_name = file.with_extension("lbd.toml");

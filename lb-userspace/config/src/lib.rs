@@ -10,9 +10,15 @@
 //! (`lbd.toml:23: service[1].backend[0].port: ...`), whether it is a TOML syntax error,
 //! an unknown key, a value of the wrong type or a failed semantic check: an operator
 //! editing a long file on a console should never have to guess which `port` is wrong.
+//!
+//! [`load`] reads regular files only, at most [`read::MAX_FILE_BYTES`], without
+//! blocking on a FIFO (see [`read`]); every limit the kernel or the OS enforces later
+//! (map sizes, the Unix socket path length) is checked here, so `lbd --check-config`
+//! catches it before lbd attaches anything. The bounds are in [`limits`].
 
 pub mod import;
 mod raw;
+pub mod read;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -23,6 +29,27 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
+
+/// Upper bounds of the `[global]` capacities and paths, checked by [`parse`]: what
+/// the kernel (map sizes) or the OS (socket paths) would refuse after lbd started.
+pub mod limits {
+    /// `maglev_table_size`: the slots of a service's table in the map value.
+    pub const MAX_TABLE_SIZE: u32 = lb_common::maps::MAX_TABLE_SIZE as u32;
+    /// `max_backends`: backend indices are 16-bit (`u16::MAX` means none).
+    pub const MAX_BACKENDS: u32 = lb_common::maps::MAX_BACKENDS;
+    /// `max_services`: service ids index the preallocated per-CPU service counters
+    /// and size the preallocated fragment-route map; each service in use holds a
+    /// 256 KiB Maglev table in kernel memory (65536 of them would be 16 GiB).
+    pub const MAX_SERVICES: u32 = 1 << 16;
+    /// `conn_table_size`: the LRU connection table is preallocated (about 104 bytes
+    /// of kernel memory per entry: 2^26 is about 6.5 GiB), and the kernel refuses a
+    /// hash map of more than 2^27 buckets after rounding the size up to a multiple
+    /// of the CPU count and then to a power of two.
+    pub const MAX_CONN_TABLE_SIZE: u32 = 1 << 26;
+    /// `control_socket`: bytes of a Unix socket path (`sun_path` is 108 bytes,
+    /// including the terminating NUL).
+    pub const MAX_SOCKET_PATH: usize = 107;
+}
 
 /// A complete, validated configuration with all defaults applied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -462,21 +489,51 @@ impl ConfigError {
 ///
 /// Pure: reads nothing, not even the files the configuration names.
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    check_characters(text, file)?;
     let de = toml::Deserializer::new(text);
     let raw: raw::RawConfig =
         serde_path_to_error::deserialize(de).map_err(|e| serde_error(text, file, e))?;
     validate::build(&validate::Ctx { text, file }, raw)
 }
 
-/// Reads `path` and [`parse`]s it.
+/// Reads `path` (a regular file of at most [`read::MAX_FILE_BYTES`], UTF-8; a FIFO
+/// or a device is refused without blocking) and [`parse`]s it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = read::read_text(path, read::MAX_FILE_BYTES).map_err(|e| ConfigError {
         file: path.to_owned(),
-        line: None,
+        line: e.line,
         field: String::new(),
-        message: format!("cannot read the configuration: {e}"),
+        message: format!("cannot read the configuration: {}", e.reason),
     })?;
     parse(&text, path)
+}
+
+/// TOML allows no control character but tab, outside escapes (line ends aside:
+/// LF, and CR only before LF). The TOML parser rejects them with an empty message,
+/// so they are found first, with their line and column.
+fn check_characters(text: &str, file: &Path) -> Result<(), ConfigError> {
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        let bad = match c {
+            '\t' | '\n' => false,
+            '\r' => bytes.get(i + 1) != Some(&b'\n'),
+            c => c.is_ascii_control(),
+        };
+        if bad {
+            let (line, column) = read::line_column(bytes, i);
+            return Err(ConfigError {
+                file: file.to_owned(),
+                line: Some(line),
+                field: String::new(),
+                message: format!(
+                    "control character U+{:04X} at column {column}: TOML allows none but tab (inside a string write it escaped, e.g. \"\\u{:04X}\")",
+                    u32::from(c),
+                    u32::from(c)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// 1-based line of byte offset `offset` in `text`.
@@ -516,7 +573,10 @@ fn serde_error(
         file: file.to_owned(),
         line: inner.span().map(|s| line_of(text, s.start)),
         field,
-        message: inner.message().trim_end().to_owned(),
+        message: match inner.message().trim_end() {
+            "" => "invalid TOML here".to_owned(),
+            m => m.to_owned(),
+        },
     }
 }
 

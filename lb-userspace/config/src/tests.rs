@@ -353,6 +353,45 @@ fn load_reads_the_file_and_names_it() {
     assert!(err.to_string().contains("cannot read"), "{err}");
 }
 
+#[test]
+fn load_reads_regular_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = load(Path::new("/dev/zero")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "/dev/zero: cannot read the configuration: a character device, not a regular file: only regular files are read (a FIFO or a device may never end or block)"
+    );
+    let big = dir.path().join("big.toml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(crate::read::MAX_FILE_BYTES + 1)
+        .unwrap();
+    let err = load(&big).unwrap_err().to_string();
+    assert!(err.contains("larger than the 16 MiB limit"), "{err}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, b"[[interface]]\nname = \"eth\xc3\"\n").unwrap();
+    let err = load(&bad).unwrap_err();
+    assert_eq!(err.line, Some(2));
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}:2: cannot read the configuration: not UTF-8 text: byte 0xc3 at column 12",
+            bad.display()
+        )),
+        "{err}"
+    );
+    // At the bounds: accepted.
+    let ok = with_iface(&format!(
+        "[global]\ncontrol_socket = \"/{}\"\nconn_table_size = 67108864\nmax_services = 65536\nmax_backends = 65535\n",
+        "s".repeat(106)
+    ));
+    let cfg = p(&ok).unwrap();
+    assert_eq!(
+        cfg.global.conn_table_size,
+        crate::limits::MAX_CONN_TABLE_SIZE
+    );
+    assert_eq!(cfg.global.max_services, crate::limits::MAX_SERVICES);
+}
+
 /// `[[interface]]` on lines 1-2; `rest` starts on line 3.
 fn with_iface(rest: &str) -> String {
     format!("[[interface]]\nname = \"eth0\"\n{rest}")
@@ -374,6 +413,56 @@ fn bad_configs_name_file_line_and_field() {
         ))
     };
     let cases: Vec<(&str, String, &str)> = vec![
+        // --- characters TOML refuses (the parser itself gives no message) ---
+        (
+            "control character in a comment",
+            with_iface("# note \u{1}\n"),
+            "lbd.toml:3: control character U+0001 at column 8: TOML allows none but tab",
+        ),
+        (
+            "DEL in a string",
+            "[[interface]]\nname = \"et\u{7f}h0\"\n".to_owned(),
+            "lbd.toml:2: control character U+007F at column 11",
+        ),
+        (
+            "lone CR",
+            with_iface("\r[global]\n"),
+            "lbd.toml:3: control character U+000D at column 1",
+        ),
+        // --- limits the OS and the kernel enforce after start ---
+        (
+            "control socket longer than sun_path",
+            with_iface(&format!(
+                "[global]\ncontrol_socket = \"/{}\"\n",
+                "s".repeat(107)
+            )),
+            "lbd.toml:4: global.control_socket: the path is 108 bytes: a Unix socket path holds at most 107 (sun_path is 108 bytes with the terminating NUL)",
+        ),
+        (
+            "NUL in a path",
+            with_iface("[global]\npin_dir = \"/sys/fs/bpf/a\\u0000b\"\n"),
+            "lbd.toml:4: global.pin_dir: contains a NUL character",
+        ),
+        (
+            "conn table too large",
+            with_iface("[global]\nconn_table_size = 67108865\n"),
+            "lbd.toml:4: global.conn_table_size: 67108865 is out of range 1..=67108864",
+        ),
+        (
+            "conn table empty",
+            with_iface("[global]\nconn_table_size = 0\n"),
+            "lbd.toml:4: global.conn_table_size: 0 is out of range 1..=67108864",
+        ),
+        (
+            "too many services",
+            with_iface("[global]\nmax_services = 65537\n"),
+            "lbd.toml:4: global.max_services: 65537 is out of range 1..=65536",
+        ),
+        (
+            "no services",
+            with_iface("[global]\nmax_services = 0\n"),
+            "lbd.toml:4: global.max_services: 0 is out of range 1..=65536",
+        ),
         // --- TOML level: syntax, unknown keys, types, missing keys ---
         (
             "syntax error",

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::limits::{
+    MAX_BACKENDS, MAX_CONN_TABLE_SIZE, MAX_SERVICES, MAX_SOCKET_PATH, MAX_TABLE_SIZE,
+};
 use super::raw::{Opt, RawBackend, RawConfig, RawGlobal, RawHealth, RawInterface, RawKind};
 use super::raw::{RawService, RawStart, RawTrack, RawVrrp};
 use super::{
@@ -135,7 +138,30 @@ fn global(ctx: &Ctx<'_>, g: RawGlobal) -> Result<Global> {
         "global.control_socket",
         d.control_socket,
     )?;
+    if let Some(v) = &g.control_socket {
+        let len = v.get_ref().as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(ctx.at(
+                v,
+                "global.control_socket",
+                format!(
+                    "the path is {len} bytes: a Unix socket path holds at most {MAX_SOCKET_PATH} (sun_path is {} bytes with the terminating NUL); use a shorter path",
+                    MAX_SOCKET_PATH + 1
+                ),
+            ));
+        }
+    }
     let pin_dir = non_empty_path(ctx, &g.pin_dir, "global.pin_dir", d.pin_dir)?;
+    for (value, field) in [
+        (&g.control_socket, "global.control_socket"),
+        (&g.pin_dir, "global.pin_dir"),
+    ] {
+        if let Some(v) = value {
+            if v.get_ref().as_os_str().as_encoded_bytes().contains(&0) {
+                return Err(ctx.at(v, field, "contains a NUL character: not a usable path"));
+            }
+        }
+    }
 
     let metrics_listen = match &g.metrics_listen {
         None => d.metrics_listen,
@@ -161,14 +187,11 @@ fn global(ctx: &Ctx<'_>, g: RawGlobal) -> Result<Global> {
     if let Some(v) = &g.maglev_table_size {
         let m = *v.get_ref();
         let field = "global.maglev_table_size";
-        if m as usize > lb_common::maps::MAX_TABLE_SIZE {
+        if m > MAX_TABLE_SIZE {
             return Err(ctx.at(
                 v,
                 field,
-                format!(
-                    "{m} exceeds the maximum {}",
-                    lb_common::maps::MAX_TABLE_SIZE
-                ),
+                format!("{m} exceeds the maximum {MAX_TABLE_SIZE} (the slots a service's map value holds)"),
             ));
         }
         if !lb_common::maglev::is_prime(m) {
@@ -182,28 +205,39 @@ fn global(ctx: &Ctx<'_>, g: RawGlobal) -> Result<Global> {
 
     let max_services = or(&g.max_services, d.max_services);
     if let Some(v) = &g.max_services {
-        if *v.get_ref() == 0 {
-            return Err(ctx.at(v, "global.max_services", "must be at least 1"));
+        let n = *v.get_ref();
+        if n == 0 || n > MAX_SERVICES {
+            return Err(ctx.at(
+                v,
+                "global.max_services",
+                format!(
+                    "{n} is out of range 1..={MAX_SERVICES} (it sizes preallocated maps, and each service holds a 256 KiB Maglev table in kernel memory)"
+                ),
+            ));
         }
     }
     let max_backends = or(&g.max_backends, d.max_backends);
     if let Some(v) = &g.max_backends {
         let n = *v.get_ref();
-        if n == 0 || n > lb_common::maps::MAX_BACKENDS {
+        if n == 0 || n > MAX_BACKENDS {
             return Err(ctx.at(
                 v,
                 "global.max_backends",
-                format!(
-                    "{n} is out of range 1..={} (backend indices are 16-bit)",
-                    lb_common::maps::MAX_BACKENDS
-                ),
+                format!("{n} is out of range 1..={MAX_BACKENDS} (backend indices are 16-bit)"),
             ));
         }
     }
     let conn_table_size = or(&g.conn_table_size, d.conn_table_size);
     if let Some(v) = &g.conn_table_size {
-        if *v.get_ref() == 0 {
-            return Err(ctx.at(v, "global.conn_table_size", "must be at least 1"));
+        let n = *v.get_ref();
+        if n == 0 || n > MAX_CONN_TABLE_SIZE {
+            return Err(ctx.at(
+                v,
+                "global.conn_table_size",
+                format!(
+                    "{n} is out of range 1..={MAX_CONN_TABLE_SIZE} (2^26: the table is preallocated, about 104 bytes of kernel memory per entry, and the kernel refuses larger hash maps)"
+                ),
+            ));
         }
     }
 

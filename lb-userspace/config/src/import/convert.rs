@@ -5,7 +5,7 @@
 //! Values lbd would refuse are never emitted: they are corrected (and reported)
 //! or left out (and reported), so the output always passes `config::parse`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 use std::rc::Rc;
@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use super::emit::{BackendOut, HealthOut, KindOut, Model, ServiceOut, TrackOut, VrrpOut};
 use super::lex::{command_words, join_words, Loc, Node};
-use super::Warnings;
+use super::limits::{MAX_BACKENDS, MAX_SERVICES};
+use super::{ImportError, Warnings};
 
 /// keepalived's default `delay_loop` (check interval).
 const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
@@ -29,8 +30,13 @@ const DEFAULT_MAX_SERVICES: usize = lb_common::maps::capacity::SERVICES as usize
 const DEFAULT_MAX_BACKENDS: usize = lb_common::maps::capacity::BACKENDS as usize;
 
 /// Converts the statement tree; `top` is the top-level file (for warnings that
-/// belong to no line).
-pub(super) fn convert(nodes: &[Node], top: &Path, warnings: &mut Warnings) -> Model {
+/// belong to no line). Fails only when there are more services or distinct
+/// backends than lbd holds.
+pub(super) fn convert(
+    nodes: &[Node],
+    top: &Path,
+    warnings: &mut Warnings,
+) -> Result<Model, ImportError> {
     let mut c = Converter {
         w: warnings,
         globals: Globals::default(),
@@ -42,6 +48,8 @@ pub(super) fn convert(nodes: &[Node], top: &Path, warnings: &mut Warnings) -> Mo
         vrrp_names: BTreeSet::new(),
         service_keys: BTreeMap::new(),
         service_names: BTreeSet::new(),
+        backend_addresses: HashSet::new(),
+        fatal: None,
     };
     // keepalived applies global_defs and resolves track_script names after the
     // whole file is read: collect them first.
@@ -59,6 +67,9 @@ pub(super) fn convert(nodes: &[Node], top: &Path, warnings: &mut Warnings) -> Mo
             "virtual_server" => c.virtual_server(node),
             other => c.top_level_other(node, other),
         }
+        if let Some(e) = c.fatal.take() {
+            return Err(e);
+        }
     }
     for script in c.scripts.values() {
         if !c.used_scripts.contains(&script.name) {
@@ -72,7 +83,7 @@ pub(super) fn convert(nodes: &[Node], top: &Path, warnings: &mut Warnings) -> Mo
             );
         }
     }
-    c.finish(top)
+    Ok(c.finish(top))
 }
 
 /// What `global_defs` contributes.
@@ -113,6 +124,11 @@ struct Converter<'w> {
     /// (vip, port, udp) -> service name.
     service_keys: BTreeMap<(IpAddr, u16, bool), String>,
     service_names: BTreeSet<String>,
+    /// Distinct backend addresses of the converted services (at most
+    /// [`MAX_BACKENDS`]).
+    backend_addresses: HashSet<IpAddr>,
+    /// What stops the conversion: more services or backends than lbd holds.
+    fatal: Option<ImportError>,
 }
 
 /// `file:line: text` of a statement, for the comment above its table.
@@ -1002,12 +1018,13 @@ impl Converter<'_> {
             }
         }
         let mut peers: Vec<IpAddr> = Vec::new();
+        let mut peer_set: HashSet<IpAddr> = HashSet::new();
         for (ip, loc) in &i.peers {
             let why = if ip.is_ipv4() != ipv4 {
                 Some("not of the instance's family".to_owned())
             } else if let Some(why) = unusable(*ip) {
                 Some(why.to_owned())
-            } else if peers.contains(ip) {
+            } else if peer_set.contains(ip) {
                 Some("listed twice (kept once)".to_owned())
             } else if Some(*ip) == unicast_source {
                 Some("the advert source itself".to_owned())
@@ -1022,7 +1039,10 @@ impl Converter<'_> {
                     "unicast_peer",
                     format!("{ip}: {why}: not carried over"),
                 ),
-                None => peers.push(*ip),
+                None => {
+                    peer_set.insert(*ip);
+                    peers.push(*ip);
+                }
             }
         }
 
@@ -1282,10 +1302,38 @@ impl Converter<'_> {
         }
 
         // Real servers.
+        if self.model.services.len() >= MAX_SERVICES {
+            self.fatal.get_or_insert_with(|| {
+                ImportError::input(
+                    &node.loc,
+                    format!(
+                        "virtual_server {}: more than {MAX_SERVICES} virtual_servers to convert: lbd holds at most {MAX_SERVICES} services (global.max_services)",
+                        join_words(node.args())
+                    ),
+                )
+            });
+            return;
+        }
         let mut backends: Vec<BackendOut> = Vec::new();
+        let mut kept: HashSet<IpAddr> = HashSet::new();
         let mut checks: Vec<(Option<CheckSpec>, Loc)> = Vec::new();
         for rs in real_servers {
-            if let Some((b, check)) = self.real_server(rs, vip, port, &vs, &backends) {
+            if let Some((b, check)) = self.real_server(rs, vip, port, &vs, &kept) {
+                if self.backend_addresses.insert(b.address)
+                    && self.backend_addresses.len() > MAX_BACKENDS
+                {
+                    self.fatal.get_or_insert_with(|| {
+                        ImportError::input(
+                            &rs.loc,
+                            format!(
+                                "real_server {}: more than {MAX_BACKENDS} distinct real_server addresses: lbd holds at most {MAX_BACKENDS} backends (global.max_backends; backend indices are 16-bit)",
+                                b.address
+                            ),
+                        )
+                    });
+                    return;
+                }
+                kept.insert(b.address);
                 backends.push(b);
                 checks.push((check, rs.loc.clone()));
             }
@@ -1430,7 +1478,7 @@ impl Converter<'_> {
         vip: IpAddr,
         vport: u16,
         vs: &VirtualServer,
-        kept: &[BackendOut],
+        kept: &HashSet<IpAddr>,
     ) -> Option<(BackendOut, Option<CheckSpec>)> {
         let (addr, port) = match rs.args() {
             [a, p] => match (a.text.parse::<IpAddr>(), p.text.parse::<u16>()) {
@@ -1477,7 +1525,7 @@ impl Converter<'_> {
             ))
         } else if let Some(why) = unusable(addr) {
             Some(format!("{addr} is {why}: not carried over"))
-        } else if kept.iter().any(|b| b.address == addr) {
+        } else if kept.contains(&addr) {
             Some(format!(
                 "{addr} is listed twice in this virtual_server: carried over once"
             ))
@@ -1728,7 +1776,7 @@ impl Converter<'_> {
             );
         }
         let mut path = None;
-        let mut status: Vec<u16> = Vec::new();
+        let mut status = StatusCodes::new();
         let mut host = None;
         for opt in first.children.as_deref().unwrap_or(&[]) {
             if !self.no_block(opt) {
@@ -1754,11 +1802,7 @@ impl Converter<'_> {
                         };
                         match range {
                             Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => {
-                                for c in a..=b {
-                                    if !status.contains(&c) {
-                                        status.push(c);
-                                    }
-                                }
+                                status.add(a, b);
                             }
                             _ => self.warn(
                                 opt,
@@ -1793,6 +1837,7 @@ impl Converter<'_> {
         if path.is_none() {
             self.warn(first, "no path: lbd requests \"/\"");
         }
+        let mut status = status.list;
         if status.is_empty() {
             status = default_status;
         }
@@ -1819,16 +1864,55 @@ impl Converter<'_> {
         if self.model.services.len() > DEFAULT_MAX_SERVICES {
             self.model.max_services = Some(self.model.services.len());
         }
-        let distinct: BTreeSet<IpAddr> = self
-            .model
-            .services
-            .iter()
-            .flat_map(|s| s.backends.iter().map(|b| b.address))
-            .collect();
-        if distinct.len() > DEFAULT_MAX_BACKENDS {
-            self.model.max_backends = Some(distinct.len());
+        if self.backend_addresses.len() > DEFAULT_MAX_BACKENDS {
+            self.model.max_backends = Some(self.backend_addresses.len());
         }
         self.model
+    }
+}
+
+/// HTTP status codes 100..=599 in first-written order, each once. Adding a range
+/// costs its new codes only (`next` skips taken ones, path-compressed), so many
+/// overlapping ranges stay linear.
+pub(super) struct StatusCodes {
+    /// `next[c - 100]`: the first code >= c not taken yet, or one of its
+    /// predecessors on the way there; 600 = none.
+    next: Vec<u16>,
+    /// The codes taken, in order.
+    pub(super) list: Vec<u16>,
+}
+
+impl StatusCodes {
+    pub(super) fn new() -> Self {
+        StatusCodes {
+            next: (100..=600).collect(),
+            list: Vec::new(),
+        }
+    }
+
+    /// The first code >= `c` not taken yet (600 when none).
+    fn free_from(&mut self, c: u16) -> u16 {
+        let mut root = c;
+        while self.next[usize::from(root - 100)] != root {
+            root = self.next[usize::from(root - 100)];
+        }
+        let mut at = c;
+        while at != root {
+            let up = self.next[usize::from(at - 100)];
+            self.next[usize::from(at - 100)] = root;
+            at = up;
+        }
+        root
+    }
+
+    /// Takes the codes `a..=b` (within 100..=599) not taken yet, in order.
+    pub(super) fn add(&mut self, a: u16, b: u16) {
+        let mut c = self.free_from(a);
+        while c <= b {
+            self.list.push(c);
+            self.next[usize::from(c - 100)] = c + 1;
+            c = self.free_from(c + 1);
+        }
     }
 }
 

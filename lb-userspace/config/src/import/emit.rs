@@ -153,9 +153,12 @@ pub(super) fn duration(d: Duration) -> String {
     }
 }
 
-/// A comment line's text: no line breaks.
+/// A comment line's text: no line breaks, no control characters (TOML allows
+/// none in a comment but tab).
 fn comment(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+    s.chars()
+        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+        .collect()
 }
 
 /// The TOML text of `model`, converted from `source`, with `warnings` listed in
@@ -396,5 +399,8 @@ mod tests {
         let value: toml::Value =
             toml::from_str(&format!("k = {}", quote("tab\t\"q\" \\ é \u{7f}"))).expect("toml");
         assert_eq!(value["k"].as_str(), Some("tab\t\"q\" \\ é \u{7f}"));
+        let text = format!("# {}\nk = 1\n", comment("a\u{1}b\rc\u{7f}d\u{85}e\tf"));
+        assert_eq!(text, "# a b c d e\tf\nk = 1\n");
+        toml::from_str::<toml::Value>(&text).expect("a valid comment");
     }
 }

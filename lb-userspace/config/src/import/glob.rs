@@ -28,21 +28,84 @@
 //! without a comma (`single{one}`) is literal here (as in sh), while glibc
 //! expands it to `singleone`.
 
+use std::collections::HashSet;
+use std::fmt;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use super::limits::{MAX_GLOB_ALTERNATIVES, MAX_GLOB_ENTRIES, MAX_GLOB_MATCHES, MAX_PATTERN_BYTES};
+
+/// The work the `include` globs of one import may still do (every pattern draws
+/// from it, so `include /*/*/*` or many includes cannot walk the whole disk).
+#[derive(Debug)]
+pub(super) struct Budget {
+    /// Directory entries that may still be examined.
+    pub entries: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            entries: MAX_GLOB_ENTRIES,
+        }
+    }
+}
+
+/// Why a pattern was not expanded.
+#[derive(Debug)]
+pub(super) enum GlobError {
+    /// Listing a directory failed (keepalived skips such an include).
+    Io(io::Error),
+    /// The pattern needs more work than the bounds allow (the import fails).
+    Limit(String),
+}
+
+impl fmt::Display for GlobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GlobError::Io(e) => write!(f, "{e}"),
+            GlobError::Limit(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<io::Error> for GlobError {
+    fn from(e: io::Error) -> Self {
+        GlobError::Io(e)
+    }
+}
+
 /// The regular files matching `pattern`, sorted per brace alternative (glob(3)
 /// sorts each pattern's matches; brace alternatives come in written order).
-/// Directories are left out, as keepalived skips them.
-pub(super) fn expand(pattern: &Path) -> io::Result<Vec<PathBuf>> {
+/// Directories are left out, as keepalived skips them. Bounded: at most
+/// [`MAX_GLOB_ALTERNATIVES`] brace alternatives, [`MAX_GLOB_MATCHES`] files, and
+/// the directory entries left in `budget`.
+pub(super) fn expand(pattern: &Path, budget: &mut Budget) -> Result<Vec<PathBuf>, GlobError> {
     let text = pattern.to_string_lossy();
+    if text.len() > MAX_PATTERN_BYTES {
+        return Err(GlobError::Limit(format!(
+            "the pattern is {} bytes, more than {MAX_PATTERN_BYTES}",
+            text.len()
+        )));
+    }
+    let alternatives = expand_braces(&text, MAX_GLOB_ALTERNATIVES).ok_or_else(|| {
+        GlobError::Limit(format!(
+            "the pattern has more than {MAX_GLOB_ALTERNATIVES} brace alternatives"
+        ))
+    })?;
     let mut out: Vec<PathBuf> = Vec::new();
-    for alternative in expand_braces(&text) {
-        let mut found = expand_one(Path::new(&alternative))?;
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    for alternative in alternatives {
+        let mut found = expand_one(Path::new(&alternative), budget)?;
         found.sort();
         for f in found {
-            if !out.contains(&f) {
+            if seen.insert(f.clone()) {
                 out.push(f);
+                if out.len() > MAX_GLOB_MATCHES {
+                    return Err(GlobError::Limit(format!(
+                        "the pattern matches more than {MAX_GLOB_MATCHES} files"
+                    )));
+                }
             }
         }
     }
@@ -54,8 +117,8 @@ fn is_pattern(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-/// One brace-free pattern.
-fn expand_one(pattern: &Path) -> io::Result<Vec<PathBuf>> {
+/// One brace-free pattern; every directory entry examined is taken from `budget`.
+fn expand_one(pattern: &Path, budget: &mut Budget) -> Result<Vec<PathBuf>, GlobError> {
     let mut candidates: Vec<PathBuf> = vec![PathBuf::new()];
     for component in pattern.components() {
         let part = match component {
@@ -85,9 +148,15 @@ fn expand_one(pattern: &Path) -> io::Result<Vec<PathBuf>> {
                 // Not a directory or gone: no match below it (glob(3) skips it).
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) if e.kind() == io::ErrorKind::NotADirectory => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             for entry in entries {
+                if budget.entries == 0 {
+                    return Err(GlobError::Limit(format!(
+                        "the include patterns examine more than {MAX_GLOB_ENTRIES} directory entries"
+                    )));
+                }
+                budget.entries -= 1;
                 let entry = entry?;
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
@@ -102,8 +171,23 @@ fn expand_one(pattern: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Expands `{a,b}` alternatives (nested, in written order); a brace without a
-/// matching close or without a comma is literal.
-pub(super) fn expand_braces(pattern: &str) -> Vec<String> {
+/// matching close or without a comma is literal. `None` when there are more than
+/// `max` alternatives (found without producing them all: the work is bounded by
+/// `max` times the pattern's length).
+pub(super) fn expand_braces(pattern: &str, max: usize) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    // Each call with a group has at least two children, so a pattern with `max`
+    // alternatives makes fewer than 2 * max + 1 calls.
+    let mut calls = 2 * max + 1;
+    braces_into(pattern, max, &mut calls, &mut out).then_some(out)
+}
+
+/// [`expand_braces`] into `out`; false when a bound was hit.
+fn braces_into(pattern: &str, max: usize, calls: &mut usize, out: &mut Vec<String>) -> bool {
+    if *calls == 0 {
+        return false;
+    }
+    *calls -= 1;
     let chars: Vec<char> = pattern.chars().collect();
     let mut i = 0;
     while i < chars.len() {
@@ -117,12 +201,13 @@ pub(super) fn expand_braces(pattern: &str) -> Vec<String> {
                         let mut bounds = vec![i];
                         bounds.extend(&commas);
                         bounds.push(end);
-                        let mut out = Vec::new();
                         for w in bounds.windows(2) {
                             let alt: String = chars[w[0] + 1..w[1]].iter().collect();
-                            out.extend(expand_braces(&format!("{prefix}{alt}{suffix}")));
+                            if !braces_into(&format!("{prefix}{alt}{suffix}"), max, calls, out) {
+                                return false;
+                            }
                         }
-                        return out;
+                        return true;
                     }
                 }
                 i += 1;
@@ -130,7 +215,11 @@ pub(super) fn expand_braces(pattern: &str) -> Vec<String> {
             _ => i += 1,
         }
     }
-    vec![pattern.to_owned()]
+    if out.len() == max {
+        return false;
+    }
+    out.push(pattern.to_owned());
+    true
 }
 
 /// The matching `}` of the `{` at `open` and the top-level commas inside.
@@ -266,10 +355,13 @@ mod tests {
 
     #[test]
     fn braces() {
-        assert_eq!(expand_braces("a{b,c}d"), ["abd", "acd"]);
-        assert_eq!(expand_braces("{x,y{1,2}}"), ["x", "y1", "y2"]);
-        assert_eq!(expand_braces("no{brace"), ["no{brace"]);
-        assert_eq!(expand_braces("single{one}"), ["single{one}"]);
+        let b = |p: &str| expand_braces(p, 100).expect("within the bound");
+        assert_eq!(b("a{b,c}d"), ["abd", "acd"]);
+        assert_eq!(b("{x,y{1,2}}"), ["x", "y1", "y2"]);
+        assert_eq!(b("no{brace"), ["no{brace"]);
+        assert_eq!(b("single{one}"), ["single{one}"]);
+        assert_eq!(expand_braces("{a,b}{c,d}", 4).map(|v| v.len()), Some(4));
+        assert_eq!(expand_braces("{a,b}{c,d}", 3), None);
     }
 
     /// glibc glob(3) cases where the `glob`/`globset` crates differ (see the top).
@@ -286,7 +378,7 @@ mod tests {
             std::fs::write(dir.path().join(name), "").expect("write");
         }
         // `**` is one level, as `*` (glibc has no recursive `**`).
-        let got = expand(&dir.path().join("**/*.conf")).expect("expand");
+        let got = expand(&dir.path().join("**/*.conf"), &mut Budget::default()).expect("expand");
         assert_eq!(got, [dir.path().join("sub/s.conf")]);
     }
 
@@ -297,12 +389,15 @@ mod tests {
             std::fs::write(dir.path().join(name), "").expect("write");
         }
         std::fs::create_dir(dir.path().join("d.conf")).expect("mkdir");
-        let got = expand(&dir.path().join("*.conf")).expect("expand");
+        let got = expand(&dir.path().join("*.conf"), &mut Budget::default()).expect("expand");
         assert_eq!(got, [dir.path().join("a.conf"), dir.path().join("b.conf")]);
-        let got = expand(&dir.path().join("{c.txt,a.conf}")).expect("expand");
+        let got =
+            expand(&dir.path().join("{c.txt,a.conf}"), &mut Budget::default()).expect("expand");
         assert_eq!(got, [dir.path().join("c.txt"), dir.path().join("a.conf")]);
-        assert!(expand(&dir.path().join("nothing/*.conf"))
-            .expect("expand")
-            .is_empty());
+        assert!(
+            expand(&dir.path().join("nothing/*.conf"), &mut Budget::default())
+                .expect("expand")
+                .is_empty()
+        );
     }
 }

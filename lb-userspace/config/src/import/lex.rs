@@ -14,14 +14,22 @@
 //!   (single-line definitions only); `@id` / `@^id` conditional lines and `~SEQ`
 //!   lines cannot be evaluated here and are reported.
 //!
-//! Everything that is skipped is reported as a [`super::Warning`]; the text itself
-//! never makes reading fail.
+//! Everything that is skipped is reported as a [`super::Warning`]. Reading fails
+//! only on a control character outside a comment (not keepalived.conf text), an
+//! include loop, or input past one of the bounds in [`super::limits`] (nesting,
+//! substitution, includes, bytes, tokens): each error names the file and line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::glob::{Budget, GlobError};
+use super::limits::{
+    MAX_BLOCK_DEPTH, MAX_FILES, MAX_FILE_BYTES, MAX_INCLUDE_DEPTH, MAX_INCLUDE_STATEMENTS,
+    MAX_LINE_BYTES, MAX_SUBSTITUTED_BYTES, MAX_TOKENS, MAX_TOTAL_BYTES,
+};
 use super::{ImportError, Warnings};
+use crate::read::{FailureKind, ReadFailure};
 
 /// Where a statement was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,10 +102,11 @@ pub(super) fn join_words(words: &[Word]) -> String {
 
 /// Where the files named by `include` come from.
 pub(super) trait Source {
-    /// The text of a file.
-    fn read(&self, path: &Path) -> std::io::Result<String>;
-    /// The regular files a glob pattern matches, in keepalived's order.
-    fn glob(&self, pattern: &Path) -> std::io::Result<Vec<PathBuf>>;
+    /// The text of a regular file of at most `max_bytes`.
+    fn read(&self, path: &Path, max_bytes: u64) -> Result<String, ReadFailure>;
+    /// The regular files a glob pattern matches, in keepalived's order, within
+    /// `budget`.
+    fn glob(&self, pattern: &Path, budget: &mut Budget) -> Result<Vec<PathBuf>, GlobError>;
     /// A path identifying the file whatever it was called (for loop detection).
     fn identity(&self, path: &Path) -> PathBuf;
 }
@@ -123,6 +132,18 @@ pub(super) struct Reader<'a> {
     /// Names of the same files, for the loop error.
     chain_names: Vec<PathBuf>,
     warnings: &'a mut Warnings,
+    /// Files read so far (the top-level one included).
+    files: usize,
+    /// Bytes read so far.
+    bytes: u64,
+    /// `include` statements followed so far.
+    includes: usize,
+    /// Bytes produced by substitution so far.
+    substituted: usize,
+    /// Words and braces so far.
+    tokens: usize,
+    /// What the include globs may still examine.
+    glob_budget: Budget,
 }
 
 impl<'a> Reader<'a> {
@@ -135,7 +156,62 @@ impl<'a> Reader<'a> {
             chain: Vec::new(),
             chain_names: Vec::new(),
             warnings,
+            files: 0,
+            bytes: 0,
+            includes: 0,
+            substituted: 0,
+            tokens: 0,
+            glob_budget: Budget::default(),
         }
+    }
+
+    /// Reads `text` as the top-level file `path`.
+    pub fn read_top(&mut self, path: &Path, text: &str) -> Result<(), ImportError> {
+        self.count_file(path, None, text.len())?;
+        self.read_text(path, text)
+    }
+
+    /// Counts a file of `len` bytes against [`MAX_FILES`] and the byte bounds;
+    /// `loc` is the `include` that reads it.
+    fn count_file(
+        &mut self,
+        path: &Path,
+        loc: Option<&Loc>,
+        len: usize,
+    ) -> Result<(), ImportError> {
+        let fail = |reason: String| match loc {
+            Some(loc) => ImportError::input(loc, reason),
+            None => ImportError::Input {
+                file: path.to_owned(),
+                line: None,
+                reason,
+            },
+        };
+        self.files += 1;
+        if self.files > MAX_FILES {
+            return Err(fail(format!(
+                "include {}: more than {MAX_FILES} files read (the same file included again counts again): refused",
+                path.display()
+            )));
+        }
+        let len = len as u64;
+        if len > MAX_FILE_BYTES {
+            return Err(fail(format!(
+                "{}: {} bytes, more than the {} limit of one file",
+                path.display(),
+                len,
+                crate::read::bytes(MAX_FILE_BYTES)
+            )));
+        }
+        self.bytes += len;
+        if self.bytes > MAX_TOTAL_BYTES {
+            return Err(fail(format!(
+                "include {}: more than {} read in all files: refused",
+                path.display(),
+                crate::read::bytes(MAX_TOTAL_BYTES)
+            )));
+        }
+        Ok(())
     }
 
     /// Reads `text` as the file `path` (the top-level file or an include).
@@ -171,6 +247,15 @@ impl<'a> Reader<'a> {
             }
             if buf.is_empty() {
                 continue;
+            }
+            if let Some((column, c)) = control_character(&buf) {
+                return Err(ImportError::input(
+                    &loc,
+                    format!(
+                        "control character U+{:04X} (column {column} after comments and leading blanks are removed): not keepalived.conf text; remove it",
+                        u32::from(c)
+                    ),
+                ));
             }
             if buf.starts_with('$') {
                 if let Some((name, value)) = definition(&buf) {
@@ -216,18 +301,32 @@ impl<'a> Reader<'a> {
                 continue;
             }
             if !self.defs.is_empty() && buf.contains('$') {
-                buf = substitute(&buf, &self.defs);
+                let budget = MAX_SUBSTITUTED_BYTES - self.substituted;
+                match substitute(&buf, &self.defs, budget) {
+                    Ok((text, produced)) => {
+                        self.substituted += produced;
+                        buf = text;
+                    }
+                    Err(why) => return Err(ImportError::input(&loc, why)),
+                }
             }
             if let Some(pattern) = include_pattern(&buf) {
                 self.include(pattern, &loc)?;
                 continue;
             }
-            self.push_items(tokenize(&buf), &loc);
+            self.push_items(tokenize(&buf), &loc)?;
         }
         Ok(())
     }
 
-    fn push_items(&mut self, items: Vec<Item>, loc: &Loc) {
+    fn push_items(&mut self, items: Vec<Item>, loc: &Loc) -> Result<(), ImportError> {
+        self.tokens += items.len();
+        if self.tokens > MAX_TOKENS {
+            return Err(ImportError::input(
+                loc,
+                format!("more than {MAX_TOKENS} words and braces in all: refused"),
+            ));
+        }
         let mut words: Vec<Word> = Vec::new();
         for item in items {
             match item {
@@ -248,6 +347,7 @@ impl<'a> Reader<'a> {
         if !words.is_empty() {
             self.toks.push(Tok::Words(words, loc.clone()));
         }
+        Ok(())
     }
 
     fn include(&mut self, pattern: &str, loc: &Loc) -> Result<(), ImportError> {
@@ -259,10 +359,29 @@ impl<'a> Reader<'a> {
             );
             return Ok(());
         };
+        self.includes += 1;
+        if self.includes > MAX_INCLUDE_STATEMENTS {
+            return Err(ImportError::input(
+                loc,
+                format!("include {pattern}: more than {MAX_INCLUDE_STATEMENTS} include statements followed: refused"),
+            ));
+        }
+        if self.chain.len() >= MAX_INCLUDE_DEPTH {
+            return Err(ImportError::input(
+                loc,
+                format!("include {pattern}: includes nested more than {MAX_INCLUDE_DEPTH} deep: refused"),
+            ));
+        }
         let base = loc.file.parent().unwrap_or_else(|| Path::new(""));
         let full = base.join(pattern);
-        let matches = match source.glob(&full) {
+        let matches = match source.glob(&full, &mut self.glob_budget) {
             Ok(m) => m,
+            Err(GlobError::Limit(why)) => {
+                return Err(ImportError::input(
+                    loc,
+                    format!("include {}: {why}: refused", full.display()),
+                ));
+            }
             Err(e) => {
                 self.warnings.push(
                     loc,
@@ -298,14 +417,31 @@ impl<'a> Reader<'a> {
                     chain,
                 });
             }
-            match source.read(&path) {
-                Ok(text) => self.read_text(&path, &text)?,
+            match source.read(&path, MAX_FILE_BYTES) {
+                Ok(text) => {
+                    self.count_file(&path, Some(loc), text.len())?;
+                    self.read_text(&path, &text)?;
+                }
+                // Text keepalived would read (too large, not UTF-8): not skipped.
+                Err(
+                    e @ ReadFailure {
+                        kind: FailureKind::TooLarge | FailureKind::NotUtf8,
+                        ..
+                    },
+                ) => {
+                    return Err(ImportError::Read {
+                        path: path.clone(),
+                        line: e.line,
+                        reason: e.reason,
+                    });
+                }
                 Err(e) => self.warnings.push(
                     loc,
                     "include",
                     format!(
-                        "{}: cannot be read ({e}): skipped, as keepalived does",
-                        path.display()
+                        "{}: cannot be read ({}): skipped, as keepalived does",
+                        path.display(),
+                        e.reason
                     ),
                 ),
             }
@@ -314,20 +450,29 @@ impl<'a> Reader<'a> {
     }
 
     /// The statements read so far, as a tree; unbalanced braces are reported.
-    pub fn into_tree(self) -> Vec<Node> {
+    /// Blocks nested more than [`MAX_BLOCK_DEPTH`] deep are an error (the tree is
+    /// built, converted and dropped recursively).
+    pub fn into_tree(self) -> Result<Vec<Node>, ImportError> {
         let Reader { toks, warnings, .. } = self;
         let mut iter = toks.into_iter().peekable();
-        block(&mut iter, None, warnings)
+        block(&mut iter, None, 0, warnings)
     }
 }
 
 /// Builds the statements of one block; `open` is where the block's `{` was
-/// (`None` at the top level).
+/// (`None` at the top level), `depth` how many blocks enclose it.
 fn block(
     toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>,
     open: Option<&Node>,
+    depth: usize,
     warnings: &mut Warnings,
-) -> Vec<Node> {
+) -> Result<Vec<Node>, ImportError> {
+    let too_deep = |loc: &Loc| {
+        ImportError::input(
+            loc,
+            format!("blocks nested more than {MAX_BLOCK_DEPTH} deep (keepalived's deepest is 4): refused"),
+        )
+    };
     let mut out = Vec::new();
     while let Some(tok) = toks.next() {
         match tok {
@@ -337,14 +482,20 @@ fn block(
                     loc,
                     children: None,
                 };
-                if matches!(toks.peek(), Some(Tok::Open(_))) {
+                if let Some(Tok::Open(loc)) = toks.peek() {
+                    if depth >= MAX_BLOCK_DEPTH {
+                        return Err(too_deep(loc));
+                    }
                     toks.next();
-                    let children = block(toks, Some(&node), warnings);
+                    let children = block(toks, Some(&node), depth + 1, warnings)?;
                     node.children = Some(children);
                 }
                 out.push(node);
             }
             Tok::Open(loc) => {
+                if depth >= MAX_BLOCK_DEPTH {
+                    return Err(too_deep(&loc));
+                }
                 // A block with no keyword before it: keepalived ignores the brace
                 // and reads the contents at this level; they mean nothing there.
                 let anon = Node {
@@ -355,7 +506,7 @@ fn block(
                     loc: loc.clone(),
                     children: None,
                 };
-                let inner = block(toks, Some(&anon), warnings);
+                let inner = block(toks, Some(&anon), depth + 1, warnings)?;
                 warnings.push(
                     &loc,
                     "{",
@@ -367,7 +518,7 @@ fn block(
             }
             Tok::Close(loc) => {
                 if open.is_some() {
-                    return out;
+                    return Ok(out);
                 }
                 warnings.push(&loc, "}", "extra '}' (no block to close): ignored");
             }
@@ -380,7 +531,7 @@ fn block(
             "its block is not closed: missing '}' at the end of the file (read to the end as keepalived does)",
         );
     }
-    out
+    Ok(out)
 }
 
 /// The pattern of an `include PATTERN` line (one word, possibly quoted; braces
@@ -457,11 +608,29 @@ fn definition(buf: &str) -> Option<(String, String)> {
     ))
 }
 
+/// The first control character of a decommented line that is not a blank (tab,
+/// vertical tab, form feed and CR are blanks to keepalived): its 1-based column
+/// (in characters) and the character.
+fn control_character(buf: &str) -> Option<(usize, char)> {
+    buf.chars()
+        .enumerate()
+        .find(|&(_, c)| c.is_control() && !c.is_whitespace())
+        .map(|(i, c)| (i + 1, c))
+}
+
 /// Replaces `$NAME` and `${NAME}` of defined names (repeatedly, as definitions may
-/// use definitions; bounded). An undefined name is left as written, as keepalived
-/// leaves it.
-fn substitute(buf: &str, defs: &BTreeMap<String, String>) -> String {
+/// use definitions; at most 16 rounds). An undefined name is left as written, as
+/// keepalived leaves it. Returns the line and the bytes the rounds produced, or why
+/// not: a result longer than [`MAX_LINE_BYTES`], or more than `budget` bytes
+/// produced (what is left of [`MAX_SUBSTITUTED_BYTES`]); so a definition that
+/// doubles itself costs at most the bounds, never memory or time beyond them.
+fn substitute(
+    buf: &str,
+    defs: &BTreeMap<String, String>,
+    budget: usize,
+) -> Result<(String, usize), String> {
     let mut cur = buf.to_owned();
+    let mut produced = 0usize;
     for _ in 0..16 {
         let mut out = String::with_capacity(cur.len());
         let mut changed = false;
@@ -488,6 +657,11 @@ fn substitute(buf: &str, defs: &BTreeMap<String, String>) -> String {
             };
             match defs.get(name) {
                 Some(value) if name_len > 0 && end_ok => {
+                    if out.len() + value.len() > MAX_LINE_BYTES {
+                        return Err(format!(
+                            "substituting ${name} makes the line longer than {MAX_LINE_BYTES} bytes (a definition that uses itself?): refused"
+                        ));
+                    }
                     out.push_str(value);
                     rest = if braced { &tail[1..] } else { tail };
                     changed = true;
@@ -499,12 +673,23 @@ fn substitute(buf: &str, defs: &BTreeMap<String, String>) -> String {
             }
         }
         out.push_str(rest);
-        cur = out;
+        if out.len() > MAX_LINE_BYTES {
+            return Err(format!(
+                "substituting definitions makes the line longer than {MAX_LINE_BYTES} bytes: refused"
+            ));
+        }
         if !changed {
             break;
         }
+        produced += out.len();
+        if produced > budget {
+            return Err(format!(
+                "substituting definitions produced more than {MAX_SUBSTITUTED_BYTES} bytes in all (chained definitions?): refused"
+            ));
+        }
+        cur = out;
     }
-    cur
+    Ok((cur, produced))
 }
 
 /// Splits a decommented line into words and braces.
@@ -677,8 +862,9 @@ mod tests {
         let mut defs = BTreeMap::new();
         defs.insert("VIP".to_owned(), "10.0.0.1".to_owned());
         defs.insert("NET".to_owned(), "${VIP}/24".to_owned());
-        assert_eq!(substitute("$NET dev eth0", &defs), "10.0.0.1/24 dev eth0");
-        assert_eq!(substitute("x$VIPx $UNDEF", &defs), "x$VIPx $UNDEF");
+        let sub = |line: &str| substitute(line, &defs, usize::MAX).expect("bounded").0;
+        assert_eq!(sub("$NET dev eth0"), "10.0.0.1/24 dev eth0");
+        assert_eq!(sub("x$VIPx $UNDEF"), "x$VIPx $UNDEF");
         assert_eq!(
             definition("$VIP = 10.0.0.1"),
             Some(("VIP".into(), "10.0.0.1".into()))

@@ -5,7 +5,9 @@
 //! - [`observe`]: the control socket's read requests and the metrics' data, answered
 //!   from the published snapshot and a read-only map handle, never by the loop;
 //! - [`metrics`]: the Prometheus endpoint, rendered from the published snapshot;
-//! - [`cli`]: lbctl's text views (ipvsadm-like tables) and argument parsing, all pure.
+//! - [`cli`]: lbctl's text views (ipvsadm-like tables) and argument parsing, all pure;
+//! - [`limits`]: lbd's file-descriptor budget; [`report`]: errors with their errno and
+//!   what a permission error means (lbd's and lbctl's last words).
 //!
 //! The libraries, each one concern, compiled below this crate:
 //! `lb_api` (control protocol and views), `lb_config` (TOML config and keepalived
@@ -15,6 +17,8 @@
 pub mod bpffs;
 pub mod cli;
 pub mod daemon;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod observe;
+pub mod report;

@@ -15,7 +15,9 @@
 //!   `lb_backend_tracked_connections`, `lb_backend_weight` `{service,backend}`,
 //!   `lb_backend_state{service,backend,state}` (1 for the current state, 0 for the others);
 //! - `lb_backend_up`, `lb_health_check_latency_seconds`, `lb_health_checks_total`
-//!   `{service,backend}` from the health checker;
+//!   `{service,backend}` from the health checker, and
+//!   `lb_health_check_local_errors_total` (probes lbd could not make: out of
+//!   descriptors, memory...; never counted as a backend failure);
 //! - `lb_dataplane_packets_total{outcome}` and `lb_forwarding`.
 
 use std::{convert::Infallible, net::SocketAddr, sync::atomic::AtomicU64, time::Duration};
@@ -231,6 +233,11 @@ pub fn render(
         "lb_health_checks",
         "Health checks run against the backend since lbd started",
     );
+    let hc_local = counter_family(
+        &mut reg,
+        "lb_health_check_local_errors",
+        "Health probes of the backend that could not be made on this host (out of descriptors, memory...): not counted as checks or failures",
+    );
     let outcomes = counter_family(
         &mut reg,
         "lb_dataplane_packets",
@@ -285,6 +292,7 @@ pub fn render(
         ];
         be_up.get_or_create(&labels).set(i64::from(h.up));
         hc_checks.get_or_create(&labels).inc_by(h.checks);
+        hc_local.get_or_create(&labels).inc_by(h.local_errors);
         if let Some(us) = h.latency_us {
             hc_latency.get_or_create(&labels).set(us as f64 / 1e6);
         }
@@ -400,21 +408,38 @@ pub async fn serve(addr: SocketAddr, source: impl Source) -> std::io::Result<()>
     serve_listener(listener, source).await
 }
 
+/// Scrapers served at once (Prometheus keeps one connection per target); more are
+/// answered 503 and closed, so clients cannot take the descriptors health checks need.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// A connection is asked to close (after the response in flight) once this old; a
+/// keep-alive scraper simply reconnects.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Request bytes buffered per connection at most (hyper's minimum is 8 KiB).
+const MAX_REQUEST_BUFFER: usize = 16 * 1024;
+
+/// What an over-the-cap client gets before the connection is closed.
+const BUSY: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                    Content-Length: 34\r\nConnection: close\r\n\r\ntoo many metrics connections open\n";
+
 /// [`serve`] on an already bound listener (tests bind port 0 and read the port back).
+/// At most [`MAX_CONNECTIONS`] at once; each must send its request headers within
+/// [`HEADER_TIMEOUT`] (also between keep-alive requests, so idle ones are closed) and
+/// lives at most [`CONNECTION_LIFETIME`]; accept errors back off.
 pub async fn serve_listener(listener: TcpListener, source: impl Source) -> std::io::Result<()> {
+    let mut gate = lb_api::listen::Gate::new(listener, "metrics", MAX_CONNECTIONS);
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors or a connection aborted before accept: back off
-                // briefly rather than spin.
-                tracing::warn!(error = %e, "metrics accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let (stream, permit) = match gate.next().await {
+            lb_api::listen::Accepted::Serve(stream, permit) => (stream, permit),
+            lb_api::listen::Accepted::Refuse(stream) => {
+                gate.refuse(stream, BUSY.as_bytes());
                 continue;
             }
         };
         let source = source.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 let source = source.clone();
                 async move { Ok::<_, Infallible>(handle(req, source).await) }
@@ -422,8 +447,26 @@ pub async fn serve_listener(listener: TcpListener, source: impl Source) -> std::
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                // A scrape request is a few hundred bytes: bound what one client can
+                // make lbd buffer (hyper's default is about 400 KiB).
+                .max_buf_size(MAX_REQUEST_BUFFER)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => None,
+            };
+            let result = match ended {
+                Some(r) => r,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(SCRAPE_TIMEOUT + HEADER_TIMEOUT, conn).await {
+                        Ok(r) => r,
+                        Err(_) => return,
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "metrics connection ended with an error");
             }
         });
@@ -516,6 +559,7 @@ mod tests {
                 last: "ok".into(),
                 latency_us: Some(1_500),
                 checks: 12,
+                local_errors: 0,
                 since_s: 60,
             },
             HealthView {
@@ -525,6 +569,7 @@ mod tests {
                 last: "connection refused".into(),
                 latency_us: None,
                 checks: 12,
+                local_errors: 0,
                 since_s: 5,
             },
         ]
@@ -702,6 +747,10 @@ mod tests {
             12.0
         );
         assert_eq!(
+            get(r#"lb_health_check_local_errors_total{service="web",backend="10.0.0.2"}"#),
+            0.0
+        );
+        assert_eq!(
             get(r#"lb_dataplane_packets_total{outcome="forwarded"}"#),
             1500.0
         );
@@ -850,6 +899,46 @@ mod tests {
         let answer = get(port, "GET", "/metrics").await;
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
         assert!(answer.contains("shutting down"), "{answer}");
+        server.abort();
+    }
+    /// Over the cap a client gets a 503 at once and its connection is closed; the
+    /// held connections still count, and once they go a scrape is served again.
+    #[tokio::test]
+    async fn connection_cap() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(serve_listener(listener, Canned(true)));
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        }
+        // The server takes connections in order: a scrape on a held one is answered,
+        // which also shows every held one was accepted before the next connect.
+        let mut last = held.pop().unwrap();
+        last.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        last.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(last);
+        let busy = get(port, "GET", "/metrics").await;
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        assert!(
+            busy.ends_with("too many metrics connections open\n"),
+            "{busy}"
+        );
+        drop(held);
+        // Freed: served again (the server notices the closes as it reads).
+        let mut ok = String::new();
+        for _ in 0..100 {
+            ok = get(port, "GET", "/metrics").await;
+            if ok.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         server.abort();
     }
 }

@@ -338,6 +338,7 @@ pub fn health_views(snap: &Snapshot, now: SystemTime) -> Vec<HealthView> {
             last: s.last,
             latency_us: s.latency.map(|l| l.as_micros() as u64),
             checks: s.checks,
+            local_errors: s.local_errors,
             since_s: now
                 .duration_since(s.since)
                 .map(|d| d.as_secs())

@@ -5,5 +5,6 @@
 
 pub mod control;
 pub mod fmt;
+pub mod listen;
 pub mod mode;
 pub mod view;

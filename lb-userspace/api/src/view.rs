@@ -133,6 +133,10 @@ pub struct HealthView {
     pub latency_us: Option<u64>,
     /// Checks run.
     pub checks: u64,
+    /// Probes that could not be made on lbd's host (out of descriptors, memory...):
+    /// not checks, never failures.
+    #[serde(default)]
+    pub local_errors: u64,
     /// Seconds in this state.
     pub since_s: u64,
 }

@@ -103,6 +103,9 @@ pub struct HealthStatus {
     pub consecutive: u32,
     /// Number of checks run since this check (re)started.
     pub checks: u64,
+    /// Probes that could not be made on this host (out of descriptors, memory...)
+    /// since this check (re)started; not counted in `checks`, never a failure.
+    pub local_errors: u64,
     /// When the state last changed (or the check started).
     pub since: SystemTime,
 }
@@ -231,6 +234,7 @@ impl HealthMonitor {
             latency: None,
             consecutive: 0,
             checks: 0,
+            local_errors: 0,
             since: SystemTime::now(),
         }));
         let ctx = CheckTask {
@@ -315,6 +319,7 @@ impl CheckTask {
 
         tokio::time::sleep(self.jitter).await;
         let mut ticker = tokio::time::interval(spec.interval);
+        let mut local_streak: u64 = 0;
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
@@ -330,6 +335,23 @@ impl CheckTask {
                     },
                 }
             };
+            if outcome.is_local() {
+                // Not a check: the backend's state, streak and check count stay.
+                lock(&self.status).local_errors += 1;
+                local_streak += 1;
+                if local_streak == 1 {
+                    warn!(%service, %backend, outcome = %outcome,
+                        "health: probe could not be made on this host; backend state kept, not counted as a failure (logged once until probes work again)");
+                } else {
+                    debug!(%service, %backend, outcome = %outcome, "health: probe not made");
+                }
+                lock(&self.status).last = outcome.to_string();
+                continue;
+            }
+            if local_streak > 0 {
+                info!(%service, %backend, local_errors = local_streak, "health: probes work again");
+                local_streak = 0;
+            }
             let transition = rise_fall.observe(&outcome);
             {
                 let mut st = lock(&self.status);
@@ -710,5 +732,32 @@ mod tests {
         let ev = recv_real(&mut rx).await;
         assert!(!ev.up);
         assert_eq!(ev.reason, "connection refused (1 consecutive failure)");
+    }
+    /// A probe that cannot be made locally (EMFILE...) never takes a backend down:
+    /// counted, the state kept.
+    #[tokio::test(start_paused = true)]
+    async fn local_errors_keep_the_state() {
+        let prober: Prober = Arc::new(|_p: &Probe, _target, _timeout| {
+            Box::pin(async {
+                Outcome::Local {
+                    reason: "connect: Too many open files (os error 24)".into(),
+                }
+            })
+        });
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut m = HealthMonitor::with_prober(4, tx, prober);
+        m.set_checks(vec![(key(1), spec(1, 1, 1, true))]);
+        assert!(next(&mut rx).await.up);
+        tokio::time::sleep(10 * INTERVAL).await;
+        assert!(rx.try_recv().is_err(), "no transition");
+        let st = status(&m, &key(1));
+        assert!(st.up);
+        assert_eq!(st.checks, 0);
+        assert!(st.local_errors >= 10, "{}", st.local_errors);
+        assert!(
+            st.last.starts_with("not checked (local error: "),
+            "{}",
+            st.last
+        );
     }
 }

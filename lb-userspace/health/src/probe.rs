@@ -120,6 +120,26 @@ enum ProbeError {
     Spawn(PathBuf, io::Error),
     #[error("waiting for script: {0}")]
     Wait(io::Error),
+    /// The probe could not be made on this host (see [`is_local`]).
+    #[error("{0}: {1}")]
+    Local(&'static str, io::Error),
+}
+
+/// Whether `e` says this host is out of something (descriptors, buffers, memory,
+/// local ports, processes) rather than anything about the backend: a probe failing
+/// this way was never made, and must not count against the backend.
+pub fn is_local(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::EAGAIN
+                | libc::EADDRNOTAVAIL
+        )
+    )
 }
 
 /// Probe `target` once and report the outcome. Never takes (much) longer than
@@ -168,6 +188,9 @@ pub async fn probe(probe: &Probe, target: SocketAddr, timeout: Duration) -> Outc
         Ok(()) => Outcome::Pass {
             latency: start.elapsed(),
         },
+        Err(e @ ProbeError::Local(..)) => Outcome::Local {
+            reason: e.to_string(),
+        },
         Err(e) => Outcome::Fail {
             reason: e.to_string(),
         },
@@ -188,6 +211,8 @@ async fn connect(target: SocketAddr) -> Result<TcpStream, ProbeError> {
     TcpStream::connect(target).await.map_err(|e| {
         if e.kind() == io::ErrorKind::ConnectionRefused {
             ProbeError::Refused
+        } else if is_local(&e) {
+            ProbeError::Local("connect", e)
         } else {
             ProbeError::Connect(e)
         }
@@ -441,7 +466,13 @@ async fn exec(script: &Path, target: SocketAddr, timeout: Duration) -> Result<()
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| ProbeError::Spawn(script.to_path_buf(), e))?;
+        .map_err(|e| {
+            if is_local(&e) {
+                ProbeError::Local("starting the script", e)
+            } else {
+                ProbeError::Spawn(script.to_path_buf(), e)
+            }
+        })?;
     let pgid = child.id().and_then(|id| i32::try_from(id).ok());
     let mut child = GroupChild { child, pgid };
 
@@ -483,7 +514,7 @@ mod tests {
     fn reason(o: &Outcome) -> &str {
         match o {
             Outcome::Pass { .. } => "<pass>",
-            Outcome::Fail { reason } => reason,
+            Outcome::Fail { reason } | Outcome::Local { reason } => reason,
         }
     }
 
@@ -697,6 +728,86 @@ mod tests {
         });
         let o = probe(&https(None, TlsMode::Insecure), addr, TIMEOUT).await;
         assert!(reason(&o).starts_with("TLS error:"), "{o}");
+    }
+
+    /// Running out of something on this host is told apart from the backend failing.
+    #[test]
+    fn local_errors_are_classified() {
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::EAGAIN,
+            libc::EADDRNOTAVAIL,
+        ] {
+            assert!(is_local(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        for errno in [
+            libc::ECONNREFUSED,
+            libc::EHOSTUNREACH,
+            libc::ENETUNREACH,
+            libc::ETIMEDOUT,
+            libc::ECONNRESET,
+            libc::ENOENT,
+            libc::EACCES,
+        ] {
+            assert!(!is_local(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        assert!(!is_local(&io::Error::other("no errno")));
+    }
+
+    /// With no descriptor left, a TCP probe reports a local error, not a failure.
+    /// (Runs in a child process: the limit must not starve the other tests.)
+    #[test]
+    fn probe_without_descriptors_is_local() {
+        if std::env::var_os("LB_HEALTH_EMFILE_CHILD").is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "probe::tests::probe_without_descriptors_is_local",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("LB_HEALTH_EMFILE_CHILD", "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            assert!(
+                text.contains("outcome: not checked (local error: connect: "),
+                "{text}"
+            );
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (_l, addr) = listener().await;
+            // Use up every descriptor below the limit, then probe.
+            let mut hog = Vec::new();
+            // SAFETY: plain getrlimit/setrlimit on a local struct.
+            unsafe {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+                lim.rlim_cur = 256.min(lim.rlim_max);
+                assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+            }
+            while let Ok(f) = std::fs::File::open("/dev/null") {
+                hog.push(f);
+                assert!(hog.len() < 4096, "the limit did not apply");
+            }
+            let o = probe(&Probe::Tcp, addr, TIMEOUT).await;
+            drop(hog);
+            println!("outcome: {o}");
+            assert!(o.is_local(), "{o}");
+        });
     }
 
     #[test]

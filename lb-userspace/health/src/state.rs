@@ -23,6 +23,13 @@ pub enum Outcome {
         /// `HTTP status 503`, `TLS error: ...`, `exit status 1`, `script timed out ...`.
         reason: String,
     },
+    /// The probe could not even be made on this host (out of file descriptors,
+    /// buffers, memory, local ports or processes): it says nothing about the backend,
+    /// so it counts neither as a pass nor as a failure.
+    Local {
+        /// What failed locally, e.g. `connect: Too many open files (os error 24)`.
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -35,8 +42,13 @@ impl Outcome {
     pub fn latency(&self) -> Option<Duration> {
         match self {
             Outcome::Pass { latency } => Some(*latency),
-            Outcome::Fail { .. } => None,
+            Outcome::Fail { .. } | Outcome::Local { .. } => None,
         }
+    }
+
+    /// Whether this is an [`Outcome::Local`] error (the backend was not checked).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Outcome::Local { .. })
     }
 }
 
@@ -45,6 +57,7 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Pass { latency } => write!(f, "pass in {latency:?}"),
             Outcome::Fail { reason } => f.write_str(reason),
+            Outcome::Local { reason } => write!(f, "not checked (local error: {reason})"),
         }
     }
 }
@@ -86,9 +99,11 @@ impl RiseFall {
         }
     }
 
-    /// Record one probe result; returns the transition it caused, if any.
+    /// Record one probe result; returns the transition it caused, if any. An
+    /// [`Outcome::Local`] error changes nothing: the backend was not checked.
     pub fn observe(&mut self, outcome: &Outcome) -> Option<Transition> {
         match outcome {
+            Outcome::Local { .. } => {}
             Outcome::Pass { .. } => {
                 self.passes = self.passes.saturating_add(1);
                 self.failures = 0;
@@ -241,6 +256,33 @@ mod tests {
         );
         let up = rf.observe(&pass()).map(|t| t.reason);
         assert_eq!(up.as_deref(), Some("1 consecutive pass"));
+    }
+
+    /// Local errors (the probe could not be made here) never take a backend down, nor
+    /// break a streak: `fall` 2 with failures around any number of local errors.
+    #[test]
+    fn local_errors_change_nothing() {
+        let local = Outcome::Local {
+            reason: "connect: Too many open files (os error 24)".into(),
+        };
+        let mut rf = RiseFall::new(1, 1, true);
+        for _ in 0..1000 {
+            assert_eq!(rf.observe(&local), None);
+        }
+        assert!(rf.is_up());
+        let mut rf = RiseFall::new(2, 2, true);
+        assert_eq!(rf.observe(&fail("refused")), None);
+        assert_eq!(rf.observe(&local), None);
+        assert_eq!(rf.consecutive(), 1);
+        assert!(rf.observe(&fail("refused")).is_some_and(|t| !t.up));
+        let mut rf = RiseFall::new(1, 1, false);
+        assert_eq!(rf.observe(&local), None);
+        assert!(!rf.is_up());
+        assert!(local.is_local() && !local.is_pass() && local.latency().is_none());
+        assert_eq!(
+            local.to_string(),
+            "not checked (local error: connect: Too many open files (os error 24))"
+        );
     }
 
     #[test]

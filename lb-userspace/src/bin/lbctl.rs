@@ -96,7 +96,8 @@ enum Command {
         /// The keepalived.conf to convert.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Write the lbd config here instead of stdout.
+        /// Write the lbd config here instead of stdout, mode 0600 (it may hold
+        /// auth_pass): a new file replaces the old one atomically.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
@@ -198,8 +199,8 @@ impl Ctx {
                     self.pin_dir.display()
                 );
             }
-            let dp = Dataplane::open_pinned(&self.pin_dir).map_err(|err| {
-                anyhow!("lbd is not running ({e}) and its pinned maps cannot be read: {err}")
+            let dp = Dataplane::open_pinned(&self.pin_dir).with_context(|| {
+                format!("lbd is not running ({e}) and its pinned maps cannot be read")
             })?;
             eprintln!(
                 "lbctl: lbd is not running; read from pinned maps at {}",
@@ -425,7 +426,7 @@ async fn run(cli: Cli) -> Result<()> {
                 eprintln!("lbctl: not carried over: {w}");
             }
             match output {
-                Some(path) => std::fs::write(&path, &imported.toml)
+                Some(path) => write_private(&path, imported.toml.as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => print!("{}", imported.toml),
             }
@@ -445,6 +446,44 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Detach { pin_dir } => detach(&ctx, pin_dir).await,
     }
+}
+
+/// Writes `data` to `path` readable by its owner only (the converted config may
+/// hold a VRRP `auth_pass`): into a new file created with mode 0600 beside it, then
+/// renamed over `path`, so the file never exists with wider permissions, whatever
+/// `path` was before (an existing file keeps neither its mode nor its contents
+/// until the new one is complete). A `path` that exists and is not a regular file
+/// (`/dev/stdout`, a FIFO) is written in place.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            return f.write_all(data);
+        }
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".lbctl-{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -468,7 +507,15 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lbctl: {e:#}");
+            // The whole chain down to the errno, and what a permission error means.
+            eprintln!(
+                "lbctl: {}",
+                lb_userspace::report::describe(
+                    e.as_ref(),
+                    lb_userspace::report::Who::Lbctl,
+                    &lb_userspace::report::Privileges::current()
+                )
+            );
             ExitCode::from(1)
         }
     }

@@ -5,6 +5,41 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
+use lb_userspace::report::{describe, Privileges, Who};
+
+/// lbd's last words: the error with its causes, errno and, for a permission or
+/// descriptor error, what lbd needs.
+fn fail(e: &(dyn std::error::Error + 'static)) -> ExitCode {
+    eprintln!("lbd: {}", describe(e, Who::Lbd, &Privileges::current()));
+    ExitCode::from(1)
+}
+
+/// Raise the soft descriptor limit to the hard one, and say so if even that leaves
+/// too little beside the listeners' caps.
+fn raise_nofile() {
+    let listeners =
+        (lb_api::control::MAX_CONNECTIONS + lb_userspace::metrics::MAX_CONNECTIONS) as u64;
+    match lb_userspace::limits::raise_nofile() {
+        Ok(n) => {
+            if n.now != n.was {
+                tracing::debug!(
+                    was = n.was,
+                    now = n.now,
+                    hard = n.hard,
+                    "raised the open-file limit"
+                );
+            }
+            if !n.enough(listeners) {
+                tracing::warn!(
+                    limit = n.now,
+                    needed = listeners + lb_userspace::limits::RESERVE,
+                    "the open-file limit is low: health checks may run out of descriptors (raise LimitNOFILE=)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+}
 
 /// Command line.
 #[derive(Parser)]
@@ -44,10 +79,7 @@ fn main() -> ExitCode {
                 println!("{summary}");
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("lbd: {e}");
-                ExitCode::from(1)
-            }
+            Err(e) => fail(&e),
         };
     }
     if args.detach {
@@ -58,27 +90,25 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("lbd: {e}");
-                ExitCode::from(1)
-            }
+            Err(e) => fail(&e),
         };
     }
+    raise_nofile();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("lbd: starting the runtime: {e}");
+            eprintln!(
+                "lbd: starting the runtime: {}",
+                describe(&e, Who::Lbd, &Privileges::current())
+            );
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(lb_userspace::daemon::run(args.config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lbd: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => fail(&e),
     }
 }

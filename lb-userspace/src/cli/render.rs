@@ -724,6 +724,7 @@ mod tests {
                 last: "ok: HTTP 200".into(),
                 latency_us: Some(1_234),
                 checks: 42,
+                local_errors: 0,
                 since_s: 192,
             },
             HealthView {
@@ -733,6 +734,7 @@ mod tests {
                 last: "connection refused".into(),
                 latency_us: None,
                 checks: 7,
+                local_errors: 0,
                 since_s: 5,
             },
         ];

@@ -179,7 +179,9 @@ pub enum DropReason {
     /// Not an advertisement (type 1).
     #[error("not an advertisement")]
     BadType,
-    /// Another virtual router's advert.
+    /// Another virtual router's advert (counted: on a segment shared with other
+    /// VRIDs this rises with their adverts; from a unicast peer it means the two
+    /// ends disagree on the VRID).
     #[error("wrong virtual router id")]
     WrongVrid,
     /// TTL / hop limit is not 255.
@@ -204,11 +206,14 @@ pub enum DropReason {
     /// A configured virtual address is missing from the advert.
     #[error("virtual address list mismatch")]
     AddressListMismatch,
+    /// Unicast: the source is not one of the configured peers ([`Expect::peers`]).
+    #[error("source is not a configured unicast peer")]
+    NotAPeer,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Truncated,
         DropReason::BadIpHeader,
         DropReason::BadProtocol,
@@ -224,6 +229,7 @@ impl DropReason {
         DropReason::IntervalMismatch,
         DropReason::AddressCountMismatch,
         DropReason::AddressListMismatch,
+        DropReason::NotAPeer,
     ];
 
     /// Stable snake_case name for counters and metrics labels.
@@ -244,6 +250,7 @@ impl DropReason {
             DropReason::IntervalMismatch => "interval_mismatch",
             DropReason::AddressCountMismatch => "address_count_mismatch",
             DropReason::AddressListMismatch => "address_list_mismatch",
+            DropReason::NotAPeer => "not_a_peer",
         }
     }
 
@@ -339,6 +346,11 @@ pub struct Expect {
     /// The instance's virtual addresses. `Some`: like keepalived, drop adverts with
     /// a different count or missing one of these. `None`: do not check.
     pub addresses: Option<Vec<IpAddr>>,
+    /// Unicast peers. `Some`: accept adverts only from one of these source
+    /// addresses (keepalived's `check_unicast_src`; lbd sets it whenever
+    /// `unicast_peers` is configured), dropping others as [`DropReason::NotAPeer`].
+    /// `None`: any source.
+    pub peers: Option<Vec<IpAddr>>,
 }
 
 impl Expect {
@@ -353,6 +365,7 @@ impl Expect {
             check_ttl: true,
             accept_checksum: AcceptChecksum::Both,
             addresses: None,
+            peers: None,
         }
     }
 }
@@ -482,13 +495,19 @@ fn push_addresses(msg: &mut Vec<u8>, addresses: &[IpAddr]) {
 
 /// Check `rx` against `expect` and decode it.
 ///
-/// Checks, in order: length of the fixed header, version, type, VRID, TTL, address
-/// family, length against the address count, checksum, v2 auth type and password,
+/// Checks, in order: length of the fixed header, VRID, version, type, source (unicast
+/// peers only), TTL, address family, length against the address count, checksum, v2 auth type and password,
 /// v2 interval, and the address list against [`Expect::addresses`].
 pub fn decode(rx: &Received, expect: &Expect) -> Result<Advert, DropReason> {
     let p = &rx.payload;
     if p.len() < HEADER_LEN {
         return Err(DropReason::Truncated);
+    }
+    // The VRID first (same place in every version): another virtual router's
+    // advert is `WrongVrid`, whatever else differs.
+    let vrid = p[1];
+    if vrid != expect.vrid {
+        return Err(DropReason::WrongVrid);
     }
     let version = match p[0] >> 4 {
         2 => Version::V2,
@@ -501,9 +520,10 @@ pub fn decode(rx: &Received, expect: &Expect) -> Result<Advert, DropReason> {
     if p[0] & 0x0f != TYPE_ADVERT {
         return Err(DropReason::BadType);
     }
-    let vrid = p[1];
-    if vrid != expect.vrid {
-        return Err(DropReason::WrongVrid);
+    if let Some(peers) = &expect.peers {
+        if !peers.contains(&rx.src) {
+            return Err(DropReason::NotAPeer);
+        }
     }
     if expect.check_ttl && rx.ttl != VRRP_TTL {
         return Err(DropReason::BadTtl);
@@ -1030,6 +1050,22 @@ mod tests {
                 ..exp.clone()
             };
             assert!(decode(rx, &e).is_ok());
+            // NotAPeer: unicast peers configured, the source is not one of them.
+            let stranger = if rx.src.is_ipv4() {
+                ip("192.0.2.66")
+            } else {
+                ip("2001:db8::66")
+            };
+            let e = Expect {
+                peers: Some(vec![stranger]),
+                ..exp.clone()
+            };
+            check(rx, &e, DropReason::NotAPeer);
+            let e = Expect {
+                peers: Some(vec![stranger, rx.src]),
+                ..exp.clone()
+            };
+            assert!(decode(rx, &e).is_ok(), "from a configured peer");
         }
 
         // BadTtl: multicast (checked) vs unicast (keepalived skips the check).

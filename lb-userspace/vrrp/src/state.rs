@@ -10,12 +10,25 @@
 //! clock.
 //!
 //! Behaviour follows keepalived 2.2.7 where it refines the RFCs:
-//! - a master hearing a lower priority (or priority 0) answers with an advert at once;
+//! - a master hearing a lower priority (or priority 0) answers with an advert at once,
+//!   but (unlike keepalived) at most once per advert interval: a flood of such
+//!   adverts costs one extra advert per interval, not one per advert received;
 //! - `preempt_delay`: a preempting backup keeps accepting the lower-priority master
 //!   for that long after first hearing it, then lets its Master_Down timer run out;
 //!   leaving FAULT also starts the delay;
 //! - v3 Skew_Time is computed in whole centiseconds, v2 in microseconds;
 //! - a master entering FAULT or stopping sends priority 0 and drops the VIPs.
+//!
+//! And where VRRPv3's lack of authentication makes keepalived's behaviour a
+//! liability: a v3 backup adopts the master's advert interval (RFC 5798) only up to
+//! its own configured one ([`Instance::master_adver_int`]). keepalived adopts any
+//! value, so one forged advert with priority 255 and the largest interval (40.95 s)
+//! holds every backup silent for 3 x 40.95 s + skew, about two minutes; here, for at
+//! most 3 x our own interval + skew (3.6 s at the default 1 s). A shorter interval is
+//! adopted as is (it only makes us take over sooner), and a genuine master whose
+//! interval is longer than ours is still heard in time as long as it is below about
+//! three of ours: give every node of a VRID the same `advert_interval` (VRRPv2
+//! requires it; keepalived drops v2 adverts that differ).
 
 use std::{
     net::IpAddr,
@@ -158,7 +171,9 @@ impl InstanceConfig {
     }
 
     /// What received adverts must match, as keepalived checks them: TTL only for
-    /// multicast, the configured VIPs, both v3/IPv4 checksum forms.
+    /// multicast, the configured VIPs, both v3/IPv4 checksum forms; with unicast
+    /// peers, the source must be one of them (keepalived's `check_unicast_src`,
+    /// always on here: an advert from anyone else is dropped as `not_a_peer`).
     pub fn expect(&self, auth: Option<[u8; 8]>) -> Expect {
         Expect {
             version: self.version,
@@ -168,6 +183,7 @@ impl InstanceConfig {
             check_ttl: self.unicast_peers.is_empty(),
             accept_checksum: AcceptChecksum::Both,
             addresses: Some(self.addresses.clone()),
+            peers: (!self.unicast_peers.is_empty()).then(|| self.unicast_peers.clone()),
         }
     }
 }
@@ -244,6 +260,9 @@ pub struct Instance {
     garp_refresh_at: Option<Instant>,
     /// Backup with preempt_delay: when preempting a lower-priority master may start.
     preempt_at: Option<Instant>,
+    /// Master: when we last answered a lower-priority (or priority-0) advert at
+    /// once; the next such answer waits one advert interval.
+    answered_at: Option<Instant>,
     master: Option<IpAddr>,
     transitions: u64,
     /// Actions produced by `new` (startup), handed out by the next call.
@@ -277,6 +296,7 @@ impl Instance {
             advert_at: now,
             garp_refresh_at: None,
             preempt_at: None,
+            answered_at: None,
             master: None,
             transitions: 0,
             pending: Vec::new(),
@@ -337,11 +357,14 @@ impl Instance {
                     self.adopt_interval(advert);
                     self.leave_master(now, &mut out);
                     self.master = Some(from);
-                } else {
+                } else if self.answered_at.is_none_or(|t| now >= t + self.advert_int) {
                     // Priority 0 (another master leaving) or a lower priority: assert
-                    // ourselves at once, as keepalived does.
+                    // ourselves at once, as keepalived does, but at most once per
+                    // advert interval (a flood of adverts must not make us send one
+                    // for each; the periodic advert follows within the interval).
                     out.push(Action::SendAdvert { priority: ours });
                     self.advert_at = now + self.advert_int;
+                    self.answered_at = Some(now);
                 }
             }
             State::Init | State::Fault => {}
@@ -497,7 +520,7 @@ impl Instance {
     }
 
     /// Master_Adver_Interval: ours (v2), or the master's adopted from its adverts
-    /// (v3 backup).
+    /// (v3 backup), at most our own configured interval (see the module docs).
     pub fn master_adver_int(&self) -> Duration {
         self.master_adver_int
     }
@@ -549,11 +572,13 @@ impl Instance {
         !self.cfg.preempt_delay.is_zero() && self.preempt_at.is_none_or(|t| now < t)
     }
 
-    /// v3: Master_Adver_Interval := the advert's (at least one centisecond).
+    /// v3: Master_Adver_Interval := the advert's (at least one centisecond), capped
+    /// at our own advert interval: v3 has no authentication, so an advert with a
+    /// huge interval must not keep us silent for minutes.
     fn adopt_interval(&mut self, advert: &Advert) {
         if self.cfg.version == Version::V3 {
-            self.master_adver_int =
-                Duration::from_millis(u64::from(advert.max_advert_int_cs.max(1)) * 10);
+            let theirs = Duration::from_millis(u64::from(advert.max_advert_int_cs.max(1)) * 10);
+            self.master_adver_int = theirs.min(self.advert_int);
         }
     }
 
@@ -587,6 +612,7 @@ impl Instance {
         self.advert_at = now + self.advert_int;
         self.master_adver_int = self.advert_int;
         self.preempt_at = None;
+        self.answered_at = None;
         self.master = Some(self.cfg.primary);
         self.set_state(State::Master, out);
     }
@@ -1175,6 +1201,78 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_lower_adverts_is_answered_once_per_interval() {
+        // The adversarial run: 3,000 valid priority-100 adverts in 1.5 s at a master
+        // (1 s interval) drew 3,010 adverts. Now: one answer per interval, plus the
+        // periodic adverts.
+        let t0 = Instant::now();
+        let mut m = Instance::new(
+            InstanceConfig {
+                garp_repeat: 0,
+                ..cfg("192.0.2.1", 255, Version::V2)
+            },
+            t0,
+        );
+        m.on_timer(t0);
+        assert_eq!(m.state(), State::Master);
+        let lower = advert(100, Version::V2, 100);
+        let (mut answers, mut periodic) = (0, 0);
+        let sends = |a: &[Action]| {
+            a.iter()
+                .filter(|a| matches!(a, Action::SendAdvert { .. }))
+                .count()
+        };
+        for k in 0..3000u64 {
+            let now = t0 + Duration::from_micros(500 * k);
+            if m.next_deadline() <= now {
+                periodic += sends(&m.on_timer(now));
+            }
+            answers += sends(&m.on_advert(ip("192.0.2.66"), &lower, now));
+        }
+        assert_eq!(m.state(), State::Master);
+        // Answers at 0 s and 1 s; the periodic advert due at 1 s went out too.
+        assert_eq!(answers, 2, "answers");
+        assert!(periodic <= 2, "periodic adverts: {periodic}");
+        // Still answered promptly after a quiet interval.
+        let later = t0 + secs(10.0);
+        m.on_timer(later);
+        assert_eq!(
+            m.on_advert(ip("192.0.2.2"), &lower, later),
+            vec![Action::SendAdvert { priority: 255 }]
+        );
+    }
+
+    #[test]
+    fn v3_adopted_interval_is_capped_at_ours() {
+        // The adversarial run: a stranger's priority-255 advert with a 40.95 s
+        // interval made the backup (and a master, which yields) wait 3 x 40.95 s.
+        let t0 = Instant::now();
+        let mut b = Instance::new(cfg("192.0.2.1", 100, Version::V3), t0);
+        b.on_timer(t0);
+        let forged = advert(255, Version::V3, 4095);
+        assert!(b.on_advert(ip("192.0.2.66"), &forged, t0).is_empty());
+        assert_eq!(b.master_adver_int(), Duration::from_secs(1));
+        // 3 x 1 s + 60 cs, not 3 x 40.95 s + skew.
+        assert_eq!(b.next_deadline(), t0 + Duration::from_millis(3600));
+        assert_eq!(
+            b.on_timer(t0 + Duration::from_millis(3600)),
+            master_actions(100)
+        );
+        // A master that yields to it is capped the same way.
+        let t1 = t0 + secs(5.0);
+        let out = b.on_advert(ip("192.0.2.66"), &forged, t1);
+        assert_eq!(out[0], Action::LeaveMaster);
+        assert_eq!(b.master_adver_int(), Duration::from_secs(1));
+        assert_eq!(b.next_deadline(), t1 + Duration::from_millis(3600));
+        // Shorter intervals are adopted as they are (v3_backup_adopts_master_interval),
+        // and exactly ours too.
+        let mut c = Instance::new(cfg("192.0.2.1", 100, Version::V3), t0);
+        c.on_timer(t0);
+        c.on_advert(ip("192.0.2.2"), &advert(200, Version::V3, 100), t0);
+        assert_eq!(c.master_adver_int(), Duration::from_secs(1));
+    }
+
+    #[test]
     fn v2_interval_mismatch_is_dropped_by_the_codec() {
         // A v2 peer running 2 s adverts: our codec drops them, so the backup takes
         // over at its own silence deadline (keepalived does the same).
@@ -1215,8 +1313,15 @@ mod tests {
             vec![Action::SendAdvert { priority: 150 }]
         );
         assert_eq!(m.next_deadline(), t1 + secs(1.0), "advert timer reset");
+        // Within the same interval another one is not answered (rate limit) ...
+        assert!(m
+            .on_advert(ip("192.0.2.2"), &advert(0, Version::V2, 100), t1)
+            .is_empty());
+        assert_eq!(m.next_deadline(), t1 + secs(1.0), "timer untouched");
+        // ... one an interval later is.
+        let t2 = t1 + secs(1.0);
         assert_eq!(
-            m.on_advert(ip("192.0.2.2"), &advert(0, Version::V2, 100), t1),
+            m.on_advert(ip("192.0.2.2"), &advert(0, Version::V2, 100), t2),
             vec![Action::SendAdvert { priority: 150 }]
         );
         assert_eq!(m.state(), State::Master);
@@ -1339,6 +1444,9 @@ mod tests {
             ..good.clone()
         };
         assert!(!uni.expect(None).check_ttl);
+        // Unicast: only the configured peers are heard; multicast: anyone.
+        assert_eq!(uni.expect(None).peers, Some(vec![ip("192.0.2.2")]));
+        assert_eq!(good.expect(None).peers, None);
         // Clamping in `new`.
         let i = Instance::new(
             InstanceConfig {

@@ -9,11 +9,11 @@
 //! (`node::adopt`, so the first apply writes nothing), and swaps its program into the
 //! pinned links.
 
+mod commands;
 mod tasks;
 pub mod vrrp;
 
 use std::{
-    collections::HashSet,
     net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -79,27 +79,7 @@ const BURST: usize = 4096;
 /// A request the observers hand to the loop (only requests that change something).
 pub type LoopRequest = (Request, oneshot::Sender<Response>);
 
-/// `lbd --check-config`: validate and summarise.
-pub fn check_config(path: &Path) -> Result<String, config::ConfigError> {
-    let c = config::load(path)?;
-    let backends: usize = c.services.iter().map(|s| s.backends.len()).sum();
-    Ok(format!(
-        "{}: ok ({} services, {} backends, {} interfaces)",
-        path.display(),
-        c.services.len(),
-        backends,
-        c.interfaces.len()
-    ))
-}
-
-/// `lbd --detach`: remove the pinned links (detaching XDP) and maps.
-pub fn detach(config_path: &Path) -> Result<Vec<PathBuf>, DaemonError> {
-    let c = config::load(config_path)?;
-    Dataplane::remove_pinned(&c.global.pin_dir).map_err(io_error(format!(
-        "removing pins in {}",
-        c.global.pin_dir.display()
-    )))
-}
+pub use commands::{check_config, detach};
 
 /// The I/O side: everything the node's effects act on.
 struct Shell {
@@ -142,7 +122,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         start = adopt::from_pinned(&config, |k, a| reconciler.index_of(k, a), &pinned);
         tracing::info!(pin_dir = %pin_dir.display(), backends = start.links.len(), "adopting the pinned data plane");
     }
-    start.inherited_masters = inherited_masters(&config).await;
+    start.inherited_masters = vrrp::inherited_masters(&config).await;
 
     let (health_tx, mut health_rx) = mpsc::channel::<HealthEvent>(1024);
     let (resolved_tx, mut resolved_rx) = mpsc::channel(1024);
@@ -209,6 +189,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let mut term = sig(SignalKind::terminate(), "SIGTERM")?;
     let mut int = sig(SignalKind::interrupt(), "SIGINT")?;
     let mut settle = tokio::time::interval(node.settle_every());
+    let (reload_tx, reload_rx) = mpsc::channel::<tasks::ReloadReply>(tasks::RELOADS_QUEUED);
+    let (loaded_tx, mut loaded_rx) = mpsc::channel(tasks::RELOADS_QUEUED);
+    tasks::spawn_config_reader(node.config_path().to_path_buf(), reload_rx, loaded_tx);
     tracing::info!(node = %node.config().global.node_name, services = node.config().services.len(), "lbd running");
 
     loop {
@@ -220,20 +203,41 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             Some((interface, up)) = link_rx.recv() => Event::Link { interface, up },
             Some((script, ok)) = script_rx.recv() => Event::Script { script, ok },
             Some((request, reply)) = loop_rx.recv() => {
-                let response = match request {
-                    Request::Reload => match shell.reload(&mut node).await {
-                        Ok(message) => Response::Done { message },
-                        Err(message) => Response::Error { message },
-                    },
-                    other => Response::Error {
-                        message: format!("lbd's loop does not answer {other:?}; observers do"),
-                    },
-                };
-                let _ = reply.send(response);
+                match request {
+                    // Answered when the read is done and the node has the result.
+                    Request::Reload => {
+                        if let Err(
+                            mpsc::error::TrySendError::Full(Some(reply))
+                            | mpsc::error::TrySendError::Closed(Some(reply)),
+                        ) = reload_tx.try_send(Some(reply))
+                        {
+                            let _ = reply.send(Response::Error {
+                                message: "reloads are already waiting for the config file to be read: try again later".into(),
+                            });
+                        }
+                    }
+                    other => {
+                        let _ = reply.send(Response::Error {
+                            message: format!("lbd's loop does not answer {other:?}; observers do"),
+                        });
+                    }
+                }
                 continue;
             }
             _ = hup.recv() => {
-                let _ = shell.reload(&mut node).await;
+                if reload_tx.try_send(None).is_err() {
+                    tracing::warn!("SIGHUP: reloads are already waiting for the config file to be read; this one is dropped");
+                }
+                continue;
+            }
+            Some((loaded, reply)) = loaded_rx.recv() => {
+                let outcome = shell.reload(&mut node, loaded);
+                if let Some(reply) = reply {
+                    let _ = reply.send(match outcome {
+                        Ok(message) => Response::Done { message },
+                        Err(message) => Response::Error { message },
+                    });
+                }
                 continue;
             }
             _ = settle.tick() => Event::SettleTick,
@@ -277,35 +281,14 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// VRRP instances whose VIPs are all still on their interface: this node was master
-/// before lbd (re)started, and keeps forwarding until the election settles.
-async fn inherited_masters(config: &Config) -> HashSet<String> {
-    let mut out = HashSet::new();
-    if config.vrrp.is_empty() {
-        return out;
-    }
-    let Ok(addr) = lb_netlink::addr::AddrHandle::new().await else {
-        return out;
-    };
-    for v in &config.vrrp {
-        let mut all = !v.virtual_addresses.is_empty();
-        for (ip, _) in &v.virtual_addresses {
-            all &= addr.has(&v.interface, *ip).await.unwrap_or(false);
-        }
-        if all {
-            out.insert(v.name.clone());
-        }
-    }
-    out
-}
-
 impl Shell {
-    /// Re-read the config file and hand it to the node; the reload's outcome.
-    async fn reload(&mut self, node: &mut Node) -> Result<String, String> {
-        let path = node.config_path().to_path_buf();
-        let loaded = tokio::task::spawn_blocking(move || config::load(&path))
-            .await
-            .map_err(|e| format!("reading the config failed: {e}"))?;
+    /// Hand a re-read config file (read off the loop, see [`tasks::spawn_config_reader`])
+    /// to the node; the reload's outcome.
+    fn reload(
+        &mut self,
+        node: &mut Node,
+        loaded: Result<Config, config::ConfigError>,
+    ) -> Result<String, String> {
         let effects = node.handle(Event::Reload(loaded));
         self.execute(node, effects, false)
             .unwrap_or_else(|e| Some(Err(e.to_string())))

@@ -1,12 +1,14 @@
-//! The side tasks lbd's shell starts: MAC resolutions and VRRP track scripts. Each
-//! only reports its result to the loop; the node decides what it means.
+//! The side tasks lbd's shell starts: MAC resolutions, VRRP track scripts and the
+//! config reader for reloads. Each only reports its result to the loop; the node
+//! decides what it means.
 
 use std::{collections::HashSet, net::IpAddr, path::PathBuf, time::Duration};
 
-use lb_config::Config;
+use lb_api::control::Response;
+use lb_config::{self as config, Config};
 use lb_dataplane::reconcile::Link;
 use lb_netlink::neigh::{self, NetlinkHandle};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// How long one MAC resolution waits for the kernel's answer.
 const RESOLVE_WAIT: Duration = Duration::from_secs(3);
@@ -61,6 +63,10 @@ pub(super) fn spawn_script_tracks(config: &Config, tx: mpsc::Sender<(PathBuf, bo
             }
             let tx = tx.clone();
             tokio::spawn(async move {
+                // Runs that could not even start here (out of descriptors, processes,
+                // memory) in a row: not failures of the tracked thing, so they change
+                // nothing; logged once per streak.
+                let mut local = 0u64;
                 loop {
                     let mut cmd = tokio::process::Command::new(&track.script);
                     cmd.kill_on_drop(true)
@@ -71,8 +77,21 @@ pub(super) fn spawn_script_tracks(config: &Config, tx: mpsc::Sender<(PathBuf, bo
                         Ok(mut child) => {
                             matches!(tokio::time::timeout(track.timeout, child.wait()).await, Ok(Ok(status)) if status.success())
                         }
+                        Err(e) if lb_health::probe::is_local(&e) => {
+                            if local == 0 {
+                                tracing::warn!(script = %track.script.display(), error = %e,
+                                    "track script could not be started on this host; its state is kept, not counted as a failure (logged once until it runs again)");
+                            }
+                            local += 1;
+                            tokio::time::sleep(track.interval).await;
+                            continue;
+                        }
                         Err(_) => false,
                     };
+                    if local > 0 {
+                        tracing::info!(script = %track.script.display(), skipped = local, "track script runs again");
+                        local = 0;
+                    }
                     if let Some(result) = track.observe(ok) {
                         if tx.send((track.script.clone(), result)).await.is_err() {
                             return;
@@ -83,4 +102,38 @@ pub(super) fn spawn_script_tracks(config: &Config, tx: mpsc::Sender<(PathBuf, bo
             });
         }
     }
+}
+
+/// Where a reload's outcome goes: `lbctl reload`'s answer, or nowhere (SIGHUP).
+pub(super) type ReloadReply = Option<oneshot::Sender<Response>>;
+
+/// Reloads whose file read may wait behind a slow one; more are refused at once.
+pub(super) const RELOADS_QUEUED: usize = 4;
+
+/// Reads the config file for each reload request, in order, off the main loop (a
+/// file on a hung mount must not stop lbd answering), and hands the result back.
+/// `config::load` never blocks on a FIFO and reads at most a bounded regular file.
+pub(super) fn spawn_config_reader(
+    path: PathBuf,
+    mut requests: mpsc::Receiver<ReloadReply>,
+    loaded: mpsc::Sender<(Result<Config, config::ConfigError>, ReloadReply)>,
+) {
+    tokio::spawn(async move {
+        while let Some(reply) = requests.recv().await {
+            let p = path.clone();
+            let result = tokio::task::spawn_blocking(move || config::load(&p))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(config::ConfigError {
+                        file: path.clone(),
+                        line: None,
+                        field: String::new(),
+                        message: format!("reading the configuration failed: {e}"),
+                    })
+                });
+            if loaded.send((result, reply)).await.is_err() {
+                break;
+            }
+        }
+    });
 }

@@ -26,7 +26,7 @@ use lb_vrrp::{
     announce::announce,
     io::VrrpSocket,
     notify::notify,
-    packet::{decode, encode, peek_vrid, MCAST_V4, MCAST_V6},
+    packet::{decode, encode, MCAST_V4, MCAST_V6},
     state::{Action, Instance, State},
     Counters,
 };
@@ -227,6 +227,12 @@ impl Runner {
             }
         }
         self.resolve_inherited().await;
+        self.publish();
+    }
+
+    /// Make the state and counters visible to `lbctl vrrp` and metrics now (after
+    /// actions, and after every dropped packet, which runs no actions).
+    fn publish(&mut self) {
         self.counters.sync_transitions(&self.instance);
         let (state, priority, master, transitions, counters) = (
             self.instance.state(),
@@ -307,9 +313,11 @@ async fn run(
         tokio::select! {
             received = r.socket.recv() => match received {
                 Ok(Ok(rx)) => {
-                    // Our own (looped) adverts, and other routers' VRIDs on a shared
-                    // segment, are not ours to count.
-                    if rx.src == r.socket.source() || peek_vrid(&rx.payload) != Some(r.config.vrid) {
+                    // Our own (looped) adverts are not ours to count. Everything else
+                    // is decoded and counted: other VRIDs as wrong_vrid, an empty or
+                    // short payload as truncated, a stranger's advert with unicast
+                    // peers set as not_a_peer.
+                    if rx.src == r.socket.source() {
                         continue;
                     }
                     let decoded = decode(&rx, &expect);
@@ -319,10 +327,16 @@ async fn run(
                             let actions = r.instance.on_advert(rx.src, &advert, std::time::Instant::now());
                             r.execute(actions).await;
                         }
-                        Err(reason) => tracing::debug!(instance = %r.config.name, from = %rx.src, reason = reason.name(), "advert dropped"),
+                        Err(reason) => {
+                            tracing::debug!(instance = %r.config.name, from = %rx.src, reason = reason.name(), "advert dropped");
+                            r.publish();
+                        }
                     }
                 }
-                Ok(Err(reason)) => r.counters.record_drop(reason),
+                Ok(Err(reason)) => {
+                    r.counters.record_drop(reason);
+                    r.publish();
+                }
                 Err(e) => {
                     tracing::warn!(instance = %r.config.name, error = %e, "VRRP receive failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -349,4 +363,28 @@ async fn run(
             },
         }
     }
+}
+
+/// VRRP instances whose VIPs are all still on their interface: this node was master
+/// before lbd (re)started, and keeps forwarding until the election settles.
+pub(super) async fn inherited_masters(
+    config: &lb_config::Config,
+) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    if config.vrrp.is_empty() {
+        return out;
+    }
+    let Ok(addr) = lb_netlink::addr::AddrHandle::new().await else {
+        return out;
+    };
+    for v in &config.vrrp {
+        let mut all = !v.virtual_addresses.is_empty();
+        for (ip, _) in &v.virtual_addresses {
+            all &= addr.has(&v.interface, *ip).await.unwrap_or(false);
+        }
+        if all {
+            out.insert(v.name.clone());
+        }
+    }
+    out
 }

@@ -76,7 +76,9 @@ ensure_ns() {
 offloads_off() {
     local ns=$1 dev=$2
     if command -v ethtool >/dev/null; then
-        ip netns exec "$ns" ethtool -K "$dev" tx off gso off tso off >/dev/null 2>&1 ||
+        # txvlan off: a VLAN tag crosses the veth inside the frame, as a real NIC with
+        # rx VLAN offload off (which lbd sets) hands it to XDP.
+        ip netns exec "$ns" ethtool -K "$dev" tx off gso off tso off txvlan off tx-vlan-stag-hw-insert off >/dev/null 2>&1 ||
             echo "$PROG: warning: could not turn offloads off on $ns/$dev" >&2
     else
         echo "$PROG: warning: ethtool not found; offloads left on for $ns/$dev" >&2
@@ -92,6 +94,11 @@ cmd_up() {
         ip -n "$br" link add br0 type bridge
     fi
     ip -n "$br" link set br0 up
+    # No bridge netfilter: with it, conntrack in the bridge namespace reassembles IPv4
+    # fragments before the LB sees them, and fragment handling would go untested.
+    ip -n "$br" link set br0 type bridge nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0
+    ip netns exec "$br" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
+        net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0 2>/dev/null || true
     for node in "${NODES[@]}"; do
         ns="$P-$node"
         peer="v-$node"

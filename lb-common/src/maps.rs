@@ -13,6 +13,8 @@ pub const DEFAULT_TABLE_SIZE: u32 = 65537;
 pub const NO_BACKEND: u16 = u16::MAX;
 /// Highest number of backends (indices `0..MAX_BACKENDS`) across all services.
 pub const MAX_BACKENDS: u32 = 65535;
+/// Words of the `VIP_FILTER` bitmap (64 bits each: 65536 bits, 8 KiB).
+pub const VIP_FILTER_WORDS: u32 = 1024;
 
 /// IP protocol numbers used in keys.
 pub mod proto {
@@ -264,6 +266,16 @@ pub struct DataplaneConfig {
     pub _pad: [u32; 2],
 }
 
+/// Value of the `INGRESS_MACS` map: an attached interface's own MAC.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngressMac {
+    /// The interface's MAC address.
+    pub mac: [u8; 6],
+    /// Zero.
+    pub _pad: u16,
+}
+
 /// Per-service and per-backend counters (per CPU; sum over CPUs to read).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -278,8 +290,9 @@ pub struct TrafficStats {
 
 /// Indices of the per-CPU `GLOBAL_STATS` array: what happened to each packet, and
 /// events. A packet counts exactly once among the outcomes (`FWD_*`, `PASS_*`,
-/// `DROP_*`: `0..=7` and [`FWD_LOCAL`](outcome::FWD_LOCAL) = 14) and may also count
-/// among the events (`8..=13`: connection table, fragments, ICMP errors).
+/// `DROP_*`: `0..=7`, [`FWD_LOCAL`](outcome::FWD_LOCAL) = 14 and
+/// [`PASS_NOT_FOR_US`](outcome::PASS_NOT_FOR_US) = 15) and may also count among the
+/// events (`8..=13`: connection table, fragments, ICMP errors).
 pub mod outcome {
     /// Forwarded with `XDP_TX`.
     pub const FWD_TX: u32 = 0;
@@ -311,6 +324,10 @@ pub mod outcome {
     pub const CT_INSERT_FAILED: u32 = 13;
     /// Outcome: delivered to this host's own stack (the backend is the LB node itself).
     pub const FWD_LOCAL: u32 = 14;
+    /// Passed: not this node's to forward. Its destination MAC is not the ingress
+    /// interface's (a bridge's flood: broadcast, multicast, unknown unicast), or it
+    /// carries a VLAN tag that would have to leave through another interface.
+    pub const PASS_NOT_FOR_US: u32 = 15;
     /// Number of counters.
     pub const COUNT: u32 = 16;
     /// Display names, index = counter.
@@ -330,7 +347,7 @@ pub mod outcome {
         "icmp_errors",
         "conntrack_insert_failed",
         "forwarded_local",
-        "reserved_15",
+        "passed_not_for_us",
     ];
 }
 
@@ -354,8 +371,16 @@ pub mod names {
     pub const TX_PORTS: &str = "LB_TX_PORTS";
     /// `HashMap<FragKey, ServiceKey>`: the service fragments of a (VIP, protocol) use.
     pub const FRAG_ROUTES: &str = "LB_FRAG_ROUTES";
+    /// `HashMap<u32, IngressMac>`: the MAC of each interface the program is attached
+    /// to, keyed by ifindex (frames leaving through another interface are checked
+    /// against it).
+    pub const INGRESS_MACS: &str = "LB_INGRESS_MACS";
+    /// `Array<u64>`, [`super::VIP_FILTER_WORDS`] words: a bit per hash of (VIP,
+    /// protocol) that has a service (see `select::vip_filter_bit`). A clear bit means
+    /// no service: the packet is passed without a service lookup.
+    pub const VIP_FILTER: &str = "LB_VIP_FILTER";
     /// Every map, in pin order.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 11] = [
         SERVICES,
         BACKENDS,
         CONNS,
@@ -365,6 +390,8 @@ pub mod names {
         BACKEND_STATS,
         TX_PORTS,
         FRAG_ROUTES,
+        INGRESS_MACS,
+        VIP_FILTER,
     ];
 }
 
@@ -397,6 +424,7 @@ const _: () = {
     assert!(core::mem::size_of::<ConnValue>() == 16);
     assert!(core::mem::size_of::<DataplaneConfig>() == 16);
     assert!(core::mem::size_of::<TrafficStats>() == 24);
+    assert!(core::mem::size_of::<IngressMac>() == 8);
 };
 
 #[cfg(feature = "user")]
@@ -413,4 +441,5 @@ mod pod {
     unsafe impl aya::Pod for ConnValue {}
     unsafe impl aya::Pod for DataplaneConfig {}
     unsafe impl aya::Pod for TrafficStats {}
+    unsafe impl aya::Pod for IngressMac {}
 }

@@ -16,8 +16,8 @@
 use crate::{
     hash::{flow_hash, reduce},
     maps::{
-        Backend, ConnKey, ConnValue, FragKey, ServiceKey, ServiceTable, BACKEND_UP, NO_BACKEND,
-        SVC_F_SOURCE_HASH,
+        Backend, ConnKey, ConnValue, FragKey, ServiceKey, ServiceTable, BACKEND_UP, MAX_TABLE_SIZE,
+        NO_BACKEND, SVC_F_SOURCE_HASH,
     },
 };
 
@@ -41,6 +41,17 @@ pub fn service_keys(flow: &ConnKey) -> (ServiceKey, ServiceKey) {
 #[inline(always)]
 pub fn covers(key: &ServiceKey, flow: &ConnKey) -> bool {
     flow.dst == key.vip && flow.proto == key.proto && (key.port == 0 || flow.dport == key.port)
+}
+
+/// The bit of the VIP filter (`names::VIP_FILTER`, [`VIP_FILTER_WORDS`](crate::maps::VIP_FILTER_WORDS) words) that
+/// stands for (`vip`, `proto`). Any service on that VIP and protocol sets it; a packet
+/// whose bit is clear has no service, so the data plane passes it after this one
+/// array read instead of two hash lookups. A multiplicative hash of the address words
+/// as loaded (the controller computes it from the same words, on the same machine).
+#[inline(always)]
+pub fn vip_filter_bit(vip: &[u32; 4], proto: u8) -> u32 {
+    let x = vip[0] ^ vip[1] ^ vip[2] ^ vip[3] ^ proto as u32;
+    x.wrapping_mul(0x9e37_79b1) >> 16
 }
 
 /// The fragment-route key of a fragment's flow.
@@ -112,21 +123,27 @@ pub fn slot_hash(seed: u32, flags: u32, key: &ConnKey) -> u32 {
 }
 
 /// Choose the backend for the flow `key` (hash `hash`) of service `table`.
-/// `syn` = TCP SYN without ACK. `None` = no usable backend: drop.
+/// `syn` = TCP SYN without ACK. `None` = no usable backend: drop. The chosen backend's
+/// entry comes with the choice, so the data plane reads it once.
 #[inline(always)]
-pub fn choose<S: FlowState>(
-    state: &S,
+pub fn choose<'a, S: FlowState>(
+    state: &'a S,
     table: &ServiceTable,
     hash: u32,
     key: &ConnKey,
     syn: bool,
-) -> Option<Choice> {
+) -> Option<(Choice, &'a Backend)> {
     let len = table.len;
     if len == 0 {
         return None;
     }
     let slot = reduce(hash, len);
-    let entry = *table.entries.get(slot as usize)?;
+    // Bounds-check the slot itself, as a u32 compare the BPF verifier follows (left to
+    // the compiler, the check on the 64-bit product loses the bound by a few bytes).
+    if slot >= MAX_TABLE_SIZE as u32 {
+        return None;
+    }
+    let entry = *table.entries.get(core::hint::black_box(slot) as usize)?;
     let current = entry.backend;
 
     if !entry.is_dirty() {
@@ -134,12 +151,15 @@ pub fn choose<S: FlowState>(
         if !b.keeps_flows() {
             return None;
         }
-        return Some(Choice {
-            backend: current,
-            slot,
-            how: How::CleanSlot,
-            insert_failed: false,
-        });
+        return Some((
+            Choice {
+                backend: current,
+                slot,
+                how: How::CleanSlot,
+                insert_failed: false,
+            },
+            b,
+        ));
     }
 
     let (pick, how) = if syn {
@@ -157,12 +177,15 @@ pub fn choose<S: FlowState>(
                         };
                         insert_failed = !state.remember(key, &refreshed);
                     }
-                    return Some(Choice {
-                        backend: tracked.backend as u16,
-                        slot,
-                        how: How::Tracked,
-                        insert_failed,
-                    });
+                    return Some((
+                        Choice {
+                            backend: tracked.backend as u16,
+                            slot,
+                            how: How::Tracked,
+                            insert_failed,
+                        },
+                        b,
+                    ));
                 }
                 _ => (current, How::Rebalanced),
             },
@@ -188,10 +211,13 @@ pub fn choose<S: FlowState>(
         last_seen_ns: state.now_ns(),
     };
     let insert_failed = !state.remember(key, &value);
-    Some(Choice {
-        backend: pick,
-        slot,
-        how,
-        insert_failed,
-    })
+    Some((
+        Choice {
+            backend: pick,
+            slot,
+            how,
+            insert_failed,
+        },
+        b,
+    ))
 }

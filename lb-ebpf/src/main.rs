@@ -1,7 +1,9 @@
 //! The XDP direct-server-return data plane. For a packet to a configured
 //! VIP:port/protocol: parse, look up the service, choose a backend (Maglev slot, the
-//! connection table only on dirty slots), rewrite the MACs, and send it out (`XDP_TX`,
-//! or a devmap redirect to another interface). Everything else is `XDP_PASS`.
+//! connection table only on dirty slots), check the frame is ours to forward (addressed
+//! to the ingress interface's MAC; a VLAN tag only back out where it came in), rewrite
+//! the MACs, and send it out (`XDP_TX`, or a devmap redirect to another interface).
+//! Everything else is `XDP_PASS`.
 //! Every packet is counted once by outcome in per-CPU counters; nothing is logged.
 #![no_std]
 #![no_main]
@@ -13,12 +15,13 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use lb_common::{
-    maps::{outcome, Backend, ConnKey, ConnValue, ServiceTable, IFINDEX_LOCAL},
-    select::{choose, frag_key, service_keys, slot_hash, FlowState, How},
+    maps::{outcome, Backend, ConnKey, ConnValue, ServiceKey, ServiceTable, IFINDEX_LOCAL},
+    select::{choose, frag_key, service_keys, slot_hash, vip_filter_bit, FlowState, How},
 };
+use lb_ebpf::access::{field, put};
 use maps::{
-    add_traffic, count, BACKENDS, BACKEND_STATS, CONFIG, CONNS, FRAG_ROUTES, SERVICES,
-    SERVICE_STATS, TX_PORTS,
+    add_traffic, count, BACKENDS, BACKEND_STATS, CONFIG, CONNS, FRAG_ROUTES, INGRESS_MACS,
+    SERVICES, SERVICE_STATS, TX_PORTS, VIP_FILTER,
 };
 use parse::{Kind, Parsed};
 
@@ -38,10 +41,17 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
         Err(why) => return (xdp_action::XDP_PASS, why),
     };
 
-    // 2. Look up the service.
+    // 2. Look up the service: the VIP filter first (one array read), so traffic for
+    // other addresses skips the hash lookups.
+    if !maybe_vip(&pkt.flow) {
+        return (xdp_action::XDP_PASS, outcome::PASS_NOT_VIP);
+    }
     let Some(service) = find_service(&pkt) else {
         return (xdp_action::XDP_PASS, outcome::PASS_NOT_VIP);
     };
+    if !parse::checksum_ok(ctx, &pkt) {
+        return (xdp_action::XDP_PASS, outcome::PASS_MALFORMED);
+    }
     let Some(config) = CONFIG.get(0) else {
         return (xdp_action::XDP_PASS, outcome::PASS_FORWARDING_OFF);
     };
@@ -49,14 +59,14 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
         return (xdp_action::XDP_PASS, outcome::PASS_FORWARDING_OFF);
     }
     match pkt.kind {
-        Kind::Fragment => count(outcome::FRAGMENT),
+        Kind::Fragment { .. } => count(outcome::FRAGMENT),
         Kind::IcmpError => count(outcome::ICMP_ERROR),
         Kind::Flow => {}
     }
 
     // 3. Choose the backend.
     let hash = slot_hash(config.hash_seed, service.flags, &pkt.flow);
-    let Some(choice) = choose(&DataplaneMaps, service, hash, &pkt.flow, pkt.syn) else {
+    let Some((choice, backend)) = choose(&DataplaneMaps, service, hash, &pkt.flow, pkt.syn) else {
         return (xdp_action::XDP_DROP, outcome::DROP_NO_BACKEND);
     };
     match choice.how {
@@ -68,19 +78,41 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
     if choice.insert_failed {
         count(outcome::CT_INSERT_FAILED);
     }
-    let Some(backend) = BACKENDS.get(choice.backend as u32) else {
-        return (xdp_action::XDP_DROP, outcome::DROP_NO_BACKEND);
-    };
 
-    // 4. Rewrite and 5. act. A backend on this very host gets the packet unchanged,
-    // through the local stack; any other gets it with its MAC, out of the right port.
+    // 4. Check and rewrite, 5. act. A backend on this very host gets the packet
+    // unchanged, through the local stack (which drops frames not addressed to it);
+    // any other gets it with its MAC, out of the right port.
     let (action, result) = if backend.ifindex == IFINDEX_LOCAL {
         (xdp_action::XDP_PASS, outcome::FWD_LOCAL)
     } else {
-        if !rewrite_macs(ctx, backend) {
+        let Some(eth) = parse::ptr_at::<[u8; 12]>(ctx, 0) else {
             return (xdp_action::XDP_PASS, outcome::PASS_MALFORMED);
+        };
+        let eth = eth as *mut u8;
+        let tx = backend.ifindex == 0 || backend.ifindex == ctx.ingress_ifindex() as u32;
+        // The MAC the frame must be addressed to: the ingress interface's. For XDP_TX
+        // that is the backend's source MAC (the same interface); a redirect looks it
+        // up, and a tagged frame is never redirected (its tag means nothing there).
+        let ours = if tx {
+            backend.src_mac.as_ptr()
+        } else if pkt.tagged {
+            return (xdp_action::XDP_PASS, outcome::PASS_NOT_FOR_US);
+        } else {
+            // SAFETY: the value is read at once.
+            match unsafe { INGRESS_MACS.get(ctx.ingress_ifindex() as u32) } {
+                Some(m) => m.mac.as_ptr(),
+                None => return (xdp_action::XDP_PASS, outcome::PASS_NOT_FOR_US),
+            }
+        };
+        if !addressed_to(eth, ours) {
+            return (xdp_action::XDP_PASS, outcome::PASS_NOT_FOR_US);
         }
-        send(ctx, backend)
+        rewrite_macs(eth, backend);
+        if tx {
+            (xdp_action::XDP_TX, outcome::FWD_TX)
+        } else {
+            redirect(backend)
+        }
     };
     if action != xdp_action::XDP_DROP {
         let bytes = (ctx.data_end() - ctx.data()) as u64;
@@ -90,17 +122,29 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
     (action, result)
 }
 
+/// Whether the frame at `eth` (12 bytes checked) is addressed to the MAC at `mac`.
+#[inline(always)]
+fn addressed_to(eth: *const u8, mac: *const u8) -> bool {
+    // SAFETY: `eth` holds 12 bytes; `mac` points at a 6-byte MAC in a map value.
+    unsafe {
+        field::<u32>(eth, 0) == field::<u32>(mac, 0) && field::<u16>(eth, 4) == field::<u16>(mac, 4)
+    }
+}
+
 /// Destination MAC := the backend's, source MAC := our egress interface's.
 #[inline(always)]
-fn rewrite_macs(ctx: &XdpContext, backend: &Backend) -> bool {
-    let Some(macs) = parse::ptr_at::<[u32; 3]>(ctx, 0) else {
-        return false;
-    };
-    // SAFETY: ptr_at checked the 12 bytes are inside the packet. `mac` and `src_mac` are
-    // the first 12 bytes of the 4-aligned map value, in frame order: three word copies
-    // (a [u8; 6] assignment compiles to a memmove call on the BPF target).
-    unsafe { *macs = *(backend as *const Backend as *const [u32; 3]) };
-    true
+fn rewrite_macs(eth: *mut u8, backend: &Backend) {
+    // `mac` and `src_mac` are the first 12 bytes of the 4-aligned map value, in frame
+    // order: three explicit word copies (a [u8; 12] or [u32; 3] assignment compiles to
+    // a byte-by-byte memmove call on the BPF target).
+    let b = backend as *const Backend as *const u8;
+    // SAFETY: `eth` holds 12 bytes (checked by the caller); `b` points at a 44-byte
+    // map value.
+    unsafe {
+        put::<u32>(eth, 0, field::<u32>(b, 0));
+        put::<u32>(eth, 4, field::<u32>(b, 4));
+        put::<u32>(eth, 8, field::<u32>(b, 8));
+    }
 }
 
 /// The service for a parsed packet: the exact (VIP, port, protocol), else the
@@ -110,9 +154,24 @@ fn rewrite_macs(ctx: &XdpContext, backend: &Backend) -> bool {
 fn find_service(pkt: &Parsed) -> Option<&'static ServiceTable> {
     // SAFETY (all lookups): SERVICES is not preallocated, so its elements are replaced,
     // never reused in place; FRAG_ROUTES values are copied out at once.
-    if pkt.kind == Kind::Fragment {
-        let route = unsafe { FRAG_ROUTES.get(frag_key(&pkt.flow)) }.copied()?;
-        return unsafe { SERVICES.get(route) };
+    if let Kind::Fragment { first_dport } = pkt.kind {
+        // A datagram whose first fragment is for a port no service has is not ours.
+        if let Some(dport) = first_dport {
+            let (exact, whole_vip) = service_keys(&ConnKey { dport, ..pkt.flow });
+            if !served(&exact) && !served(&whole_vip) {
+                return None;
+            }
+        }
+        let r = unsafe { FRAG_ROUTES.get(frag_key(&pkt.flow)) }?;
+        // Word by word: `.copied()` of the key, or of its address array, compiles to
+        // a memmove call.
+        let route = ServiceKey {
+            vip: [r.vip[0], r.vip[1], r.vip[2], r.vip[3]],
+            port: r.port,
+            proto: r.proto,
+            _pad: 0,
+        };
+        return unsafe { SERVICES.get(&route) };
     }
     let (exact, whole_vip) = service_keys(&pkt.flow);
     if let Some(service) = unsafe { SERVICES.get(exact) } {
@@ -121,12 +180,26 @@ fn find_service(pkt: &Parsed) -> Option<&'static ServiceTable> {
     unsafe { SERVICES.get(whole_vip) }
 }
 
-/// `XDP_TX` when the backend is behind the ingress interface, else redirect.
+/// Whether (destination, protocol) may have a service: its VIP filter bit is set.
 #[inline(always)]
-fn send(ctx: &XdpContext, backend: &Backend) -> (u32, u32) {
-    if backend.ifindex == 0 || backend.ifindex == ctx.ingress_ifindex() as u32 {
-        return (xdp_action::XDP_TX, outcome::FWD_TX);
+fn maybe_vip(flow: &ConnKey) -> bool {
+    let bit = vip_filter_bit(&flow.dst, flow.proto);
+    match VIP_FILTER.get(bit >> 6) {
+        Some(word) => word & (1u64 << (bit & 63)) != 0,
+        None => false,
     }
+}
+
+/// Whether a service is installed at `key`.
+#[inline(always)]
+fn served(key: &ServiceKey) -> bool {
+    // SAFETY: only the presence is read.
+    unsafe { SERVICES.get(key) }.is_some()
+}
+
+/// Redirect to the backend's egress interface.
+#[inline(always)]
+fn redirect(backend: &Backend) -> (u32, u32) {
     match TX_PORTS.redirect(backend.ifindex, 0) {
         Ok(action) => (action, outcome::FWD_REDIRECT),
         Err(_) => (xdp_action::XDP_DROP, outcome::DROP_NO_ROUTE),

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::maps::{
-    capacity, outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey, ServiceKey,
-    ServiceTable, TrafficStats,
+    capacity, outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey, IngressMac,
+    ServiceKey, ServiceTable, TrafficStats, VIP_FILTER_WORDS,
 };
 
 /// (VIP, port, protocol, kind) -> service metadata and Maglev table. Not preallocated,
@@ -51,6 +51,18 @@ pub static BACKEND_STATS: PerCpuArray<TrafficStats> =
 /// Egress interfaces for backends reached through another interface than the ingress one.
 #[map(name = "LB_TX_PORTS")]
 pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(capacity::TX_PORTS, 0);
+
+/// A bit per hash of (VIP, protocol) with a service: a clear bit passes the packet
+/// without a service lookup (`lb_common::select::vip_filter_bit`).
+#[map(name = "LB_VIP_FILTER")]
+pub static VIP_FILTER: Array<u64> = Array::with_max_entries(VIP_FILTER_WORDS, 0);
+
+/// Ingress ifindex -> that interface's MAC: what a frame must be addressed to before it
+/// is redirected out of another interface (`XDP_TX` frames are checked against the
+/// backend's source MAC, the same interface's).
+#[map(name = "LB_INGRESS_MACS")]
+pub static INGRESS_MACS: HashMap<u32, IngressMac> =
+    HashMap::with_max_entries(capacity::TX_PORTS, 0);
 
 /// Count one event or outcome on this CPU.
 #[inline(always)]

@@ -7,6 +7,14 @@
 //! programs do; the BPF verifier and the x86-64/arm64 JITs allow unaligned packet
 //! access). Copying whole headers out with `read_unaligned` compiles to one load per
 //! byte on the BPF target.
+//!
+//! What is malformed (passed to the kernel and counted, never forwarded): a header
+//! cut short; an IPv4 header with a bad version, IHL, checksum (verified for VIP
+//! traffic only, see [`checksum_ok`]), or a total length
+//! below its header or beyond the frame; an IPv6 payload length beyond the frame; a
+//! TCP data offset below 5 or beyond the IP packet; a UDP length below 8 or beyond the
+//! IP packet; a first fragment that does not hold its whole transport header
+//! (RFC 1858).
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::maps::{is_v4, outcome, proto, v4_words, ConnKey};
@@ -32,8 +40,15 @@ const TCP_ACK: u8 = 0x10;
 pub enum Kind {
     /// A whole TCP/UDP packet.
     Flow,
-    /// An IP fragment: ports unknown or not to be trusted; route by addresses.
-    Fragment,
+    /// An IP fragment: routed by addresses (the flow's ports are 0) so that every
+    /// fragment of a datagram reaches one backend. The first fragment (offset 0)
+    /// carries the datagram's destination port, which must be a service's: a later
+    /// fragment alone cannot be reassembled into a datagram (the backend's kernel
+    /// discards overlapping fragments), so no datagram reaches an unserved port.
+    Fragment {
+        /// The first fragment's destination port; `None` for a later fragment.
+        first_dport: Option<u16>,
+    },
     /// An ICMP error quoting a flow that the VIP sent; route like that flow's inbound half.
     IcmpError,
 }
@@ -46,6 +61,19 @@ pub struct Parsed {
     pub syn: bool,
     /// See [`Kind`].
     pub kind: Kind,
+    /// The frame carries an 802.1Q/802.1ad tag (it may only leave where it came in).
+    pub tagged: bool,
+    /// Where the IPv4 header whose checksum is still to be verified starts, and its
+    /// length (0 for IPv6). Checked by [`checksum_ok`] only for VIP traffic: other
+    /// packets go to the kernel, which checks it itself.
+    pub v4_header: (usize, usize),
+}
+
+/// Whether the packet's IPv4 header checksum (if any) is correct.
+#[inline(always)]
+pub fn checksum_ok(ctx: &XdpContext, pkt: &Parsed) -> bool {
+    let (l3, ihl) = pkt.v4_header;
+    ihl == 0 || ipv4_checksum_ok(ctx, l3, ihl)
 }
 
 /// Bounds-check `N` bytes at `offset` and return their start. Fields inside are read
@@ -98,32 +126,64 @@ pub fn packet(ctx: &XdpContext) -> Result<Parsed, u32> {
     // SAFETY: offset 12 + 2 <= 14.
     let mut ether_type = u16::from_be(unsafe { field::<u16>(eth, 12) });
     let mut l3 = ETH_HLEN;
-    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
+    let tagged = ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD;
+    if tagged {
         let tag = header::<4>(ctx, ETH_HLEN)?;
         // SAFETY: offset 2 + 2 <= 4.
         ether_type = u16::from_be(unsafe { field::<u16>(tag, 2) });
         l3 += 4;
     }
-    match ether_type {
-        ETH_P_IP => ipv4(ctx, l3),
-        ETH_P_IPV6 => ipv6(ctx, l3),
-        _ => Err(outcome::PASS_NOT_IP),
-    }
+    let mut parsed = match ether_type {
+        ETH_P_IP => ipv4(ctx, l3)?,
+        ETH_P_IPV6 => ipv6(ctx, l3)?,
+        _ => return Err(outcome::PASS_NOT_IP),
+    };
+    parsed.tagged = tagged;
+    Ok(parsed)
 }
 
-/// Source and destination ports, and whether a TCP segment is a bare SYN.
+/// The frame's length in bytes.
 #[inline(always)]
-fn transport(ctx: &XdpContext, l4: usize, proto: u8) -> Result<(u16, u16, bool), u32> {
+fn frame_len(ctx: &XdpContext) -> usize {
+    ctx.data_end() - ctx.data()
+}
+
+/// Source and destination ports, and whether a TCP segment is a bare SYN. `ip_end` is
+/// where the IP packet ends (its own length, not the frame's: Ethernet pads short
+/// frames); the transport header must fit before it. For a first fragment
+/// (`fragment`), the UDP length is the whole datagram's, so it is not checked.
+#[inline(always)]
+fn transport(
+    ctx: &XdpContext,
+    l4: usize,
+    proto: u8,
+    ip_end: usize,
+    fragment: bool,
+) -> Result<(u16, u16, bool), u32> {
     if proto == proto::TCP {
         let tcp = header::<TCP_HLEN>(ctx, l4)?;
-        // SAFETY: offsets 0..4 and 13 are inside the 20-byte TCP header.
-        let (word, flags) = unsafe { (field::<u32>(tcp, 0), field::<u8>(tcp, 13)) };
+        // SAFETY: offsets 0..4, 12 and 13 are inside the 20-byte TCP header.
+        let (word, doff, flags) = unsafe {
+            (
+                field::<u32>(tcp, 0),
+                field::<u8>(tcp, 12) >> 4,
+                field::<u8>(tcp, 13),
+            )
+        };
+        if doff < 5 || l4 + (doff as usize) * 4 > ip_end {
+            return Err(outcome::PASS_MALFORMED);
+        }
         let (sport, dport) = ports(word);
         Ok((sport, dport, flags & (TCP_SYN | TCP_ACK) == TCP_SYN))
     } else if proto == proto::UDP {
         let udp = header::<UDP_HLEN>(ctx, l4)?;
-        // SAFETY: offsets 0..4 are inside the 8-byte UDP header.
-        let (sport, dport) = ports(unsafe { field::<u32>(udp, 0) });
+        // SAFETY: offsets 0..6 are inside the 8-byte UDP header.
+        let (word, len) = unsafe { (field::<u32>(udp, 0), field::<u16>(udp, 4)) };
+        let len = u16::from_be(len) as usize;
+        if l4 + UDP_HLEN > ip_end || (!fragment && (len < UDP_HLEN || l4 + len > ip_end)) {
+            return Err(outcome::PASS_MALFORMED);
+        }
+        let (sport, dport) = ports(word);
         Ok((sport, dport, false))
     } else {
         Err(outcome::PASS_NOT_VIP)
@@ -137,6 +197,8 @@ struct V4 {
     proto: u8,
     /// Flags and fragment offset, host order.
     frag: u16,
+    /// Total length, host order.
+    total: usize,
     src: u32,
     dst: u32,
 }
@@ -145,9 +207,10 @@ struct V4 {
 fn ipv4_header(ctx: &XdpContext, l3: usize) -> Result<V4, u32> {
     let ip = header::<20>(ctx, l3)?;
     // SAFETY: every offset below is inside the 20-byte fixed header.
-    let (vihl, frag, proto, src, dst) = unsafe {
+    let (vihl, total, frag, proto, src, dst) = unsafe {
         (
             field::<u8>(ip, 0),
+            field::<u16>(ip, 2),
             field::<u16>(ip, 6),
             field::<u8>(ip, 9),
             field::<u32>(ip, 12),
@@ -164,14 +227,56 @@ fn ipv4_header(ctx: &XdpContext, l3: usize) -> Result<V4, u32> {
         ihl,
         proto,
         frag: u16::from_be(frag),
+        total: u16::from_be(total) as usize,
         src,
         dst,
     })
 }
 
+/// Whether the IPv4 header at `l3` (`ihl` bytes, all in the packet) sums to the
+/// one's complement of zero, as a header with a correct checksum does.
+#[inline(always)]
+fn ipv4_checksum_ok(ctx: &XdpContext, l3: usize, ihl: usize) -> bool {
+    let Some(ip) = ptr_at::<[u32; 5]>(ctx, l3) else {
+        return false;
+    };
+    // SAFETY: the 20 bytes were checked. One's complement sums fold the same from
+    // 32-bit words as from 16-bit ones, in either byte order.
+    let mut sum: u64 = unsafe {
+        let ip = ip as *const u8;
+        field::<u32>(ip, 0) as u64
+            + field::<u32>(ip, 4) as u64
+            + field::<u32>(ip, 8) as u64
+            + field::<u32>(ip, 12) as u64
+            + field::<u32>(ip, 16) as u64
+    };
+    // Options: at most 40 bytes, one word each.
+    let mut offset = 20;
+    while offset < 60 {
+        if offset >= ihl {
+            break;
+        }
+        let Some(word) = ptr_at::<u32>(ctx, l3 + offset) else {
+            return false;
+        };
+        // SAFETY: checked just above.
+        sum += unsafe { *word } as u64;
+        offset += 4;
+    }
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum == 0xffff
+}
+
 #[inline(always)]
 fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
     let ip = ipv4_header(ctx, l3)?;
+    let ip_end = l3 + ip.total;
+    if ip.total < ip.ihl || ip_end > frame_len(ctx) {
+        return Err(outcome::PASS_MALFORMED);
+    }
     let src = v4_words(ip.src);
     let dst = v4_words(ip.dst);
     let l4 = l3 + ip.ihl;
@@ -180,20 +285,31 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
         if ip.proto != proto::TCP && ip.proto != proto::UDP {
             return Err(outcome::PASS_NOT_VIP);
         }
+        let first_dport = if ip.frag & 0x1fff == 0 {
+            Some(transport(ctx, l4, ip.proto, ip_end, true)?.1)
+        } else {
+            None
+        };
         return Ok(Parsed {
             flow: flow(src, dst, 0, 0, ip.proto),
             syn: false,
-            kind: Kind::Fragment,
+            kind: Kind::Fragment { first_dport },
+            tagged: false,
+            v4_header: (l3, ip.ihl),
         });
     }
     if ip.proto == IPPROTO_ICMP {
-        return icmp4_error(ctx, l4, ip.dst);
+        let mut parsed = icmp4_error(ctx, l4, ip.dst)?;
+        parsed.v4_header = (l3, ip.ihl);
+        return Ok(parsed);
     }
-    let (sport, dport, syn) = transport(ctx, l4, ip.proto)?;
+    let (sport, dport, syn) = transport(ctx, l4, ip.proto, ip_end, false)?;
     Ok(Parsed {
         flow: flow(src, dst, sport, dport, ip.proto),
         syn,
         kind: Kind::Flow,
+        tagged: false,
+        v4_header: (l3, ip.ihl),
     })
 }
 
@@ -230,6 +346,8 @@ fn icmp4_error(ctx: &XdpContext, l4: usize, outer_dst: u32) -> Result<Parsed, u3
         ),
         syn: false,
         kind: Kind::IcmpError,
+        tagged: false,
+        v4_header: (0, 0),
     })
 }
 
@@ -237,15 +355,17 @@ fn icmp4_error(ctx: &XdpContext, l4: usize, outer_dst: u32) -> Result<Parsed, u3
 fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
     let ip = header::<IPV6_HLEN>(ctx, l3)?;
     // SAFETY: every offset below is inside the 40-byte header.
-    let (version, next, src, dst) = unsafe {
+    let (version, payload, next, src, dst) = unsafe {
         (
             field::<u8>(ip, 0) >> 4,
+            field::<u16>(ip, 4),
             field::<u8>(ip, 6),
             field::<[u32; 4]>(ip, 8),
             field::<[u32; 4]>(ip, 24),
         )
     };
-    if version != 6 {
+    let ip_end = l3 + IPV6_HLEN + u16::from_be(payload) as usize;
+    if version != 6 || ip_end > frame_len(ctx) {
         return Err(outcome::PASS_MALFORMED);
     }
     // An IPv4-mapped destination is no IPv6 VIP, and its flow key would equal an IPv4
@@ -258,24 +378,34 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
     match next {
         IPV6_FRAGMENT => {
             let frag = header::<8>(ctx, l4)?;
-            // SAFETY: offset 0 is inside the 8-byte fragment header.
-            let inner = unsafe { field::<u8>(frag, 0) };
+            // SAFETY: offsets 0 and 2..4 are inside the 8-byte fragment header.
+            let (inner, offset) = unsafe { (field::<u8>(frag, 0), field::<u16>(frag, 2)) };
             if inner != proto::TCP && inner != proto::UDP {
                 return Err(outcome::PASS_NOT_VIP);
             }
+            // Fragment offset (13 bits) then two reserved bits and the M flag.
+            let first_dport = if u16::from_be(offset) >> 3 == 0 {
+                Some(transport(ctx, l4 + 8, inner, ip_end, true)?.1)
+            } else {
+                None
+            };
             Ok(Parsed {
                 flow: flow(src, dst, 0, 0, inner),
                 syn: false,
-                kind: Kind::Fragment,
+                kind: Kind::Fragment { first_dport },
+                tagged: false,
+                v4_header: (0, 0),
             })
         }
         IPPROTO_ICMPV6 => icmp6_error(ctx, l4, &dst),
         _ => {
-            let (sport, dport, syn) = transport(ctx, l4, next)?;
+            let (sport, dport, syn) = transport(ctx, l4, next, ip_end, false)?;
             Ok(Parsed {
                 flow: flow(src, dst, sport, dport, next),
                 syn,
                 kind: Kind::Flow,
+                tagged: false,
+                v4_header: (0, 0),
             })
         }
     }
@@ -313,5 +443,7 @@ fn icmp6_error(ctx: &XdpContext, l4: usize, outer_dst: &[u32; 4]) -> Result<Pars
         flow: flow(quoted_dst, quoted_src, quoted_dport, quoted_sport, next),
         syn: false,
         kind: Kind::IcmpError,
+        tagged: false,
+        v4_header: (0, 0),
     })
 }

@@ -91,12 +91,27 @@ impl Fixture {
                 tx_ports: 8,
             },
         };
-        let mut dp = Dataplane::load(&options).expect("load the data plane (root, bpffs)");
+        let dp = Dataplane::load(&options).expect("load the data plane (root, bpffs)");
+        Fixture {
+            table_size,
+            ..Self::from_dataplane(dp)
+        }
+    }
+
+    /// Use `dp` (loaded however the test needs, e.g. pinned): forwarding on, fixture
+    /// seed, the loopback's MAC recorded; Maglev table size 65537.
+    pub fn from_dataplane(mut dp: Dataplane) -> Self {
         let mut config = dp.config().expect("config");
         config.forwarding = 1;
         config.hash_seed = SEED;
         dp.set_config(&config).expect("set config");
-        Fixture { dp, table_size }
+        // A test run's ingress is the loopback (ifindex 1); frames are addressed to
+        // LB_MAC.
+        dp.set_ingress_mac(1, LB_MAC).expect("set ingress MAC");
+        Fixture {
+            dp,
+            table_size: 65537,
+        }
     }
 
     /// Set backend `index` to `state` (generation `gen`), with the fixture MACs.
@@ -110,6 +125,15 @@ impl Fixture {
             service: 0,
             addr: [0; 4],
         };
+        self.dp.set_backend(index, &b).expect("set backend");
+    }
+
+    /// Give backend `index` the LB's own MAC as its destination: a frame the program
+    /// forwarded is then still addressed to the LB when `BPF_PROG_TEST_RUN` repeats it
+    /// on the same buffer, so every repetition of a timed run takes the same path.
+    pub fn loop_back_mac(&mut self, index: u16) {
+        let mut b = self.dp.backends().expect("backends")[index as usize];
+        b.mac = LB_MAC;
         self.dp.set_backend(index, &b).expect("set backend");
     }
 

@@ -92,3 +92,23 @@ pub(super) fn attach_pinned(
         .map_err(|e| link_err(format!("pinning: {e}")))?;
     Ok(got)
 }
+
+/// `interface`'s index and MAC address, in the calling thread's network namespace.
+pub(super) fn interface_mac(interface: &str) -> Result<(u32, [u8; 6]), DataplaneError> {
+    let fail = |message: String| DataplaneError::Interface {
+        interface: interface.to_string(),
+        message,
+    };
+    let name = std::ffi::CString::new(interface).map_err(|e| fail(e.to_string()))?;
+    // SAFETY: a valid NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(fail(format!(
+            "no such interface ({})",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let mac = super::sys::mac_address(interface)
+        .map_err(|e| fail(format!("reading its MAC address: {e}")))?;
+    Ok((ifindex, mac))
+}

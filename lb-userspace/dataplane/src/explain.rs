@@ -87,7 +87,7 @@ pub fn explain(
     };
     let hash = slot_hash(config.hash_seed, table.flags, flow);
     Ok(match choose(&state, &table, hash, flow, syn) {
-        Some(choice) => {
+        Some((choice, _)) => {
             let backend = state.backends[choice.backend as usize];
             Explanation::Forward {
                 service: key,

@@ -15,6 +15,7 @@ pub mod explain;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod ops;
+mod pin;
 pub mod reconcile;
 mod sys;
 #[cfg(feature = "testing")]
@@ -36,8 +37,9 @@ use aya::{
 };
 use lb_common::maps::{
     capacity, names, outcome, programs, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey,
-    ServiceKey, ServiceTable, TrafficStats,
+    IngressMac, ServiceKey, ServiceTable, TrafficStats, VIP_FILTER_WORDS,
 };
+use lb_common::select::vip_filter_bit;
 
 /// The XDP object built by build.rs.
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb"));
@@ -87,6 +89,14 @@ pub enum DataplaneError {
         interface: String,
         /// Pin path.
         path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// An interface's index or MAC could not be read.
+    #[error("interface {interface}: {message}")]
+    Interface {
+        /// Interface name.
+        interface: String,
         /// What failed.
         message: String,
     },
@@ -182,6 +192,13 @@ impl Dataplane {
     /// balancer program into the kernel. `pin_dir: None` (maps that end with this
     /// value) is for tests and the bench: refused without the `testing` feature.
     pub fn load(options: &DataplaneOptions) -> Result<Self> {
+        Self::load_with(options, true)
+    }
+
+    /// [`Dataplane::load`]; `owner` = this process writes the maps (lbd, tests), so
+    /// the VIP filter is rebuilt from the installed services. Readers (lbctl, lbd's
+    /// observers) never write it: they would race the owner's updates.
+    fn load_with(options: &DataplaneOptions, owner: bool) -> Result<Self> {
         #[cfg(not(feature = "testing"))]
         if options.pin_dir.is_none() {
             return Err(DataplaneError::Unpinned);
@@ -198,9 +215,9 @@ impl Dataplane {
             .map_max_entries(names::FRAG_ROUTES, caps.services);
         let pin_paths: Vec<(&'static str, PathBuf)> = match &options.pin_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| DataplaneError::PinDir {
+                pin::prepare(dir).map_err(|e| DataplaneError::PinDir {
                     path: dir.clone(),
-                    source,
+                    source: e.into_io(),
                 })?;
                 names::ALL
                     .iter()
@@ -219,6 +236,9 @@ impl Dataplane {
             attached: Vec::new(),
         };
         dp.load_program(programs::LB)?;
+        if owner {
+            dp.sync_vip_filter()?;
+        }
         Ok(dp)
     }
 
@@ -259,10 +279,13 @@ impl Dataplane {
             conns: size(names::CONNS)?,
             tx_ports: size(names::TX_PORTS)?,
         };
-        Self::load(&DataplaneOptions {
-            pin_dir: Some(pin_dir.to_path_buf()),
-            capacities,
-        })
+        Self::load_with(
+            &DataplaneOptions {
+                pin_dir: Some(pin_dir.to_path_buf()),
+                capacities,
+            },
+            false,
+        )
     }
 
     /// Attach the balancer to `interface` through a bpf link pinned under `pin_dir`, so
@@ -276,15 +299,50 @@ impl Dataplane {
     ) -> Result<AttachedMode> {
         let path = link_pin_path(pin_dir, interface);
         self.load_program(programs::LB)?;
+        self.learn_ingress_mac(interface)?;
         let prog = self.xdp_mut(programs::LB)?;
         let got = attach::attach_pinned(prog, interface, mode, &path)?;
         Ok(got)
+    }
+
+    /// Prepare `interface` for the program: record its own MAC, which frames redirected
+    /// out of another interface must be addressed to (frames sent back out with
+    /// `XDP_TX` are checked against the backend's source MAC, the same interface's),
+    /// and turn its rx VLAN offload off.
+    fn learn_ingress_mac(&mut self, interface: &str) -> Result<()> {
+        let (ifindex, mac) = attach::interface_mac(interface)?;
+        // A tag the NIC strips into metadata is invisible to XDP, and XDP_TX would send
+        // the frame untagged: keep tags in the frame.
+        match sys::rx_vlan_offload_off(interface) {
+            Ok(true) => tracing::info!(
+                interface,
+                "rx VLAN offload turned off: XDP must see VLAN tags to forward them intact"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                interface,
+                error = %e,
+                "could not turn rx VLAN offload off; tagged frames may lose their tag"
+            ),
+        }
+        self.set_ingress_mac(ifindex, mac)
+    }
+
+    /// Record `mac` as interface `ifindex`'s own: frames arriving there must be
+    /// addressed to it to be redirected to a backend behind another interface.
+    pub fn set_ingress_mac(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<()> {
+        let map = self.map_mut(names::INGRESS_MACS)?;
+        let mut hash: HashMap<&mut MapData, u32, IngressMac> =
+            HashMap::try_from(map).map_err(map_err(names::INGRESS_MACS))?;
+        hash.insert(ifindex, IngressMac { mac, _pad: 0 }, 0)
+            .map_err(map_err(names::INGRESS_MACS))
     }
 
     /// Remove everything lbd pinned under `pin_dir`: the links (which detaches the
     /// program from every interface) and the maps. Returns what was removed.
     pub fn remove_pinned(pin_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
+        pin::check_removable(pin_dir).map_err(pin::PinDirError::into_io)?;
         let entries = match std::fs::read_dir(pin_dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
@@ -359,22 +417,64 @@ impl Dataplane {
     // ----- services -----
 
     /// Insert or atomically replace a service and its table.
+    /// Its VIP filter bit is set first, so the program looks the service up as soon
+    /// as it exists.
     pub fn set_service(&mut self, key: &ServiceKey, table: &ServiceTable) -> Result<()> {
+        let bit = vip_filter_bit(&key.vip, key.proto);
+        let word = self.vip_filter_word(bit >> 6)?;
+        if word & (1 << (bit & 63)) == 0 {
+            self.set_vip_filter_word(bit >> 6, word | 1 << (bit & 63))?;
+        }
         let map = self.map_mut(names::SERVICES)?;
         let mut hash: HashMap<&mut MapData, ServiceKey, ServiceTable> =
             HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
         hash.insert(key, table, 0).map_err(map_err(names::SERVICES))
     }
 
-    /// Remove a service (missing is not an error).
+    /// Remove a service (missing is not an error), then clear its VIP filter bit if no
+    /// other service shares it.
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
         let map = self.map_mut(names::SERVICES)?;
         let mut hash: HashMap<&mut MapData, ServiceKey, ServiceTable> =
             HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
         match hash.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err(names::SERVICES)(e)),
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(names::SERVICES)(e)),
         }
+        self.sync_vip_filter()
+    }
+
+    // ----- VIP filter -----
+
+    fn vip_filter_word(&self, index: u32) -> Result<u64> {
+        let array: Array<&MapData, u64> =
+            Array::try_from(self.map(names::VIP_FILTER)?).map_err(map_err(names::VIP_FILTER))?;
+        array.get(&index, 0).map_err(map_err(names::VIP_FILTER))
+    }
+
+    fn set_vip_filter_word(&mut self, index: u32, word: u64) -> Result<()> {
+        let mut array: Array<&mut MapData, u64> = Array::try_from(self.map_mut(names::VIP_FILTER)?)
+            .map_err(map_err(names::VIP_FILTER))?;
+        array
+            .set(index, word, 0)
+            .map_err(map_err(names::VIP_FILTER))
+    }
+
+    /// Make the VIP filter exactly the bits of the installed services: after a removal,
+    /// and at load (a pinned data plane from an lbd without the filter has services and
+    /// an empty one, which would pass all their traffic).
+    fn sync_vip_filter(&mut self) -> Result<()> {
+        let mut want = vec![0u64; VIP_FILTER_WORDS as usize];
+        for key in self.service_keys()? {
+            let bit = vip_filter_bit(&key.vip, key.proto);
+            want[(bit >> 6) as usize] |= 1 << (bit & 63);
+        }
+        for (index, word) in want.into_iter().enumerate() {
+            if self.vip_filter_word(index as u32)? != word {
+                self.set_vip_filter_word(index as u32, word)?;
+            }
+        }
+        Ok(())
     }
 
     /// The service at `key` with its table (read straight into the heap).
@@ -579,6 +679,34 @@ mod tests {
     #[test]
     fn the_shipped_object_holds_the_balancer_and_nothing_else() {
         assert_eq!(program_names(PROGRAM_OBJECT), [programs::LB]);
+    }
+
+    /// The forwarding path calls nothing but kernel helpers: no BPF-to-BPF call (a
+    /// `memmove` or `memset` the compiler emitted for a struct copy costs a byte loop
+    /// per packet) and no kfunc. Read from the object's instructions, as
+    /// `bpftool prog dump xlated` would show them after loading.
+    #[test]
+    fn the_balancer_calls_only_helpers() {
+        /// BPF_JMP | BPF_CALL.
+        const CALL: u8 = 0x85;
+        let object = aya_obj::Object::parse(PROGRAM_OBJECT).expect("the object parses");
+        let key = object.programs[programs::LB].function_key();
+        let f = &object.functions[&key];
+        let helpers = f
+            .instructions
+            .iter()
+            .enumerate()
+            .filter(|(_, insn)| insn.code == CALL)
+            .inspect(|(at, insn)| {
+                assert_eq!(
+                    insn.src_reg(),
+                    0,
+                    "{}: instruction {at} calls a BPF function or kfunc, not a helper",
+                    f.name
+                )
+            })
+            .count();
+        assert!(helpers > 0, "the program calls helpers (map lookups)");
     }
 
     #[cfg(feature = "testing")]

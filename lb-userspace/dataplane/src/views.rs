@@ -185,6 +185,14 @@ pub enum ExplainError {
     /// The protocol is not tcp or udp.
     #[error("unknown protocol {0:?} (tcp or udp)")]
     Protocol(String),
+    /// Client and VIP are of different address families: no packet carries such a flow.
+    #[error("client {src} and VIP {dst} are of different address families")]
+    MixedFamilies {
+        /// The client address.
+        src: std::net::IpAddr,
+        /// The VIP address.
+        dst: std::net::IpAddr,
+    },
     /// Reading the maps failed.
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
@@ -205,6 +213,19 @@ pub fn explain_flow(
         "udp" => lb_common::maps::proto::UDP,
         other => return Err(ExplainError::Protocol(other.to_string())),
     };
+    if src.is_ipv4() != dst.is_ipv4() {
+        return Err(ExplainError::MixedFamilies {
+            src: src.ip(),
+            dst: dst.ip(),
+        });
+    }
+    // An IPv6 packet to an IPv4-mapped address is no VIP's (the XDP parser passes it):
+    // its flow key would equal the IPv4 flow's, so it must not be looked up.
+    if let std::net::IpAddr::V6(v6) = dst.ip() {
+        if v6.to_ipv4_mapped().is_some() {
+            return Ok(explain_view(&Explanation::NotAService));
+        }
+    }
     let flow = lb_common::maps::ConnKey {
         src: lb_common::maps::addr_words(src.ip()),
         dst: lb_common::maps::addr_words(dst.ip()),
@@ -277,5 +298,84 @@ pub fn explain_view(e: &Explanation) -> ExplainView {
                 }
             },
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lb_common::maps::{addr_words, proto, ServiceKey, ServiceTable, TableEntry, BACKEND_UP};
+
+    use super::*;
+    use crate::memory::MemoryDataplane;
+
+    /// A data plane with one TCP service on 10.0.0.1:80 whose every slot is backend 0.
+    fn one_service() -> MemoryDataplane {
+        let mut dp = MemoryDataplane::new(1);
+        dp.config.forwarding = 1;
+        dp.backends[0].state = BACKEND_UP;
+        let key = ServiceKey {
+            vip: addr_words("10.0.0.1".parse().unwrap()),
+            port: 80,
+            proto: proto::TCP,
+            _pad: 0,
+        };
+        let slots = [TableEntry {
+            backend: 0,
+            prev: lb_common::maps::NO_BACKEND,
+        }; 7];
+        dp.services
+            .insert(key, ServiceTable::boxed(1, 0, &slots).unwrap());
+        dp
+    }
+
+    #[test]
+    fn an_ipv4_flow_to_the_vip_is_forwarded() {
+        let view = explain_flow(
+            &one_service(),
+            "192.0.2.1:4000".parse().unwrap(),
+            "10.0.0.1:80".parse().unwrap(),
+            "tcp",
+            true,
+        )
+        .unwrap();
+        assert_eq!(view.verdict, "forward");
+    }
+
+    /// The XDP parser passes IPv6 packets to IPv4-mapped addresses (their flow key
+    /// would be the IPv4 flow's); explain says the same.
+    #[test]
+    fn an_ipv6_flow_to_an_ipv4_mapped_vip_is_passed() {
+        let view = explain_flow(
+            &one_service(),
+            "[2001:db8::1]:4000".parse().unwrap(),
+            "[::ffff:10.0.0.1]:80".parse().unwrap(),
+            "tcp",
+            true,
+        )
+        .unwrap();
+        assert_eq!(view.verdict, "pass");
+        assert!(view.backend.is_none());
+    }
+
+    #[test]
+    fn mixed_families_are_refused() {
+        for (src, dst) in [
+            ("192.0.2.1:4000", "[2001:db8::10]:80"),
+            ("[2001:db8::1]:4000", "10.0.0.1:80"),
+        ] {
+            let err = explain_flow(
+                &one_service(),
+                src.parse().unwrap(),
+                dst.parse().unwrap(),
+                "tcp",
+                true,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, ExplainError::MixedFamilies { .. }),
+                "{src} -> {dst}: {err}"
+            );
+            assert!(err.to_string().contains("different address families"));
+        }
     }
 }

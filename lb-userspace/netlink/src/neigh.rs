@@ -269,21 +269,7 @@ pub fn usable(n: &Neighbor) -> bool {
 /// Parse a MAC address: six two-digit hex octets separated by `:` (or all by `-`),
 /// either case.
 pub fn parse_mac(s: &str) -> Result<[u8; 6], NeighError> {
-    let bad = || NeighError::InvalidMac(s.to_owned());
-    let sep = if s.contains('-') { '-' } else { ':' };
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(sep);
-    for byte in &mut mac {
-        let part = parts.next().ok_or_else(bad)?;
-        if part.len() != 2 || !part.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(bad());
-        }
-        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-    }
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok(mac)
+    lb_api::fmt::parse_mac(s).ok_or_else(|| NeighError::InvalidMac(s.to_owned()))
 }
 
 /// Aborts a spawned task when the last owner goes away.
@@ -426,17 +412,12 @@ impl NetlinkHandle {
         Ok(found)
     }
 
-    /// Make the kernel resolve `ip` on its egress interface.
+    /// Make the kernel resolve `ip` on interface `ifindex`.
     ///
     /// Sends a neighbour request with `NTF_USE` (as `ip neigh replace IP dev IF use`),
     /// which creates the entry if needed and kicks the kernel's resolution state
     /// machine: only ARP requests / neighbour solicitations go out, so the backend
     /// has to answer nothing else. Returns without waiting for an answer.
-    pub async fn solicit(&self, ip: IpAddr) -> Result<(), NeighError> {
-        let route = self.route_to(ip).await?;
-        self.solicit_on(ip, route.ifindex).await
-    }
-
     async fn solicit_on(&self, ip: IpAddr, ifindex: u32) -> Result<(), NeighError> {
         debug!(%ip, ifindex, "soliciting neighbour");
         self.handle

@@ -81,12 +81,14 @@ impl Pair {
         pair
     }
 
-    /// Link-local addresses appear once the links are up.
+    /// Link-local addresses appear once the links are up, and can be bound once they
+    /// are no longer tentative (a busy machine may still be running DAD on them).
     fn wait_link_local(&self) {
-        let end = Instant::now() + Duration::from_secs(5);
+        let end = Instant::now() + Duration::from_secs(10);
         for (ns, dev, ll) in [(&self.a, "la", A_LL), (&self.b, "lb", B_LL)] {
             while !sh(&format!("ip -n {} -6 addr show dev {dev}", ns.name))
-                .contains(&format!("{ll}/64"))
+                .lines()
+                .any(|l| l.contains(&format!("{ll}/64")) && !l.contains("tentative"))
             {
                 assert!(Instant::now() < end, "no link-local {ll} on {dev}");
                 std::thread::sleep(Duration::from_millis(20));

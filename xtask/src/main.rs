@@ -8,6 +8,7 @@ mod bootstrap;
 mod build;
 mod cmd;
 mod demo;
+mod fuzz;
 mod test;
 
 use std::ffi::OsString;
@@ -44,6 +45,8 @@ enum Command {
     Test(test::Args),
     /// Run the lb-bench benchmarks (package lb-tests).
     Bench(bench::Args),
+    /// The mutated-frame robustness test at scale (1M frames, fixed seed, time budget).
+    Fuzz(fuzz::Args),
     /// The narrated lab: traffic through the VIP, a backend failing, lbd killed -9.
     Demo(demo::Args),
     /// Build lbd (release) and run it with ARGS: `cargo xtask run -- ARGS`.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Build { release } => build::build(release),
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Run { args } => build::run_lbd(args),
     };

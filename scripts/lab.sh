@@ -121,7 +121,10 @@ cmd_up() {
     # packet). So the bridge-side peer gets a pass-everything XDP program (xdp-filter
     # from Debian's xdp-tools; it needs a bpffs where it runs, mounted only for that
     # command). On a real NIC none of this is needed.
+    # LAB_PEER_XDP=none: the caller attaches its own (the Rust test labs attach the
+    # project's pass-only program: xdp-filter's aborts non-first TCP fragments).
     for lb in "${LBS[@]}"; do
+        [ "${LAB_PEER_XDP:-xdp-filter}" = none ] && break
         if ! ip -n "$br" link show "v-$lb" | grep -q 'prog/xdp'; then
             if command -v xdp-filter >/dev/null 2>&1; then
                 ip netns exec "$br" sh -c "mount -t bpf bpf /sys/fs/bpf && xdp-filter load -m native v-$lb" >/dev/null

@@ -16,6 +16,8 @@ pub mod programs {
     pub const GENERATOR: &str = "lb_bench_gen";
     /// Sink: drops generated frames, passes everything else.
     pub const SINK: &str = "lb_bench_sink";
+    /// Passes everything (the labs' bridge-side veth peers).
+    pub const PASS: &str = "lb_pass";
 }
 
 /// Where the trailer starts: Ethernet (14) + IPv4 without options (20) + TCP without

@@ -3,6 +3,8 @@
 //! - `lb_macswap`: the baseline, the least a DR forwarder can do.
 //! - `lb_bench_gen`: a traffic generator, run with live-frames `BPF_PROG_TEST_RUN`.
 //! - `lb_bench_sink`: drops generated frames where they arrive, passes the rest.
+//! - `lb_pass`: passes everything; the test labs put it on the bridge side of an LB
+//!   node's veth (a veth delivers its peer's `XDP_TX` frames only to an XDP program).
 //!
 //! Written with word loads and stores, like the balancer, so comparisons are fair.
 #![no_std]
@@ -72,6 +74,12 @@ pub fn lb_bench_sink(ctx: XdpContext) -> u32 {
         Some(p) if unsafe { get::<u64>(p as *const u8, 0) } == MAGIC => xdp_action::XDP_DROP,
         _ => xdp_action::XDP_PASS,
     }
+}
+
+/// Pass every frame, untouched and uncounted.
+#[xdp]
+pub fn lb_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]

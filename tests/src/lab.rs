@@ -16,6 +16,10 @@ use std::{
 };
 
 use lb_api::control::{self, Request, Response};
+use lb_dataplane::{
+    testing::{BenchProgram, BenchPrograms},
+    AttachMode,
+};
 
 use crate::netns::sh;
 
@@ -100,6 +104,9 @@ pub struct Lab {
     lbd_runs: u32,
     /// Other processes to kill on drop (keepalived...).
     others: Vec<Child>,
+    /// The pass-only program on the bridge side of each LB node's veth (a veth hands
+    /// its peer's XDP_TX frames on only to an XDP program); detached on drop.
+    _peer_xdp: BenchPrograms,
 }
 
 impl Lab {
@@ -114,7 +121,9 @@ impl Lab {
         let prefix = format!("{tag}{}", std::process::id() % 100_000);
         let dir = PathBuf::from(format!("/tmp/lbt-{prefix}"));
         let bpffs = PathBuf::from(format!("/run/lbt-{prefix}-bpf"));
+        let peer_xdp = BenchPrograms::load().expect("load the bench object (pass program)");
         let mut lab = Lab {
+            _peer_xdp: peer_xdp,
             prefix,
             dir,
             bpffs,
@@ -126,15 +135,24 @@ impl Lab {
         let _ = fs::remove_dir_all(&lab.dir);
         fs::create_dir_all(&lab.dir).expect("lab dir");
         let env = if lbs == 2 {
-            "LAB_LBS=2 LAB_VIP_ROUTE=0"
+            "LAB_PEER_XDP=none LAB_LBS=2 LAB_VIP_ROUTE=0"
         } else {
-            ""
+            "LAB_PEER_XDP=none"
         };
         sh(&format!(
             "{env} {}/scripts/lab.sh up {} >/dev/null",
             workspace().display(),
             lab.prefix
         ));
+        {
+            let _inside = crate::netns::enter_existing(&lab.ns("br"));
+            let peers: Vec<&str> = ["lb", "lb2"][..lbs].to_vec();
+            for node in peers {
+                lab._peer_xdp
+                    .attach(BenchProgram::Pass, &format!("v-{node}"), AttachMode::Driver)
+                    .expect("attach the pass program on the bridge side");
+            }
+        }
         fs::create_dir_all(&lab.bpffs).expect("bpffs dir");
         sh(&format!(
             "mountpoint -q {0} || mount -t bpf bpf {0}",

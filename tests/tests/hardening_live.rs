@@ -164,6 +164,9 @@ fn crafted_frames_on_real_wires_reach_only_served_ports_intact() {
         bad_doff,
         // The control: a plain SYN to VIP:80 must arrive at one backend.
         to(41007, 80).build(),
+        // A fragmented SYN to VIP:80: served, so its first fragment arrives.
+        to(41008, 80).payload(&[0; 16]).fragment(0, true).build(),
+        to(41008, 80).payload(&[0; 16]).fragment(40, false).build(),
     ];
     send_raw(&lab.ns("client"), "eth0", &frames);
 
@@ -173,7 +176,7 @@ fn crafted_frames_on_real_wires_reach_only_served_ports_intact() {
         "the control SYN and the tagged SYN forwarded",
         || {
             let text = all();
-            text.contains(".41007 > ") && text.contains(".41004 > ")
+            text.contains(".41007 > ") && text.contains(".41004 > ") && text.contains(".41008 > ")
         },
     );
     // Let anything else in flight arrive before judging.

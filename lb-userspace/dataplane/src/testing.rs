@@ -124,14 +124,18 @@ pub enum BenchProgram {
     Generator,
     /// The sink: drops generated frames, passes everything else.
     Sink,
+    /// Passes everything (test labs: the bridge side of a veth whose peer sends
+    /// `XDP_TX` frames).
+    Pass,
 }
 
 impl BenchProgram {
     /// Every bench program.
-    pub const ALL: [BenchProgram; 3] = [
+    pub const ALL: [BenchProgram; 4] = [
         BenchProgram::MacSwap,
         BenchProgram::Generator,
         BenchProgram::Sink,
+        BenchProgram::Pass,
     ];
 
     /// Its name in the object.
@@ -140,6 +144,7 @@ impl BenchProgram {
             BenchProgram::MacSwap => bench_names::MACSWAP,
             BenchProgram::Generator => bench_names::GENERATOR,
             BenchProgram::Sink => bench_names::SINK,
+            BenchProgram::Pass => bench_names::PASS,
         }
     }
 }

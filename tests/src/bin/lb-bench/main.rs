@@ -6,6 +6,7 @@
 
 mod bpfstats;
 mod controller;
+mod observers;
 mod proxies;
 mod rate;
 
@@ -31,7 +32,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only the sections whose name contains this (packet, maglev, scale, rate,
-    /// proxies, control, backend, vrrp).
+    /// proxies, control, observers, backend, vrrp).
     #[arg(long)]
     only: Option<String>,
     /// Output directory for report.md and report.json.
@@ -92,6 +93,20 @@ enum Timed<'a> {
     Baseline(&'a BenchPrograms),
 }
 
+/// A client port whose new TCP flow 192.0.2.1:port -> 198.51.100.10:80 goes to
+/// `backend`, by the selection the program runs (lbctl explain's).
+fn flow_on(f: &Fixture, backend: u16) -> Result<u16> {
+    (1000..60000u16)
+        .find(|p| {
+            let flow = lb_tests::flow(&format!("192.0.2.1:{p}"), "198.51.100.10:80", proto::TCP);
+            matches!(
+                lb_dataplane::explain::explain(&f.dp, &flow, true),
+                Ok(lb_dataplane::explain::Explanation::Forward { choice, .. }) if choice.backend == backend
+            )
+        })
+        .context("a flow on the backend")
+}
+
 fn per_packet(timed: Timed<'_>, frame: &[u8], repeat: u32, runs: usize) -> Result<Vec<f64>> {
     (0..runs)
         .map(|_| {
@@ -124,6 +139,7 @@ fn main() -> Result<()> {
         let bench = BenchPrograms::load()?;
         for i in 0..3 {
             f.backend_state(i, BACKEND_UP, 1);
+            f.loop_back_mac(i);
         }
         let all = [(0u16, 1u32), (1, 1), (2, 1)];
         f.service("198.51.100.10", 80, proto::TCP, 0, 0, &all);
@@ -205,21 +221,15 @@ fn main() -> Result<()> {
         measure(
             "non-VIP packet (XDP_PASS)",
             &other,
-            "two service lookups miss",
+            "the VIP filter misses: no service lookup",
             &["passed_not_vip"],
             &f,
         )?;
 
         // Dirty slots: drain backend 2 so a third of slots move; pick flows on them.
-        let moved = (1000..60000u16)
-            .find(|p| {
-                let fr = Packet::tcp(&format!("192.0.2.1:{p}"), "198.51.100.10:80")
-                    .syn()
-                    .build();
-                f.forwarded_to(&fr) == 2
-            })
-            .context("a flow on backend 2")?;
+        let moved = flow_on(&f, 2)?;
         f.backend_state(2, BACKEND_DRAINING, 1);
+        f.loop_back_mac(2);
         f.service(
             "198.51.100.10",
             80,
@@ -292,6 +302,9 @@ fn main() -> Result<()> {
     if want("control") {
         control_plane(&args, runs, &mut figures)?;
         controller::lbd_at_scale(&args, &mut figures)?;
+    }
+    if want("observers") {
+        observers::observers(&args, &mut figures)?;
     }
     if want("backend") {
         failover_of_a_backend(&args, &mut figures)?;
@@ -813,9 +826,11 @@ fn per_packet_scaling(
         dp.set_config(&config)?;
         let mut members = Vec::new();
         for i in 0..n {
+            // Destination and source the LB's MAC: a repeated run's frame stays
+            // addressed to the LB (see Fixture::loop_back_mac).
             let b = lb_common::maps::Backend {
-                mac: [2, 0, 0, 0, (i >> 8) as u8, i as u8],
-                src_mac: [2, 1, 0, 0, 0, 1],
+                mac: lb_tests::packet::LB_MAC,
+                src_mac: lb_tests::packet::LB_MAC,
                 ifindex: 0,
                 state: BACKEND_UP,
                 gen: 1,
@@ -876,16 +891,11 @@ fn per_packet_scaling(
         0,
         &[(0, 1), (1, 1), (2, 1)],
     );
-    let moved = (1000..60000u16)
-        .find(|p| {
-            f.forwarded_to(
-                &Packet::tcp(&format!("192.0.2.1:{p}"), "198.51.100.10:80")
-                    .syn()
-                    .build(),
-            ) == 2
-        })
-        .context("a flow on backend 2")?;
+    let moved = flow_on(&f, 2)?;
     f.backend_state(2, lb_common::maps::BACKEND_DRAINING, 1);
+    for i in 0..3 {
+        f.loop_back_mac(i);
+    }
     f.service(
         "198.51.100.10",
         80,

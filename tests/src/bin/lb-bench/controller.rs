@@ -59,7 +59,7 @@ pub fn lbd_at_scale(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
          pin_dir = \"{}\"\nmax_services = {}\nmax_backends = {}\n\n\
          [[interface]]\nname = \"l0\"\nxdp_mode = \"driver\"\n\n",
         socket.display(),
-        dir.join("pins").display(),
+        dir.join("pins/lbd").display(),
         services + 8,
         services * per + 8,
     );
@@ -84,11 +84,13 @@ pub fn lbd_at_scale(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     let mut ready = Vec::new();
     let mut rss = Vec::new();
     for run in 0..runs {
-        // A bpffs of its own per run, so nothing is adopted from the previous run.
+        // A bpffs of its own per run, so nothing is adopted from the previous run;
+        // private (0700), with lbd's pins in a directory below (lbd refuses a
+        // world-writable pin directory).
         let pins = dir.join("pins");
         fs::create_dir_all(&pins)?;
         sh(&format!(
-            "umount {0} 2>/dev/null; mount -t bpf bpf {0}",
+            "umount {0} 2>/dev/null; mount -t bpf -o mode=0700 bpf {0}",
             pins.display()
         ));
         let t = Instant::now();

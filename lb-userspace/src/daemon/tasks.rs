@@ -12,8 +12,24 @@ use tokio::sync::{mpsc, oneshot};
 
 /// How long one MAC resolution waits for the kernel's answer.
 const RESOLVE_WAIT: Duration = Duration::from_secs(3);
+/// The whole resolution (route, neighbour, link lookups and the wait) gives up after
+/// this: a netlink reply lost to a socket overrun must not leave it pending forever.
+const RESOLVE_DEADLINE: Duration = Duration::from_secs(10);
+/// Resolutions in flight at once: thousands of backends resolved together would
+/// overrun the netlink socket's receive buffer and lose replies.
+const RESOLVES_AT_ONCE: usize = 64;
 
-/// Resolve `ip`'s MAC (and egress link) after `delay`, reporting to the loop.
+/// The permits for [`RESOLVES_AT_ONCE`].
+fn resolve_permits() -> std::sync::Arc<tokio::sync::Semaphore> {
+    static PERMITS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+        std::sync::OnceLock::new();
+    PERMITS
+        .get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(RESOLVES_AT_ONCE)))
+        .clone()
+}
+
+/// Resolve `ip`'s MAC (and egress link) after `delay`, reporting to the loop (an
+/// error, a retry for the node, after [`RESOLVE_DEADLINE`] at the latest).
 pub(super) fn resolve(
     netlink: NetlinkHandle,
     ip: IpAddr,
@@ -22,7 +38,10 @@ pub(super) fn resolve(
 ) {
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        let result = async {
+        let Ok(_permit) = resolve_permits().acquire_owned().await else {
+            return;
+        };
+        let result = tokio::time::timeout(RESOLVE_DEADLINE, async {
             let n = match netlink.resolve(ip, RESOLVE_WAIT).await {
                 Ok(n) => n,
                 // The backend is this host (an API server on the LB node): packets
@@ -43,8 +62,13 @@ pub(super) fn resolve(
                 ifindex: n.ifindex,
                 src_mac: link.mac,
             })
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from netlink within {RESOLVE_DEADLINE:?}"
+            ))
+        });
         let _ = tx.send((ip, result)).await;
     });
 }

@@ -171,7 +171,7 @@ fn find_service(pkt: &Parsed) -> Option<&'static ServiceTable> {
             proto: r.proto,
             _pad: 0,
         };
-        return unsafe { SERVICES.get(&route) };
+        return unsafe { SERVICES.get(route) };
     }
     let (exact, whole_vip) = service_keys(&pkt.flow);
     if let Some(service) = unsafe { SERVICES.get(exact) } {

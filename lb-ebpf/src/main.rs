@@ -94,17 +94,19 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
         // that is the backend's source MAC (the same interface); a redirect looks it
         // up, and a tagged frame is never redirected (its tag means nothing there).
         let ours = if tx {
-            backend.src_mac.as_ptr()
+            addressed_to_half_aligned(eth, backend.src_mac.as_ptr())
         } else if pkt.tagged {
             return (xdp_action::XDP_PASS, outcome::PASS_NOT_FOR_US);
         } else {
             // SAFETY: the value is read at once.
             match unsafe { INGRESS_MACS.get(ctx.ingress_ifindex() as u32) } {
-                Some(m) => m.mac.as_ptr(),
-                None => return (xdp_action::XDP_PASS, outcome::PASS_NOT_FOR_US),
+                Some(m) => addressed_to_aligned(eth, m.mac.as_ptr()),
+                // An ingress lbd did not attach to itself (a bond's slave): the frame
+                // must be for the egress interface (the bond).
+                None => addressed_to_half_aligned(eth, backend.src_mac.as_ptr()),
             }
         };
-        if !addressed_to(eth, ours) {
+        if !ours {
             return (xdp_action::XDP_PASS, outcome::PASS_NOT_FOR_US);
         }
         rewrite_macs(eth, backend);
@@ -122,12 +124,23 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
     (action, result)
 }
 
-/// Whether the frame at `eth` (12 bytes checked) is addressed to the MAC at `mac`.
+/// Whether the frame at `eth` (12 bytes checked) is addressed to the MAC at `mac`, a
+/// 4-aligned address in a map value (`IngressMac::mac`): a word and a half-word load.
 #[inline(always)]
-fn addressed_to(eth: *const u8, mac: *const u8) -> bool {
-    // SAFETY: `eth` holds 12 bytes; `mac` points at a 6-byte MAC in a map value.
+fn addressed_to_aligned(eth: *const u8, mac: *const u8) -> bool {
+    // SAFETY: `eth` holds 12 bytes; `mac` points at a 6-byte MAC, 4-aligned.
     unsafe {
         field::<u32>(eth, 0) == field::<u32>(mac, 0) && field::<u16>(eth, 4) == field::<u16>(mac, 4)
+    }
+}
+
+/// The same for a MAC at 2 past a 4-aligned address (`Backend::src_mac`, offset 6):
+/// a half-word and a word load, each aligned on the map side.
+#[inline(always)]
+fn addressed_to_half_aligned(eth: *const u8, mac: *const u8) -> bool {
+    // SAFETY: `eth` holds 12 bytes; `mac` points at a 6-byte MAC at 4n + 2.
+    unsafe {
+        field::<u16>(eth, 0) == field::<u16>(mac, 0) && field::<u32>(eth, 2) == field::<u32>(mac, 2)
     }
 }
 

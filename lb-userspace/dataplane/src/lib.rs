@@ -182,6 +182,9 @@ pub struct ServiceSpec<'a> {
 /// The loaded data plane.
 pub struct Dataplane {
     ebpf: Ebpf,
+    /// The installed services' keys, whose bits make the VIP filter (read from the
+    /// maps at load; `None` for a read-only handle, which never writes the filter).
+    vip_keys: Option<std::collections::HashSet<ServiceKey>>,
     /// Unpinned attachments (tests): they end with this value.
     #[cfg(feature = "testing")]
     attached: Vec<(String, aya::programs::xdp::XdpLinkId, AttachedMode)>,
@@ -232,6 +235,7 @@ impl Dataplane {
         let ebpf = loader.load(PROGRAM_OBJECT)?;
         let mut dp = Dataplane {
             ebpf,
+            vip_keys: None,
             #[cfg(feature = "testing")]
             attached: Vec::new(),
         };
@@ -420,10 +424,8 @@ impl Dataplane {
     /// Its VIP filter bit is set first, so the program looks the service up as soon
     /// as it exists.
     pub fn set_service(&mut self, key: &ServiceKey, table: &ServiceTable) -> Result<()> {
-        let bit = vip_filter_bit(&key.vip, key.proto);
-        let word = self.vip_filter_word(bit >> 6)?;
-        if word & (1 << (bit & 63)) == 0 {
-            self.set_vip_filter_word(bit >> 6, word | 1 << (bit & 63))?;
+        if self.track_vip_key(key, true) {
+            self.set_vip_bit(vip_filter_bit(&key.vip, key.proto), true)?;
         }
         let map = self.map_mut(names::SERVICES)?;
         let mut hash: HashMap<&mut MapData, ServiceKey, ServiceTable> =
@@ -432,16 +434,47 @@ impl Dataplane {
     }
 
     /// Remove a service (missing is not an error), then clear its VIP filter bit if no
-    /// other service shares it.
+    /// other installed service sets it.
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
         let map = self.map_mut(names::SERVICES)?;
         let mut hash: HashMap<&mut MapData, ServiceKey, ServiceTable> =
             HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
         match hash.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Ok(()) => {}
+            Err(MapError::KeyNotFound) => return Ok(()),
             Err(e) => return Err(map_err(names::SERVICES)(e)),
         }
-        self.sync_vip_filter()
+        if self.track_vip_key(key, false) {
+            self.set_vip_bit(vip_filter_bit(&key.vip, key.proto), false)?;
+        }
+        Ok(())
+    }
+
+    /// Record `key` as installed (`on`) or removed; whether its filter bit must be
+    /// written: always when installing (the write is skipped if the bit is set), and on
+    /// a removal only if no other installed service has that bit. A handle that did not
+    /// load the keys never clears bits.
+    fn track_vip_key(&mut self, key: &ServiceKey, on: bool) -> bool {
+        let Some(keys) = self.vip_keys.as_mut() else {
+            return on;
+        };
+        if on {
+            keys.insert(*key);
+            return true;
+        }
+        let bit = vip_filter_bit(&key.vip, key.proto);
+        keys.remove(key) && !keys.iter().any(|k| vip_filter_bit(&k.vip, k.proto) == bit)
+    }
+
+    /// Set or clear one bit of the VIP filter (one word read, one written).
+    fn set_vip_bit(&mut self, bit: u32, on: bool) -> Result<()> {
+        let word = self.vip_filter_word(bit >> 6)?;
+        let mask = 1u64 << (bit & 63);
+        let want = if on { word | mask } else { word & !mask };
+        if want != word {
+            self.set_vip_filter_word(bit >> 6, want)?;
+        }
+        Ok(())
     }
 
     // ----- VIP filter -----
@@ -460,15 +493,19 @@ impl Dataplane {
             .map_err(map_err(names::VIP_FILTER))
     }
 
-    /// Make the VIP filter exactly the bits of the installed services: after a removal,
-    /// and at load (a pinned data plane from an lbd without the filter has services and
-    /// an empty one, which would pass all their traffic).
+    /// Make the VIP filter exactly the bits of the installed services, at load (a pinned
+    /// data plane from an lbd without the filter has services and an empty one, which
+    /// would pass all their traffic), and start counting them for
+    /// [`Dataplane::set_service`] and [`Dataplane::remove_service`].
     fn sync_vip_filter(&mut self) -> Result<()> {
         let mut want = vec![0u64; VIP_FILTER_WORDS as usize];
-        for key in self.service_keys()? {
+        let keys: std::collections::HashSet<ServiceKey> =
+            self.service_keys()?.into_iter().collect();
+        for key in &keys {
             let bit = vip_filter_bit(&key.vip, key.proto);
             want[(bit >> 6) as usize] |= 1 << (bit & 63);
         }
+        self.vip_keys = Some(keys);
         for (index, word) in want.into_iter().enumerate() {
             if self.vip_filter_word(index as u32)? != word {
                 self.set_vip_filter_word(index as u32, word)?;

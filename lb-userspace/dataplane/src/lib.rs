@@ -303,7 +303,7 @@ impl Dataplane {
     ) -> Result<AttachedMode> {
         let path = link_pin_path(pin_dir, interface);
         self.load_program(programs::LB)?;
-        self.learn_ingress_mac(interface)?;
+        self.prepare_interface(interface)?;
         let prog = self.xdp_mut(programs::LB)?;
         let got = attach::attach_pinned(prog, interface, mode, &path)?;
         Ok(got)
@@ -313,7 +313,7 @@ impl Dataplane {
     /// out of another interface must be addressed to (frames sent back out with
     /// `XDP_TX` are checked against the backend's source MAC, the same interface's),
     /// and turn its rx VLAN offload off.
-    fn learn_ingress_mac(&mut self, interface: &str) -> Result<()> {
+    fn prepare_interface(&mut self, interface: &str) -> Result<()> {
         let (ifindex, mac) = attach::interface_mac(interface)?;
         // A tag the NIC strips into metadata is invisible to XDP, and XDP_TX would send
         // the frame untagged: keep tags in the frame.

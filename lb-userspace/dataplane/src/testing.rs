@@ -85,7 +85,7 @@ impl Dataplane {
     /// skb mode, logging why.
     pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<AttachedMode> {
         self.load_program(programs::LB)?;
-        self.learn_ingress_mac(interface)?;
+        self.prepare_interface(interface)?;
         let prog = self.xdp_mut(programs::LB)?;
         let (link, got) = attach::attach(prog, interface, mode)?;
         self.attached.push((interface.to_string(), link, got));

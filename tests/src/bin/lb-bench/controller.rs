@@ -21,7 +21,7 @@ use lb_tests::{
 use crate::{Args, Figure};
 
 /// Address of backend `k` (distinct for every service and backend).
-fn backend(k: usize) -> String {
+pub fn backend(k: usize) -> String {
     format!("10.201.{}.{}", k / 250, k % 250 + 1)
 }
 
@@ -40,16 +40,7 @@ pub fn lbd_at_scale(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
     // One veth end holds the backends' subnet; every backend gets a permanent
     // neighbour entry there.
     ns.exec("ip link add l0 type veth peer name l1 && ip link set l0 up && ip link set l1 up && ip addr add 10.201.0.254/16 dev l0");
-    let mut batch = String::new();
-    for k in 0..services * per {
-        batch.push_str(&format!(
-            "neigh add {} lladdr 02:00:00:00:{:02x}:{:02x} dev l0 nud permanent\n",
-            backend(k),
-            k >> 8 & 0xff,
-            k & 0xff
-        ));
-    }
-    fs::write(dir.join("neigh.batch"), batch)?;
+    fs::write(dir.join("neigh.batch"), neigh_batch(services * per))?;
     ns.exec(&format!("ip -batch {}", dir.join("neigh.batch").display()));
 
     let config = dir.join("lbd.toml");
@@ -63,21 +54,7 @@ pub fn lbd_at_scale(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
         services + 8,
         services * per + 8,
     );
-    for i in 0..services {
-        text.push_str(&format!(
-            "[[service]]\nname = \"svc{i}\"\nvip = \"10.200.{}.{}\"\nport = 80\nprotocol = \"tcp\"\n\
-             health = {{ kind = \"none\" }}\n",
-            i / 250,
-            i % 250 + 1
-        ));
-        for j in 0..per {
-            text.push_str(&format!(
-                "[[service.backend]]\naddress = \"{}\"\n",
-                backend(i * per + j)
-            ));
-        }
-        text.push('\n');
-    }
+    text.push_str(&scale_services(services, per));
     fs::write(&config, text)?;
 
     binary("lbd"); // built before the clock starts
@@ -135,6 +112,41 @@ pub fn lbd_at_scale(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
             .into(),
     ));
     Ok(())
+}
+
+/// `ip -batch` lines giving backends `0..n` (on `l0`) permanent neighbour entries.
+pub fn neigh_batch(n: usize) -> String {
+    (0..n)
+        .map(|k| {
+            format!(
+                "neigh add {} lladdr 02:00:00:00:{:02x}:{:02x} dev l0 nud permanent\n",
+                backend(k),
+                k >> 8 & 0xff,
+                k & 0xff
+            )
+        })
+        .collect()
+}
+
+/// `services` TCP services on VIPs 10.200.x.y:80 with `per` backends each, no checks.
+pub fn scale_services(services: usize, per: usize) -> String {
+    let mut text = String::new();
+    for i in 0..services {
+        text.push_str(&format!(
+            "[[service]]\nname = \"svc{i}\"\nvip = \"10.200.{}.{}\"\nport = 80\nprotocol = \"tcp\"\n\
+             health = {{ kind = \"none\" }}\n",
+            i / 250,
+            i % 250 + 1
+        ));
+        for j in 0..per {
+            text.push_str(&format!(
+                "[[service.backend]]\naddress = \"{}\"\n",
+                backend(i * per + j)
+            ));
+        }
+        text.push('\n');
+    }
+    text
 }
 
 /// Whether lbd reports all `services` with every backend holding slots.

@@ -99,11 +99,6 @@ impl Plan {
     }
 }
 
-/// Address of backend `k` (as in the controller section).
-fn backend(k: usize) -> String {
-    format!("10.201.{}.{}", k / 250, k % 250 + 1)
-}
-
 /// Wall-clock seconds (the capture's kernel timestamps are wall-clock too).
 fn now_s() -> f64 {
     SystemTime::now()
@@ -151,15 +146,7 @@ pub fn observers(args: &Args, figures: &mut Vec<Figure>) -> Result<()> {
         .exec("cat /sys/class/net/l1/address")
         .trim()
         .to_string();
-    let mut batch = String::new();
-    for k in 0..services * per {
-        batch.push_str(&format!(
-            "neigh add {} lladdr 02:00:00:00:{:02x}:{:02x} dev l0 nud permanent\n",
-            backend(k),
-            k >> 8 & 0xff,
-            k & 0xff
-        ));
-    }
+    let mut batch = crate::controller::neigh_batch(services * per);
     batch.push_str(&format!(
         "neigh add {CHECKED} lladdr {peer_mac} dev l0 nud permanent\n"
     ));
@@ -491,21 +478,7 @@ fn config_text(plan: &Plan, socket: &Path, pins: &Path) -> String {
         services + 8,
         services * per + 8,
     );
-    for i in 0..services {
-        text.push_str(&format!(
-            "[[service]]\nname = \"svc{i}\"\nvip = \"10.200.{}.{}\"\nport = 80\nprotocol = \"tcp\"\n\
-             health = {{ kind = \"none\" }}\n",
-            i / 250,
-            i % 250 + 1
-        ));
-        for j in 0..per {
-            text.push_str(&format!(
-                "[[service.backend]]\naddress = \"{}\"\n",
-                backend(i * per + j)
-            ));
-        }
-        text.push('\n');
-    }
+    text.push_str(&crate::controller::scale_services(services, per));
     text
 }
 

@@ -423,6 +423,24 @@ pub fn merge(old: Option<&[TableEntry]>, new: &[u16]) -> Vec<TableEntry> {
     }
 }
 
+/// Install `new` over `old` without marking moved slots: for a table no flow can be on
+/// yet (a node coming up). Slots that are already dirty (a peer's, synced) stay dirty
+/// with their `prev`, as in [`merge`]; every other slot is clean. `old` of another
+/// length (or none) gives an all-clean table.
+pub fn carry_dirty(old: Option<&[TableEntry]>, new: &[u16]) -> Vec<TableEntry> {
+    match old {
+        Some(old) if old.len() == new.len() => old
+            .iter()
+            .zip(new)
+            .map(|(o, &n)| TableEntry {
+                backend: n,
+                prev: if o.is_dirty() { o.prev } else { NO_BACKEND },
+            })
+            .collect(),
+        _ => merge(None, new),
+    }
+}
+
 /// Mark every slot clean (`prev = NO_BACKEND`): for when the connection table no
 /// longer needs consulting, i.e. every flow that predates the last change is gone.
 pub fn settle(entries: &mut [TableEntry]) {
@@ -794,6 +812,17 @@ mod tests {
 
     fn dirty(backend: u16, prev: u16) -> TableEntry {
         TableEntry { backend, prev }
+    }
+
+    #[test]
+    fn carry_dirty_keeps_dirty_slots_and_marks_nothing_new() {
+        let old = [dirty(B, A), clean(A), clean(B)];
+        assert_eq!(
+            carry_dirty(Some(&old), &[C, C, B]),
+            [dirty(C, A), clean(C), clean(B)]
+        );
+        assert_eq!(carry_dirty(Some(&old), &[C]), [clean(C)]);
+        assert_eq!(carry_dirty(None, &[C, A]), [clean(C), clean(A)]);
     }
 
     #[test]

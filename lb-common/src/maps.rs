@@ -233,12 +233,19 @@ pub struct ConnKey {
     pub _pad2: u16,
 }
 
+/// [`ConnValue::flags`]: the flow sent a TCP FIN or RST (it counts as alive for
+/// `timeout_tcpfin`, not `timeout_tcp`).
+pub const CONN_F_FIN: u16 = 1;
+
 /// Value of the `CONNS` map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnValue {
     /// Backend index.
-    pub backend: u32,
+    pub backend: u16,
+    /// `CONN_F_*`. (The upper half of what was a 32-bit backend index: entries an
+    /// older data plane wrote read as 0.)
+    pub flags: u16,
     /// [`Backend::gen`] when the entry was made.
     pub gen: u32,
     /// `bpf_ktime_get_ns` when last used (refreshed at most once a second).
@@ -262,8 +269,39 @@ pub struct DataplaneConfig {
     pub forwarding: u32,
     /// Cluster-wide flow hash seed; identical on every LB node.
     pub hash_seed: u32,
+    /// The flood guard: connection-table entries each CPU may create per second
+    /// (0 = no limit). Over it, a flow is routed by the untracked rule and not
+    /// recorded (see `select`), so a flood cannot churn the table faster than this.
+    pub insert_limit: u32,
     /// Zero.
-    pub _pad: [u32; 2],
+    pub _pad: u32,
+}
+
+/// Value of the per-CPU, single-entry `FLOW_GUARD` array: the flood guard's window
+/// and what it and the sync feed refused. Read by the controller (summed over CPUs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowGuard {
+    /// Start of the current one-second window (`bpf_ktime_get_ns`).
+    pub window_ns: u64,
+    /// Entries created in the current window.
+    pub inserts: u64,
+    /// Entries not created because the window's budget was spent (flood evidence).
+    pub refused: u64,
+    /// Entries created but not announced to the controller (the event ring was full):
+    /// the flow sync misses them until its next table scan.
+    pub events_lost: u64,
+}
+
+/// A record of the `CONN_EVENTS` ring: an entry the data plane just created, for the
+/// controller to sync to peer LB nodes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnEvent {
+    /// The flow.
+    pub key: ConnKey,
+    /// The entry as written.
+    pub value: ConnValue,
 }
 
 /// Value of the `INGRESS_MACS` map: an attached interface's own MAC.
@@ -379,8 +417,13 @@ pub mod names {
     /// protocol) that has a service (see `select::vip_filter_bit`). A clear bit means
     /// no service: the packet is passed without a service lookup.
     pub const VIP_FILTER: &str = "LB_VIP_FILTER";
+    /// `PerCpuArray<FlowGuard>`, one entry: the flood guard and event losses.
+    pub const FLOW_GUARD: &str = "LB_FLOW_GUARD";
+    /// `RingBuf` of [`super::ConnEvent`]: entries the data plane created, for the
+    /// flow sync.
+    pub const CONN_EVENTS: &str = "LB_CONN_EVENTS";
     /// Every map, in pin order.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 13] = [
         SERVICES,
         BACKENDS,
         CONNS,
@@ -392,6 +435,8 @@ pub mod names {
         FRAG_ROUTES,
         INGRESS_MACS,
         VIP_FILTER,
+        FLOW_GUARD,
+        CONN_EVENTS,
     ];
 }
 
@@ -412,6 +457,9 @@ pub mod capacity {
     pub const CONNS: u32 = 1 << 20;
     /// Egress interfaces.
     pub const TX_PORTS: u32 = 64;
+    /// Bytes of the connection-event ring (a power of two, page multiple): 4096
+    /// events of 56 bytes plus headers.
+    pub const CONN_EVENTS_BYTES: u32 = 1 << 18;
 }
 
 const _: () = {
@@ -425,6 +473,8 @@ const _: () = {
     assert!(core::mem::size_of::<DataplaneConfig>() == 16);
     assert!(core::mem::size_of::<TrafficStats>() == 24);
     assert!(core::mem::size_of::<IngressMac>() == 8);
+    assert!(core::mem::size_of::<FlowGuard>() == 32);
+    assert!(core::mem::size_of::<ConnEvent>() == 56);
 };
 
 #[cfg(feature = "user")]
@@ -442,4 +492,6 @@ mod pod {
     unsafe impl aya::Pod for DataplaneConfig {}
     unsafe impl aya::Pod for TrafficStats {}
     unsafe impl aya::Pod for IngressMac {}
+    unsafe impl aya::Pod for FlowGuard {}
+    unsafe impl aya::Pod for ConnEvent {}
 }

@@ -9,15 +9,23 @@
 //! - dirty slot, tracked flow: keeps its backend while that backend keeps flows (up or
 //!   draining, same generation); otherwise it is re-balanced (IPVS
 //!   `expire_nodest_conn=1`).
-//! - dirty slot, untracked flow: it predates the change, so it stays on the slot's
-//!   previous backend if that one keeps flows, else takes the current one; either way it
-//!   is recorded from now on.
+//! - dirty slot, untracked flow (the *untracked rule*): it predates the change, so it
+//!   stays on the slot's previous backend if that one keeps flows, else takes the
+//!   current one; either way it is recorded from now on.
+//!
+//! Recording can be refused: the flood guard caps how many entries each CPU creates
+//! per second, and a full table can refuse an insert. A flow that cannot be recorded
+//! is routed by the untracked rule instead (a SYN on a dirty slot then goes to the
+//! slot's previous backend), because that is where its next packets, finding no entry,
+//! will go too: a refused insert never splits a flow. So a flood can neither churn
+//! real entries out of the table faster than the guard allows nor break a flow it
+//! kept from being recorded.
 
 use crate::{
     hash::{flow_hash, reduce},
     maps::{
-        Backend, ConnKey, ConnValue, FragKey, ServiceKey, ServiceTable, BACKEND_UP, MAX_TABLE_SIZE,
-        NO_BACKEND, SVC_F_SOURCE_HASH,
+        Backend, ConnKey, ConnValue, FragKey, ServiceKey, ServiceTable, BACKEND_UP, CONN_F_FIN,
+        MAX_TABLE_SIZE, NO_BACKEND, SVC_F_SOURCE_HASH,
     },
 };
 
@@ -72,10 +80,25 @@ pub trait FlowState {
     fn backend(&self, index: u16) -> Option<&Backend>;
     /// The connection-table entry for `key`.
     fn conn(&self, key: &ConnKey) -> Option<ConnValue>;
-    /// Record (or refresh) `key`'s entry. Returns false if the table refused it.
-    fn remember(&self, key: &ConnKey, value: &ConnValue) -> bool;
+    /// Record a new entry for `key` (the flood guard permitting).
+    fn remember(&self, key: &ConnKey, value: &ConnValue) -> Recorded;
+    /// Refresh the `last_seen_ns` of `key`'s existing entry to `now_ns`, in place, and
+    /// with `fin` mark it closing ([`CONN_F_FIN`]).
+    fn touch(&self, key: &ConnKey, now_ns: u64, fin: bool);
     /// Monotonic nanoseconds, for `last_seen_ns`.
     fn now_ns(&self) -> u64;
+}
+
+/// What [`FlowState::remember`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// The entry is in the table.
+    Yes,
+    /// The flood guard refused it: this CPU's budget of new entries for this second
+    /// is spent.
+    Guarded,
+    /// The table refused it.
+    Failed,
 }
 
 /// How the backend was chosen (what `lbctl explain` prints, and what the data plane counts).
@@ -106,6 +129,9 @@ pub struct Choice {
     pub how: How,
     /// The selection tried to record the flow and the table refused.
     pub insert_failed: bool,
+    /// The flood guard kept the flow from being recorded (it went by the untracked
+    /// rule).
+    pub guarded: bool,
 }
 
 /// Refresh a tracked entry's `last_seen_ns` at most this often.
@@ -123,8 +149,9 @@ pub fn slot_hash(seed: u32, flags: u32, key: &ConnKey) -> u32 {
 }
 
 /// Choose the backend for the flow `key` (hash `hash`) of service `table`.
-/// `syn` = TCP SYN without ACK. `None` = no usable backend: drop. The chosen backend's
-/// entry comes with the choice, so the data plane reads it once.
+/// `syn` = TCP SYN without ACK; `fin` = TCP FIN or RST (a tracked flow's entry is then
+/// marked closing). `None` = no usable backend: drop. The chosen backend's entry comes
+/// with the choice, so the data plane reads it once.
 #[inline(always)]
 pub fn choose<'a, S: FlowState>(
     state: &'a S,
@@ -132,6 +159,7 @@ pub fn choose<'a, S: FlowState>(
     hash: u32,
     key: &ConnKey,
     syn: bool,
+    fin: bool,
 ) -> Option<(Choice, &'a Backend)> {
     let len = table.len;
     if len == 0 {
@@ -157,67 +185,86 @@ pub fn choose<'a, S: FlowState>(
                 slot,
                 how: How::CleanSlot,
                 insert_failed: false,
+                guarded: false,
             },
             b,
         ));
     }
 
+    // The untracked rule, and where a flow that cannot be recorded goes.
+    let untracked = || match state.backend(entry.prev) {
+        Some(b) if b.keeps_flows() => (entry.prev, How::PreChange),
+        _ => (current, How::Current),
+    };
     let (pick, how) = if syn {
         (current, How::NewConnection)
     } else {
         match state.conn(key) {
-            Some(tracked) => match state.backend(tracked.backend as u16) {
-                Some(b) if tracked.backend < NO_BACKEND as u32 && tracked.follows(b) => {
+            Some(tracked) => match state.backend(tracked.backend) {
+                Some(b) if tracked.backend < NO_BACKEND && tracked.follows(b) => {
                     let now = state.now_ns();
-                    let mut insert_failed = false;
-                    if now.wrapping_sub(tracked.last_seen_ns) > TOUCH_INTERVAL_NS {
-                        let refreshed = ConnValue {
-                            last_seen_ns: now,
-                            ..tracked
-                        };
-                        insert_failed = !state.remember(key, &refreshed);
+                    let closing = fin && tracked.flags & CONN_F_FIN == 0;
+                    if closing || now.wrapping_sub(tracked.last_seen_ns) > TOUCH_INTERVAL_NS {
+                        state.touch(key, now, fin);
                     }
                     return Some((
                         Choice {
-                            backend: tracked.backend as u16,
+                            backend: tracked.backend,
                             slot,
                             how: How::Tracked,
-                            insert_failed,
+                            insert_failed: false,
+                            guarded: false,
                         },
                         b,
                     ));
                 }
                 _ => (current, How::Rebalanced),
             },
-            None => match state.backend(entry.prev) {
-                Some(b) if b.keeps_flows() => (entry.prev, How::PreChange),
-                _ => (current, How::Current),
-            },
+            None => untracked(),
         }
     };
 
-    let b = state.backend(pick)?;
-    let usable = if how == How::PreChange {
+    let b = usable(state, pick, how)?;
+    let value = ConnValue {
+        backend: pick,
+        flags: if fin { CONN_F_FIN } else { 0 },
+        gen: b.gen,
+        last_seen_ns: state.now_ns(),
+    };
+    let recorded = state.remember(key, &value);
+    let choice = Choice {
+        backend: pick,
+        slot,
+        how,
+        insert_failed: recorded == Recorded::Failed,
+        guarded: recorded == Recorded::Guarded,
+    };
+    if recorded == Recorded::Yes || matches!(how, How::PreChange | How::Current) {
+        return Some((choice, b));
+    }
+    // Not recorded: the flow's next packets will find no entry, so this one goes where
+    // they will.
+    let (pick, how) = untracked();
+    let b = usable(state, pick, how)?;
+    Some((
+        Choice {
+            backend: pick,
+            how,
+            ..choice
+        },
+        b,
+    ))
+}
+
+/// The backend at `index` if it may take a flow chosen `how`: a pre-change flow may
+/// stay on a draining backend, anything else needs one that is up.
+#[inline(always)]
+fn usable<S: FlowState>(state: &S, index: u16, how: How) -> Option<&Backend> {
+    let b = state.backend(index)?;
+    let ok = if how == How::PreChange {
         b.keeps_flows()
     } else {
         b.state == BACKEND_UP
     };
-    if !usable {
-        return None;
-    }
-    let value = ConnValue {
-        backend: pick as u32,
-        gen: b.gen,
-        last_seen_ns: state.now_ns(),
-    };
-    let insert_failed = !state.remember(key, &value);
-    Some((
-        Choice {
-            backend: pick,
-            slot,
-            how,
-            insert_failed,
-        },
-        b,
-    ))
+    ok.then_some(b)
 }

@@ -15,13 +15,16 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use lb_common::{
-    maps::{outcome, Backend, ConnKey, ConnValue, ServiceKey, ServiceTable, IFINDEX_LOCAL},
-    select::{choose, frag_key, service_keys, slot_hash, vip_filter_bit, FlowState, How},
+    maps::{
+        outcome, Backend, ConnEvent, ConnKey, ConnValue, ServiceKey, ServiceTable, CONN_F_FIN,
+        IFINDEX_LOCAL,
+    },
+    select::{choose, frag_key, service_keys, slot_hash, vip_filter_bit, FlowState, How, Recorded},
 };
 use lb_ebpf::access::{field, put};
 use maps::{
-    add_traffic, count, BACKENDS, BACKEND_STATS, CONFIG, CONNS, FRAG_ROUTES, INGRESS_MACS,
-    SERVICES, SERVICE_STATS, TX_PORTS, VIP_FILTER,
+    add_traffic, count, BACKENDS, BACKEND_STATS, CONFIG, CONNS, CONN_EVENTS, FLOW_GUARD,
+    FRAG_ROUTES, INGRESS_MACS, SERVICES, SERVICE_STATS, TX_PORTS, VIP_FILTER,
 };
 use parse::{Kind, Parsed};
 
@@ -66,7 +69,10 @@ fn balance(ctx: &XdpContext) -> (u32, u32) {
 
     // 3. Choose the backend.
     let hash = slot_hash(config.hash_seed, service.flags, &pkt.flow);
-    let Some((choice, backend)) = choose(&DataplaneMaps, service, hash, &pkt.flow, pkt.syn) else {
+    let maps = DataplaneMaps {
+        insert_limit: config.insert_limit as u64,
+    };
+    let Some((choice, backend)) = choose(&maps, service, hash, &pkt.flow, pkt.syn, pkt.fin) else {
         return (xdp_action::XDP_DROP, outcome::DROP_NO_BACKEND);
     };
     match choice.how {
@@ -220,7 +226,10 @@ fn redirect(backend: &Backend) -> (u32, u32) {
 }
 
 /// [`FlowState`] over the live maps.
-struct DataplaneMaps;
+struct DataplaneMaps {
+    /// `DataplaneConfig::insert_limit` (0 = no flood guard).
+    insert_limit: u64,
+}
 
 impl FlowState for DataplaneMaps {
     #[inline(always)]
@@ -234,9 +243,66 @@ impl FlowState for DataplaneMaps {
         unsafe { CONNS.get(key) }.copied()
     }
 
+    /// The flood guard, then the insert, then the event for the flow sync.
     #[inline(always)]
-    fn remember(&self, key: &ConnKey, value: &ConnValue) -> bool {
-        CONNS.insert(key, value, 0).is_ok()
+    fn remember(&self, key: &ConnKey, value: &ConnValue) -> Recorded {
+        let Some(guard) = FLOW_GUARD.get_ptr_mut(0) else {
+            return Recorded::Failed;
+        };
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe {
+            if self.insert_limit != 0 {
+                if value.last_seen_ns.wrapping_sub((*guard).window_ns) >= 1_000_000_000 {
+                    (*guard).window_ns = value.last_seen_ns;
+                    (*guard).inserts = 0;
+                }
+                if (*guard).inserts >= self.insert_limit {
+                    (*guard).refused += 1;
+                    return Recorded::Guarded;
+                }
+                (*guard).inserts += 1;
+            }
+        }
+        if CONNS.insert(key, value, 0).is_err() {
+            return Recorded::Failed;
+        }
+        match CONN_EVENTS.reserve::<ConnEvent>(0) {
+            Some(mut event) => {
+                let to = event.as_mut_ptr() as *mut u8;
+                let k = key as *const ConnKey as *const u8;
+                let v = value as *const ConnValue as *const u8;
+                // Word by word (a struct copy compiles to a memmove call).
+                // SAFETY: `to` holds a ConnEvent: the key's 40 bytes, then the value's 16.
+                unsafe {
+                    let mut i = 0;
+                    while i < 40 {
+                        put::<u32>(to, i, field::<u32>(k, i));
+                        i += 4;
+                    }
+                    put::<u32>(to, 40, field::<u32>(v, 0));
+                    put::<u32>(to, 44, field::<u32>(v, 4));
+                    put::<u64>(to, 48, field::<u64>(v, 8));
+                }
+                event.submit(0);
+            }
+            // SAFETY: as above.
+            None => unsafe { (*guard).events_lost += 1 },
+        }
+        Recorded::Yes
+    }
+
+    #[inline(always)]
+    fn touch(&self, key: &ConnKey, now_ns: u64, fin: bool) {
+        if let Some(v) = CONNS.get_ptr_mut(key) {
+            // SAFETY: plain stores to the entry's timestamp and flags; a racing update
+            // of the same entry replaces the element, losing at most this refresh.
+            unsafe {
+                (*v).last_seen_ns = now_ns;
+                if fin {
+                    (*v).flags |= CONN_F_FIN;
+                }
+            }
+        }
     }
 
     #[inline(always)]

@@ -4,11 +4,11 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::maps::{
-    capacity, outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey, IngressMac,
-    ServiceKey, ServiceTable, TrafficStats, VIP_FILTER_WORDS,
+    capacity, outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FlowGuard, FragKey,
+    IngressMac, ServiceKey, ServiceTable, TrafficStats, VIP_FILTER_WORDS,
 };
 
 /// (VIP, port, protocol, kind) -> service metadata and Maglev table. Not preallocated,
@@ -30,7 +30,15 @@ pub static BACKENDS: Array<Backend> = Array::with_max_entries(capacity::BACKENDS
 #[map(name = "LB_CONNS")]
 pub static CONNS: LruHashMap<ConnKey, ConnValue> = LruHashMap::with_max_entries(capacity::CONNS, 0);
 
-/// Entry 0: forwarding switch and hash seed.
+/// Per CPU, entry 0: the flood guard's window and what it refused.
+#[map(name = "LB_FLOW_GUARD")]
+pub static FLOW_GUARD: PerCpuArray<FlowGuard> = PerCpuArray::with_max_entries(1, 0);
+
+/// Entries the program created (`lb_common::maps::ConnEvent`), for the flow sync.
+#[map(name = "LB_CONN_EVENTS")]
+pub static CONN_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::CONN_EVENTS_BYTES, 0);
+
+/// Entry 0: forwarding switch, hash seed, flood guard limit.
 #[map(name = "LB_CONFIG")]
 pub static CONFIG: Array<DataplaneConfig> = Array::with_max_entries(1, 0);
 

@@ -34,6 +34,8 @@ const TCP_HLEN: usize = TcpHdr::LEN;
 const UDP_HLEN: usize = UdpHdr::LEN;
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
+const TCP_FIN: u8 = 0x01;
+const TCP_RST: u8 = 0x04;
 
 /// What kind of packet this is, for service lookup and counting.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,9 @@ pub struct Parsed {
     pub flow: ConnKey,
     /// TCP SYN without ACK: a new connection.
     pub syn: bool,
+    /// TCP FIN or RST: the connection is closing (its entry then counts as alive for
+    /// the shorter `timeout_tcpfin`).
+    pub fin: bool,
     /// See [`Kind`].
     pub kind: Kind,
     /// The frame carries an 802.1Q/802.1ad tag (it may only leave where it came in).
@@ -148,7 +153,7 @@ fn frame_len(ctx: &XdpContext) -> usize {
     ctx.data_end() - ctx.data()
 }
 
-/// Source and destination ports, and whether a TCP segment is a bare SYN. `ip_end` is
+/// Source and destination ports, and a TCP segment's flags (0 for UDP). `ip_end` is
 /// where the IP packet ends (its own length, not the frame's: Ethernet pads short
 /// frames); the transport header must fit before it. For a first fragment
 /// (`fragment`), the UDP length is the whole datagram's, so it is not checked.
@@ -159,7 +164,7 @@ fn transport(
     proto: u8,
     ip_end: usize,
     fragment: bool,
-) -> Result<(u16, u16, bool), u32> {
+) -> Result<(u16, u16, u8), u32> {
     if proto == proto::TCP {
         let tcp = header::<TCP_HLEN>(ctx, l4)?;
         // SAFETY: offsets 0..4, 12 and 13 are inside the 20-byte TCP header.
@@ -174,7 +179,7 @@ fn transport(
             return Err(outcome::PASS_MALFORMED);
         }
         let (sport, dport) = ports(word);
-        Ok((sport, dport, flags & (TCP_SYN | TCP_ACK) == TCP_SYN))
+        Ok((sport, dport, flags))
     } else if proto == proto::UDP {
         let udp = header::<UDP_HLEN>(ctx, l4)?;
         // SAFETY: offsets 0..6 are inside the 8-byte UDP header.
@@ -184,7 +189,7 @@ fn transport(
             return Err(outcome::PASS_MALFORMED);
         }
         let (sport, dport) = ports(word);
-        Ok((sport, dport, false))
+        Ok((sport, dport, 0))
     } else {
         Err(outcome::PASS_NOT_VIP)
     }
@@ -293,6 +298,7 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
         return Ok(Parsed {
             flow: flow(src, dst, 0, 0, ip.proto),
             syn: false,
+            fin: false,
             kind: Kind::Fragment { first_dport },
             tagged: false,
             v4_header: (l3, ip.ihl),
@@ -303,10 +309,11 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
         parsed.v4_header = (l3, ip.ihl);
         return Ok(parsed);
     }
-    let (sport, dport, syn) = transport(ctx, l4, ip.proto, ip_end, false)?;
+    let (sport, dport, flags) = transport(ctx, l4, ip.proto, ip_end, false)?;
     Ok(Parsed {
         flow: flow(src, dst, sport, dport, ip.proto),
-        syn,
+        syn: flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
+        fin: flags & (TCP_FIN | TCP_RST) != 0,
         kind: Kind::Flow,
         tagged: false,
         v4_header: (l3, ip.ihl),
@@ -345,6 +352,7 @@ fn icmp4_error(ctx: &XdpContext, l4: usize, outer_dst: u32) -> Result<Parsed, u3
             ip.proto,
         ),
         syn: false,
+        fin: false,
         kind: Kind::IcmpError,
         tagged: false,
         v4_header: (0, 0),
@@ -392,6 +400,7 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
             Ok(Parsed {
                 flow: flow(src, dst, 0, 0, inner),
                 syn: false,
+                fin: false,
                 kind: Kind::Fragment { first_dport },
                 tagged: false,
                 v4_header: (0, 0),
@@ -399,10 +408,11 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
         }
         IPPROTO_ICMPV6 => icmp6_error(ctx, l4, &dst),
         _ => {
-            let (sport, dport, syn) = transport(ctx, l4, next, ip_end, false)?;
+            let (sport, dport, flags) = transport(ctx, l4, next, ip_end, false)?;
             Ok(Parsed {
                 flow: flow(src, dst, sport, dport, next),
-                syn,
+                syn: flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
+                fin: flags & (TCP_FIN | TCP_RST) != 0,
                 kind: Kind::Flow,
                 tagged: false,
                 v4_header: (0, 0),
@@ -442,6 +452,7 @@ fn icmp6_error(ctx: &XdpContext, l4: usize, outer_dst: &[u32; 4]) -> Result<Pars
     Ok(Parsed {
         flow: flow(quoted_dst, quoted_src, quoted_dport, quoted_sport, next),
         syn: false,
+        fin: false,
         kind: Kind::IcmpError,
         tagged: false,
         v4_header: (0, 0),

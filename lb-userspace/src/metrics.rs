@@ -38,7 +38,7 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 
-use lb_api::view::{HealthView, ServiceView, StatusView, VrrpView};
+use lb_api::view::{HealthView, ServiceView, StatusView, SyncView, VrrpView};
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE_OPENMETRICS: &str =
@@ -66,6 +66,8 @@ pub struct Scrape {
     pub health: Vec<HealthView>,
     /// VRRP instances.
     pub vrrp: Vec<VrrpView>,
+    /// The flow sync.
+    pub sync: SyncView,
 }
 
 /// Where the metrics endpoint takes a scrape's data from.
@@ -78,6 +80,66 @@ fn counter_family(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, 
     let family = Family::<Labels, Counter>::default();
     reg.register(name, help, family.clone());
     family
+}
+
+/// The flow sync's `lb_sync_*` metrics.
+fn sync_metrics(reg: &mut Registry, sync: &SyncView) {
+    let totals = counter_family(
+        reg,
+        "lb_sync_entries",
+        "Connection entries synced, by direction (sent, received, dropped = queue full)",
+    );
+    for (dir, n) in [
+        ("sent", sync.entries_sent),
+        ("received", sync.entries_received),
+        ("dropped", sync.entries_dropped),
+    ] {
+        totals
+            .get_or_create(&vec![("direction", dir.into())])
+            .inc_by(n);
+    }
+    counter_family(reg, "lb_sync_datagrams_sent", "Sync datagrams sent")
+        .get_or_create(&vec![])
+        .inc_by(sync.datagrams_sent);
+    let rejected = counter_family(
+        reg,
+        "lb_sync_rejected_datagrams",
+        "Sync datagrams dropped, by reason (bad tag, replay, truncated...)",
+    );
+    for (reason, n) in &sync.rejected {
+        rejected
+            .get_or_create(&vec![("reason", reason.clone())])
+            .inc_by(*n);
+    }
+    let resyncs = counter_family(
+        reg,
+        "lb_sync_resyncs",
+        "Full resyncs, by role (requested from peers, served to peers)",
+    );
+    resyncs
+        .get_or_create(&vec![("role", "requested".into())])
+        .inc_by(sync.resyncs_requested);
+    resyncs
+        .get_or_create(&vec![("role", "served".into())])
+        .inc_by(sync.resyncs_served);
+    gauge_family(reg, "lb_sync_queue", "Entries waiting to be sent")
+        .get_or_create(&vec![])
+        .set(sync.queue as i64);
+    let alive = gauge_family(reg, "lb_sync_peer_up", "1 while the peer is alive");
+    let seen = gauge_family(
+        reg,
+        "lb_sync_peer_last_seen_seconds",
+        "Seconds since the peer's last valid message",
+    );
+    for p in &sync.peers {
+        let labels = vec![("peer", p.address.to_string())];
+        alive
+            .get_or_create(&labels)
+            .set(i64::from(p.state == "alive"));
+        if let Some(s) = p.last_seen_secs {
+            seen.get_or_create(&labels).set(s as i64);
+        }
+    }
 }
 
 fn gauge_family(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
@@ -105,8 +167,12 @@ pub fn render(
     status: &StatusView,
     health: &[HealthView],
     vrrp: &[VrrpView],
+    sync: &SyncView,
 ) -> String {
     let mut reg = Registry::default();
+    if sync.enabled {
+        sync_metrics(&mut reg, sync);
+    }
     let vrrp_state = gauge_family(
         &mut reg,
         "lb_vrrp_state",
@@ -340,11 +406,16 @@ impl Source for lb_api::control::RequestTx {
             Response::Vrrp { instances } => instances,
             other => return Err(unexpected("vrrp", other)),
         };
+        let sync = match ask(self, Request::Sync).await {
+            Response::Sync(sync) => sync,
+            other => return Err(unexpected("sync", other)),
+        };
         Ok(Scrape {
             services,
             status,
             health,
             vrrp,
+            sync,
         })
     }
 }
@@ -352,7 +423,7 @@ impl Source for lb_api::control::RequestTx {
 /// Take everything a scrape shows from `source` and render it.
 async fn scrape(source: &impl Source) -> Result<String, String> {
     let s = source.scrape().await?;
-    Ok(render(&s.services, &s.status, &s.health, &s.vrrp))
+    Ok(render(&s.services, &s.status, &s.health, &s.vrrp, &s.sync))
 }
 
 fn reply(
@@ -662,7 +733,7 @@ mod tests {
 
     #[test]
     fn render_parses_and_has_every_metric() {
-        let text = render(&services(), &status(), &health(), &[]);
+        let text = render(&services(), &status(), &health(), &[], &SyncView::default());
         let m = parse(&text);
         let get = |s: &str| *m.get(s).unwrap_or_else(|| panic!("missing {s} in\n{text}"));
         assert_eq!(
@@ -786,7 +857,7 @@ mod tests {
             tracking: vec![],
             last_error: None,
         };
-        let m = parse(&render(&[], &status(), &[], &[v]));
+        let m = parse(&render(&[], &status(), &[], &[v], &SyncView::default()));
         assert_eq!(
             m.get(r#"lb_vrrp_state{instance="VI_1",state="MASTER"}"#),
             Some(&1.0)
@@ -811,6 +882,48 @@ mod tests {
     }
 
     #[test]
+    fn the_flow_sync_is_rendered_when_enabled() {
+        let mut sync = SyncView {
+            enabled: true,
+            entries_sent: 100,
+            entries_received: 40,
+            datagrams_sent: 3,
+            queue: 5,
+            rejected: [("bad_tag".to_string(), 2)].into(),
+            peers: vec![lb_api::view::SyncPeerView {
+                address: "10.0.0.2:8848".parse().unwrap(),
+                node_id: 1,
+                epoch: 1,
+                state: "alive".into(),
+                last_seen_secs: Some(2),
+                entries_received: 40,
+                datagrams_received: 1,
+                resyncs_requested: 0,
+                resyncs_served: 0,
+                restarts: 0,
+            }],
+            ..SyncView::default()
+        };
+        let m = parse(&render(&[], &status(), &[], &[], &sync));
+        assert_eq!(m["lb_sync_entries_total{direction=\"sent\"}"], 100.0);
+        assert_eq!(m["lb_sync_entries_total{direction=\"received\"}"], 40.0);
+        assert_eq!(
+            m["lb_sync_rejected_datagrams_total{reason=\"bad_tag\"}"],
+            2.0
+        );
+        assert_eq!(m["lb_sync_peer_up{peer=\"10.0.0.2:8848\"}"], 1.0);
+        let queue: Vec<_> = m
+            .iter()
+            .filter(|(k, _)| k.starts_with("lb_sync_queue"))
+            .collect();
+        assert_eq!(queue.len(), 1, "{queue:?}");
+        assert_eq!(*queue[0].1, 5.0);
+        sync.enabled = false;
+        let off = render(&[], &status(), &[], &[], &sync);
+        assert!(!off.contains("lb_sync_"), "no sync, no sync metrics");
+    }
+
+    #[test]
     fn render_empty() {
         let text = render(
             &[],
@@ -821,6 +934,7 @@ mod tests {
             },
             &[],
             &[],
+            &SyncView::default(),
         );
         let m = parse(&text);
         assert_eq!(m.get("lb_forwarding"), Some(&0.0));
@@ -841,6 +955,7 @@ mod tests {
                 status: status(),
                 health: health(),
                 vrrp: Vec::new(),
+                sync: SyncView::default(),
             })
         }
     }

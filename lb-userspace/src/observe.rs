@@ -289,6 +289,7 @@ pub fn read<M: MapSource + ?Sized>(maps: &M, snap: &Snapshot, request: Request) 
         Request::Vrrp => Ok(Response::Vrrp {
             instances: snap.vrrp_views(),
         }),
+        Request::Sync => Ok(Response::Sync(snap.sync_view())),
     };
     Routed::Read(result.unwrap_or_else(|e| Response::Error {
         message: e.to_string(),
@@ -309,6 +310,7 @@ pub fn scrape<M: MapSource + ?Sized>(maps: &M, snap: &Snapshot) -> Result<Scrape
         ),
         health: health_views(snap, SystemTime::now()),
         vrrp: snap.vrrp_views(),
+        sync: snap.sync_view(),
     })
 }
 
@@ -525,6 +527,7 @@ virtual_addresses = ["198.51.100.10/24"]
             last_reload: "started".into(),
             health: m.statuses(),
             vrrp,
+            sync: None,
         }
     }
 
@@ -814,7 +817,7 @@ virtual_addresses = ["198.51.100.10/24"]
         assert_eq!(s.health.len(), 2);
         assert_eq!(s.vrrp.len(), 1);
         assert!(s.status.forwarding);
-        let text = crate::metrics::render(&s.services, &s.status, &s.health, &s.vrrp);
+        let text = crate::metrics::render(&s.services, &s.status, &s.health, &s.vrrp, &s.sync);
         assert!(
             text.contains(r#"lb_backend_weight{service="web",backend="10.0.0.1"} 100"#),
             "{text}"
@@ -878,7 +881,7 @@ virtual_addresses = ["198.51.100.10/24"]
         use lb_common::maps::{ConnKey, ConnValue};
         use lb_dataplane::memory::MemoryDataplane;
 
-        let conn = |sport: u16, backend: u32, gen: u32| {
+        let conn = |sport: u16, backend: u16, gen: u32| {
             (
                 ConnKey {
                     src: [0, 0, 0, 1],
@@ -891,6 +894,7 @@ virtual_addresses = ["198.51.100.10/24"]
                 },
                 ConnValue {
                     backend,
+                    flags: 0,
                     gen,
                     last_seen_ns: 0,
                 },

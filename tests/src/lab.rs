@@ -346,16 +346,32 @@ impl Lab {
         self.wait_healthy_on("lb", n);
     }
 
-    /// Wait until LB node `node`'s lbd reports `n` backends healthy.
+    /// Wait until LB node `node`'s lbd reports `n` backends healthy and the data plane
+    /// has them: each healthy backend holds Maglev slots in its service's installed
+    /// table (health can pass before the backend's MAC resolves and its table is written).
     pub fn wait_healthy_on(&self, node: &str, n: usize) {
         wait_until(
             Duration::from_secs(20),
-            &format!("{n} healthy backends"),
-            || match self.ask_on(node, Request::Health) {
-                Some(Response::Health { backends }) => {
-                    backends.iter().filter(|b| b.up).count() == n
+            &format!("{n} healthy backends in the data plane"),
+            || {
+                let Some(Response::Health { backends }) = self.ask_on(node, Request::Health) else {
+                    return false;
+                };
+                let up: Vec<_> = backends.iter().filter(|b| b.up).collect();
+                if up.len() != n {
+                    return false;
                 }
-                _ => false,
+                let Some(Response::List { services }) = self.ask_on(node, Request::List) else {
+                    return false;
+                };
+                up.iter().all(|h| {
+                    services.iter().any(|s| {
+                        s.name.as_deref() == Some(h.service.as_str())
+                            && s.backends
+                                .iter()
+                                .any(|b| b.address == h.backend && b.slots > 0)
+                    })
+                })
             },
         );
     }
@@ -485,4 +501,202 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+/// Long-lived connections that know their backend: the `lb-conns` helper
+/// (tests/src/bin/lb-conns.rs), whose path the caller passes (an integration test has
+/// it as `env!("CARGO_BIN_EXE_lb-conns")`).
+impl Lab {
+    /// A command that runs `program` in LB lab node `node`'s namespace ("client",
+    /// "b1"...).
+    pub fn command_in(&self, node: &str, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(node)]).arg(program);
+        c
+    }
+
+    /// Start `lb-conns serve` on TCP `port` on every backend, each answering with its
+    /// name ("b1".."b3") on connections that stay open as long as the client wants;
+    /// stopped when the lab goes away. Waits until all three listen.
+    pub fn start_conn_servers(&mut self, lb_conns: &Path, port: u16) {
+        for i in 0..3 {
+            self.start_conn_server(lb_conns, port, i);
+        }
+    }
+}
+
+/// Extra `[global]` keys, UDP responders, counters by name, MACs and threads inside a
+/// node's namespace (tests/tests/flows_e2e.rs).
+impl Lab {
+    /// Write LB node `node`'s config as [`Lab::write_config_for`] does, with `global`
+    /// (TOML `key = value` lines, e.g. `timeout_udp = "3s"`) added to its `[global]`
+    /// section. Keys the lab already sets there (node_name, control_socket,
+    /// metrics_listen, pin_dir, settle_after) must not be repeated.
+    pub fn write_config_with_global(&self, node: &str, global: &str, rest: &str) {
+        self.write_config_for(node, rest);
+        let path = self.config_path_for(node);
+        let text = fs::read_to_string(&path).expect("read config");
+        // `[global]` is the first section; it ends where `[[interface]]` begins.
+        let at = text
+            .find("\n[[interface]]")
+            .expect("the lab's config has an [[interface]] section");
+        let mut global = global.trim_end().to_string();
+        global.push('\n');
+        let text = format!("{}{global}{}", &text[..at], &text[at..]);
+        fs::write(&path, text).expect("write config");
+    }
+
+    /// Start a UDP responder on every backend, bound to VIP:`port` (so its answers
+    /// leave from the VIP, as DSR needs): every datagram is answered with
+    /// `NAME <datagram>` ("b1".."b3"). Stopped when the lab goes away. Waits until all
+    /// three are bound.
+    pub fn start_udp_responders(&mut self, port: u16) {
+        const SERVE: &str = concat!(
+            "import socket, sys\n",
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n",
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)\n",
+            "s.bind((sys.argv[1], int(sys.argv[2])))\n",
+            "name = sys.argv[3].encode() + b' '\n",
+            "while True:\n",
+            "    data, peer = s.recvfrom(2048)\n",
+            "    s.sendto(name + data, peer)\n",
+        );
+        for i in 0..3 {
+            let name = format!("b{}", i + 1);
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", &self.ns(&name)]).args([
+                "python3",
+                "-c",
+                SERVE,
+                VIP,
+                &port.to_string(),
+                &name,
+            ]);
+            let log = format!("udp-{name}.log");
+            let listening = format!("{VIP}:{port} ");
+            self.serve_on(&name, command, &log, "UDP responder", ("-lun", &listening));
+        }
+    }
+
+    /// Data-plane outcome counter `name` of LB node `node` (as `lbctl status` shows
+    /// them, e.g. "conntrack_flood_refused"); `None` if lbd does not answer or has no
+    /// such counter.
+    pub fn counter_on(&self, node: &str, name: &str) -> Option<u64> {
+        match self.ask_on(node, Request::Status)? {
+            Response::Status(status) => status
+                .counters
+                .0
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| *v),
+            _ => None,
+        }
+    }
+
+    /// The MAC of interface `iface` in lab node `node`'s namespace.
+    pub fn mac_of(&self, node: &str, iface: &str) -> [u8; 6] {
+        let text = sh(&format!("ip -n {} -br link show {iface}", self.ns(node)));
+        let mac = text
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_else(|| panic!("no MAC for {node}/{iface}: {text:?}"));
+        lb_api::fmt::parse_mac(mac).unwrap_or_else(|| panic!("bad MAC {mac:?}"))
+    }
+
+    /// Run `f` on a new thread inside lab node `node`'s network namespace (sockets it
+    /// opens live there). The caller bounds what `f` does and joins the thread.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        node: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let ns = self.ns(node);
+        std::thread::spawn(move || {
+            let _inside = crate::netns::enter_existing(&ns);
+            f()
+        })
+    }
+}
+
+/// One backend's `lb-conns serve` at a time, stopping an adopted process, and whether
+/// an lbd still runs (tests/tests/sync_e2e.rs: rolling backend restarts, bad sync
+/// input).
+impl Lab {
+    /// Start `lb-conns serve` on TCP `port` on backend `i` (0-based) only, answering
+    /// with its name as [`Lab::start_conn_servers`] does for all three; stopped when
+    /// the lab goes away, or earlier by [`Lab::stop_process`] with the id returned.
+    /// Waits (at most 10 s) until it listens.
+    pub fn start_conn_server(&mut self, lb_conns: &Path, port: u16, i: usize) -> u32 {
+        let name = format!("b{}", i + 1);
+        let mut command = self.command_in(&name, lb_conns);
+        command.args(["serve", "--port", &port.to_string(), "--name", &name]);
+        let log = format!("conns-{name}.log");
+        self.serve_on(
+            &name,
+            command,
+            &log,
+            "lb-conns",
+            ("-ltn", &format!(":{port} ")),
+        )
+    }
+
+    /// Start `command` (a server in backend `name`'s namespace; `what` names it), its
+    /// stdout discarded and its stderr appended to `log` in the lab's directory;
+    /// stopped when the lab goes away. Waits (at most 10 s) until `ss <flags>` there
+    /// shows `needle`, as `(flags, needle)`. Returns its process id.
+    fn serve_on(
+        &mut self,
+        name: &str,
+        mut command: Command,
+        log: &str,
+        what: &str,
+        (flags, needle): (&str, &str),
+    ) -> u32 {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(log))
+            .expect("log");
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let id = child.id();
+        self.adopt_process(child);
+        let ns = self.ns(name);
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{what} listening"),
+            || sh(&format!("ip netns exec {ns} ss {flags}")).contains(needle),
+        );
+        id
+    }
+
+    /// Kill (SIGKILL) and reap the adopted process with id `id` (as returned by
+    /// [`Lab::start_conn_server`] or `Child::id` before [`Lab::adopt_process`]);
+    /// false if this lab holds no such process.
+    pub fn stop_process(&mut self, id: u32) -> bool {
+        let Some(at) = self.others.iter().position(|c| c.id() == id) else {
+            return false;
+        };
+        let mut child = self.others.remove(at);
+        let _ = child.kill();
+        let _ = child.wait();
+        true
+    }
+
+    /// Whether LB node `node`'s lbd, as this lab last started it, is still running
+    /// (false once it exited, or if the lab did not start one or killed it).
+    pub fn lbd_running_on(&mut self, node: &str) -> bool {
+        self.lbds
+            .get_mut(node)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// How many lbd runs this lab has started (the last one's log is
+    /// [`Lab::lbd_log`] of this number).
+    pub fn lbd_runs(&self) -> u32 {
+        self.lbd_runs
+    }
 }

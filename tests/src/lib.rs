@@ -1,7 +1,10 @@
 //! Shared harness for the root-only tests and the benchmark: a readable packet
-//! builder ([`packet`]), a data plane loaded with fixture services ([`Fixture`]), and
-//! network namespaces that clean themselves up ([`netns`]).
+//! builder ([`packet`]), a data plane loaded with fixture services ([`Fixture`]),
+//! network namespaces that clean themselves up ([`netns`]), the `lb-conns` driver
+//! ([`conns`]) and the spoofed-frame sender ([`flood`]).
 
+pub mod conns;
+pub mod flood;
 pub mod keepalived;
 pub mod lab;
 pub mod netns;

@@ -210,7 +210,8 @@ fn victim(fs: &ScratchBpffs) -> PathBuf {
     dp.set_config(&DataplaneConfig {
         forwarding: 1,
         hash_seed: VICTIM_SEED,
-        _pad: [0; 2],
+        insert_limit: 0,
+        _pad: 0,
     })
     .expect("victim config");
     dir

@@ -426,7 +426,7 @@ fn syn_overrides_a_stale_tracked_entry_for_a_reused_tuple() {
         "the new connection is tracked now"
     );
     let key = flow(&format!("192.0.2.1:{port}"), "198.51.100.10:80", proto::TCP);
-    assert_eq!(f.dp.conn(&key).unwrap().unwrap().backend, fresh as u32);
+    assert_eq!(f.dp.conn(&key).unwrap().unwrap().backend, fresh);
 }
 
 #[test]
@@ -576,4 +576,95 @@ fn a_backend_on_this_host_gets_its_packets_through_the_local_stack() {
     assert_eq!(f.counter(outcome::FWD_LOCAL), 1);
     assert_eq!(f.dp.backend_stats(5).unwrap().packets, 1);
     assert_eq!(f.dp.service_stats(0).unwrap().new_flows, 1);
+}
+
+/// The flood guard: over its budget, a flow on a dirty slot is not recorded and goes
+/// by the untracked rule (the slot's previous backend), SYN and later segments alike,
+/// so no flow is split; every entry that is recorded is announced on the event ring.
+#[test]
+fn over_the_flood_guard_flows_are_routed_unrecorded_and_never_split() {
+    use lb_common::maps::ConnEvent;
+    use lb_dataplane::explain::{explain, Explanation};
+
+    let mut f = Fixture::new();
+    for i in 0..4 {
+        f.backend_state(i, BACKEND_UP, 1);
+    }
+    f.service(VIP4, 80, proto::TCP, 0, 0, &[(0, 1), (1, 1), (2, 1)]);
+    f.service(
+        VIP4,
+        80,
+        proto::TCP,
+        0,
+        0,
+        &[(0, 1), (1, 1), (2, 1), (3, 1)],
+    );
+    let mut config = f.dp.config().unwrap();
+    config.insert_limit = 5;
+    f.dp.set_config(&config).unwrap();
+    let mut ring = f.dp.take_conn_events().expect("event ring");
+    // Clients whose new connections land on slots moved to backend 3.
+    let key = |p: u16| flow(&format!("192.0.2.1:{p}"), "198.51.100.10:80", proto::TCP);
+    let moved: Vec<u16> = (10000..60000u16)
+        .filter(|p| {
+            matches!(explain(&f.dp, &key(*p), true),
+                Ok(Explanation::Forward { backend: _, choice, .. }) if choice.backend == 3)
+        })
+        .take(200)
+        .collect();
+    assert_eq!(moved.len(), 200);
+    let mut recorded = 0;
+    for p in &moved {
+        let first = f.forwarded_to(&syn(*p));
+        let tracked = f.dp.conn(&key(*p)).unwrap();
+        match tracked {
+            Some(v) => {
+                recorded += 1;
+                assert_eq!(
+                    (first, v.backend),
+                    (3, 3),
+                    "a recorded SYN takes the slot's backend"
+                );
+            }
+            None => assert_ne!(first, 3, "an unrecorded SYN takes the previous backend"),
+        }
+        assert_eq!(f.forwarded_to(&seg(*p)), first, "flow {p} split");
+    }
+    let guard = f.dp.flow_guard().unwrap();
+    assert!(guard.refused > 0, "the guard refused entries: {guard:?}");
+    assert!((5..200).contains(&recorded), "{recorded} recorded");
+    // Every entry the program created is on the ring, as written.
+    let mut events = Vec::new();
+    while let Some(item) = ring.next() {
+        assert_eq!(item.len(), std::mem::size_of::<ConnEvent>());
+        events.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const ConnEvent) });
+    }
+    assert_eq!(events.len(), recorded, "one event per entry");
+    for e in &events {
+        assert_eq!(f.dp.conn(&e.key).unwrap(), Some(e.value));
+    }
+    assert_eq!(guard.events_lost, 0);
+}
+
+/// A tracked flow's FIN marks its entry closing (it then counts as alive for
+/// `timeout_tcpfin`, not `timeout_tcp`), once; it keeps its backend.
+#[test]
+fn a_fin_marks_a_tracked_entry_closing() {
+    use lb_common::maps::CONN_F_FIN;
+    let mut f = three(VIP4, 80, proto::TCP);
+    let port = flows_on(&f, 2, 1)[0];
+    f.backend_state(2, BACKEND_DRAINING, 1);
+    f.service(VIP4, 80, proto::TCP, 0, 0, &[(0, 1), (1, 1), (2, 0)]);
+    f.expect_forward(&seg(port), 2);
+    let key = flow(&format!("192.0.2.1:{port}"), "198.51.100.10:80", proto::TCP);
+    let tracked = f.dp.conn(&key).unwrap().expect("tracked");
+    assert_eq!(tracked.flags & CONN_F_FIN, 0);
+    let fin = Packet::tcp(&format!("192.0.2.1:{port}"), "198.51.100.10:80")
+        .fin()
+        .build();
+    f.expect_forward(&fin, 2);
+    let closing = f.dp.conn(&key).unwrap().expect("still tracked");
+    assert_eq!(closing.flags & CONN_F_FIN, CONN_F_FIN);
+    assert_eq!(closing.backend, 2);
+    f.expect_forward(&seg(port), 2);
 }

@@ -7,12 +7,12 @@
 //! removes it.
 
 use std::{
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use lb_tests::{
+    flood::RawSocket,
     lab::{wait_until, Lab, CLIENT, VIP},
     netns::{enter_existing, sh},
     packet::Packet,
@@ -31,43 +31,9 @@ fn mac_of(ns: &str, iface: &str) -> [u8; 6] {
 /// Send `frames` out of `iface` in namespace `ns`, as they are (AF_PACKET, SOCK_RAW).
 fn send_raw(ns: &str, iface: &str, frames: &[Vec<u8>]) {
     let _inside = enter_existing(ns);
-    // SAFETY: plain socket(2); the fd is owned below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    assert!(
-        fd >= 0,
-        "AF_PACKET socket: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: fd is a fresh, valid descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let name = std::ffi::CString::new(iface).unwrap();
-    // SAFETY: valid NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert_ne!(ifindex, 0, "no interface {iface} in {ns}");
+    let raw = RawSocket::open(iface).unwrap_or_else(|e| panic!("{e:#} in {ns}"));
     for frame in frames {
-        // SAFETY: sockaddr_ll is plain data; zeroed is valid.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        addr.sll_halen = 6;
-        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: frame and addr are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                0,
-                &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(
-            sent,
-            frame.len() as isize,
-            "send: {}",
-            std::io::Error::last_os_error()
-        );
+        assert!(raw.send(frame), "send: {}", std::io::Error::last_os_error());
     }
 }
 

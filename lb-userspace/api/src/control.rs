@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use crate::listen::{Accepted, Gate};
-use crate::view::{ConnView, ExplainView, HealthView, ServiceView, StatusView, VrrpView};
+use crate::view::{ConnView, ExplainView, HealthView, ServiceView, StatusView, SyncView, VrrpView};
 
 /// A request from lbctl.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,8 @@ pub enum Request {
     Reload,
     /// VRRP instances: state, priority, master, counters.
     Vrrp,
+    /// The flow sync: peers, entries sent and received, drops, resyncs.
+    Sync,
 }
 
 /// A response from lbd.
@@ -73,6 +75,8 @@ pub enum Response {
         /// Instances (empty: no VRRP configured; the node forwards per `[global]`).
         instances: Vec<VrrpView>,
     },
+    /// Answer to [`Request::Sync`].
+    Sync(SyncView),
     /// The request was carried out.
     Done {
         /// What happened.

@@ -196,3 +196,76 @@ pub struct VrrpView {
     /// Last socket or netlink error.
     pub last_error: Option<String>,
 }
+
+/// Flow sync between lbd nodes (`lb-sync`), for `lbctl status` and metrics: who we
+/// exchange connection-table entries with, and what was sent, received and refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncView {
+    /// Whether flow sync is configured at all (all other fields are empty when not).
+    pub enabled: bool,
+    /// This node's sync id.
+    pub node_id: u64,
+    /// This node's epoch (unix time in ns of this lbd's start).
+    pub epoch: u64,
+    /// Peers: nodes heard from, and configured unicast peers not heard from yet.
+    #[serde(default)]
+    pub peers: Vec<SyncPeerView>,
+    /// Entries sent (counted once per datagram they went out in).
+    #[serde(default)]
+    pub entries_sent: u64,
+    /// Datagrams sent.
+    #[serde(default)]
+    pub datagrams_sent: u64,
+    /// Entries accepted from peers.
+    #[serde(default)]
+    pub entries_received: u64,
+    /// Entries dropped before sending (send queue full, or a dump larger than the queue).
+    #[serde(default)]
+    pub entries_dropped: u64,
+    /// Rejected datagrams, by reason ("bad_tag", "replay", "old_epoch", ...).
+    #[serde(default)]
+    pub rejected: std::collections::BTreeMap<String, u64>,
+    /// Full resyncs we asked peers for.
+    #[serde(default)]
+    pub resyncs_requested: u64,
+    /// Full resyncs we were asked for and answered.
+    #[serde(default)]
+    pub resyncs_served: u64,
+    /// Entries (and dirty slots) waiting to be sent.
+    #[serde(default)]
+    pub queue: usize,
+    /// Our own datagrams that came back to us (multicast loopback), ignored.
+    #[serde(default)]
+    pub looped_back: u64,
+}
+
+/// One flow-sync peer, as [`SyncView`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPeerView {
+    /// Address its datagrams come from (or the configured address, when not heard from).
+    pub address: SocketAddr,
+    /// Its node id (0 when not heard from).
+    pub node_id: u64,
+    /// Its current epoch (0 when not heard from).
+    pub epoch: u64,
+    /// "alive", "dead" or "unknown" (configured, never heard from).
+    pub state: String,
+    /// Seconds since its last valid datagram (`None` when never heard from).
+    #[serde(default)]
+    pub last_seen_secs: Option<u64>,
+    /// Entries accepted from it.
+    #[serde(default)]
+    pub entries_received: u64,
+    /// Datagrams accepted from it.
+    #[serde(default)]
+    pub datagrams_received: u64,
+    /// Full resyncs we asked it for.
+    #[serde(default)]
+    pub resyncs_requested: u64,
+    /// Full resyncs it asked us for, answered.
+    #[serde(default)]
+    pub resyncs_served: u64,
+    /// Times it restarted (a newer epoch replaced its session).
+    #[serde(default)]
+    pub restarts: u64,
+}

@@ -4,7 +4,13 @@
 //! What is converted, with keepalived's own defaults and corrections applied so the
 //! result behaves the way keepalived ran the file:
 //! - `global_defs`: `router_id` -> `[global] node_name`; `vrrp_version`,
-//!   `vrrp_garp_master_delay` / `_repeat` become per-instance defaults.
+//!   `vrrp_garp_master_delay` / `_repeat` become per-instance defaults;
+//!   `lvs_timeouts tcp N tcpfin N udp N` (any subset, any order) -> `[global]
+//!   timeout_tcp` / `timeout_tcpfin` / `timeout_udp` (0, IPVS's "unchanged", keeps
+//!   lbd's default, which is IPVS's); `lvs_sync_daemon IF [[inst] INSTANCE] [port
+//!   N] [group IP] ...` -> `[sync]` with `instance`, `port`, `group` and
+//!   `key_file = "/etc/lbd/sync.key"` (lbd authenticates sync: a warning says how
+//!   to create the key; `id`, `maxlen`, `ttl` and the interface are reported).
 //! - `vrrp_instance` -> `[[vrrp]]` (interface, VRID, priority, version, advert
 //!   interval, preemption, `auth_type PASS` password, unicast source and peers,
 //!   virtual addresses, `track_script` entries from their `vrrp_script`, notify
@@ -24,9 +30,13 @@
 //!
 //! Every option, value or block that is not carried over as written is a
 //! [`Warning`] (`FILE:LINE: OPTION: REASON`), also listed in the TOML's header.
-//! The TOML always passes [`crate::parse`]: values lbd would refuse are
-//! corrected or left out, and reported. [`import_str`] does no I/O;
-//! [`import_file`] reads the file and the files its `include`s match.
+//! The TOML always passes lbd's validation: values lbd would refuse are
+//! corrected or left out, and reported. The one exception is the sync key: a
+//! converted `[sync]` names `key_file = "/etc/lbd/sync.key"`, which the operator
+//! creates afterwards, so the importer validates its output without reading key
+//! files, and [`crate::parse`] (`lbd --check-config`) accepts it once the key
+//! exists. [`import_str`] does no I/O; [`import_file`] reads the file and the
+//! files its `include`s match.
 //!
 //! Hostile or broken input fails with an [`ImportError`] naming the file, the line
 //! and the reason, never by exhausting the stack, memory or time: only regular
@@ -56,7 +66,8 @@ use crate::ConfigError;
 /// The result of a conversion: lbd's TOML and what was not carried over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Imported {
-    /// A complete lbd configuration (it passes [`crate::parse`]).
+    /// A complete lbd configuration (it passes [`crate::parse`], once the key file
+    /// of a converted `[sync]` exists).
     pub toml: String,
     /// Every keepalived option not carried over as written, in file order.
     pub warnings: Vec<Warning>,
@@ -319,7 +330,9 @@ fn run(text: &str, file: &Path, source: Option<&dyn lex::Source>) -> Result<Impo
     let warnings = warnings.finish();
     let toml = emit::emit(&model, file, &warnings);
     let out_name = file.with_extension("lbd.toml");
-    if let Err(error) = crate::parse(&toml, &out_name) {
+    // The key file a converted [sync] names is created by the operator afterwards:
+    // everything but reading it is checked.
+    if let Err(error) = crate::parse_with(&toml, &out_name, crate::KeyFiles::NotRead) {
         return Err(ImportError::Invalid { toml, error });
     }
     Ok(Imported { toml, warnings })

@@ -3,8 +3,10 @@
 //! The file is TOML (see `example.toml` beside this file for every key, its default
 //! and its meaning). [`parse`] turns text into a fully validated [`Config`] with every
 //! default filled in, so the rest of the daemon never sees an optional setting or an
-//! inconsistent one; it does no I/O, which keeps it testable and lets `lbctl` check a
-//! file before `lbd` reloads it. [`load`] is the one function that reads a file.
+//! inconsistent one. The only file it reads is the one `[sync] key_file` names (so a
+//! [`Config`] always holds its sync key); every other file the configuration names
+//! (CA files, scripts) is found out when used. [`load`] reads the configuration file
+//! and [`parse`]s it.
 //!
 //! Every error names the file, the 1-based line and the dotted field path
 //! (`lbd.toml:23: service[1].backend[0].port: ...`), whether it is a TOML syntax error,
@@ -15,6 +17,11 @@
 //! blocking on a FIFO (see [`read`]); every limit the kernel or the OS enforces later
 //! (map sizes, the Unix socket path length) is checked here, so `lbd --check-config`
 //! catches it before lbd attaches anything. The bounds are in [`limits`].
+//!
+//! The sync key (`[sync] key` or the content of `key_file`) is a secret: it is in
+//! no error message, [`SyncConfig`]'s `Debug` shows it as `<redacted>`, and it is
+//! not serialized (`lbctl --json` and anything else that serializes a [`Config`]
+//! never sees it).
 
 pub mod import;
 mod raw;
@@ -23,8 +30,9 @@ pub mod read;
 mod tests;
 mod validate;
 
+use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,6 +57,18 @@ pub mod limits {
     /// `control_socket`: bytes of a Unix socket path (`sun_path` is 108 bytes,
     /// including the terminating NUL).
     pub const MAX_SOCKET_PATH: usize = 107;
+    /// `timeout_tcp`, `timeout_tcpfin`, `timeout_udp`: at least 1 second...
+    pub const MIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+    /// ...and at most 31 days, keepalived's bound for `lvs_timeouts`.
+    pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(31 * 86_400);
+    /// `[sync] key` (or the content of `key_file`): at least 16 bytes...
+    pub const MIN_SYNC_KEY_BYTES: usize = 16;
+    /// ...and at most 4 KiB (also the most of `key_file` that is read).
+    pub const MAX_SYNC_KEY_BYTES: usize = 4096;
+    /// `[sync] max_rate`: datagrams per second.
+    pub const MAX_SYNC_RATE: u32 = 1_000_000;
+    /// `[sync] max_queue`: entries waiting to be sent.
+    pub const MAX_SYNC_QUEUE: u32 = 1 << 24;
 }
 
 /// A complete, validated configuration with all defaults applied.
@@ -63,6 +83,9 @@ pub struct Config {
     /// VRRP instances (`[[vrrp]]`), in file order. Empty: always-active mode, no
     /// VRRP; the node forwards per [`Global::forwarding`].
     pub vrrp: Vec<VrrpConfig>,
+    /// Flow sync between LB nodes (`[sync]`); `None` when the section is absent
+    /// (no sync). Where messages go: [`Config::sync_peers`].
+    pub sync: Option<SyncConfig>,
 }
 
 /// Node-wide settings (`[global]`).
@@ -91,8 +114,23 @@ pub struct Global {
     pub max_backends: u32,
     /// Capacity of the connection table (default 2^20).
     pub conn_table_size: u32,
-    /// How long Maglev slots that moved in a change keep consulting the connection
-    /// table before they are settled (default 15 minutes).
+    /// Flood guard: new connection-table entries allowed per CPU per second
+    /// (`conn_insert_limit`); `None` (the key absent or 0) = automatic, computed by lbd.
+    pub conn_insert_limit: Option<u32>,
+    /// Idle timeout of a tracked TCP connection (`ipvsadm --set` tcp; default 900s,
+    /// 1s..=31 days).
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout_tcp: Duration,
+    /// Timeout of a TCP connection after a FIN (`ipvsadm --set` tcpfin; default
+    /// 120s, 1s..=31 days).
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout_tcpfin: Duration,
+    /// Idle timeout of a tracked UDP flow (`ipvsadm --set` udp; default 300s,
+    /// 1s..=31 days).
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout_udp: Duration,
+    /// How long Maglev slots that moved keep consulting the connection table for
+    /// TCP services before they are settled; defaults to [`Global::timeout_tcp`].
     #[serde(serialize_with = "serialize_duration")]
     pub settle_after: Duration,
     /// Whether this node forwards VIP traffic at start (default [`Forwarding::Active`]).
@@ -112,10 +150,23 @@ impl Default for Global {
             max_services: lb_common::maps::capacity::SERVICES,
             max_backends: lb_common::maps::capacity::BACKENDS,
             conn_table_size: lb_common::maps::capacity::CONNS,
-            settle_after: Duration::from_secs(15 * 60),
+            conn_insert_limit: None,
+            timeout_tcp: Self::DEFAULT_TIMEOUT_TCP,
+            timeout_tcpfin: Self::DEFAULT_TIMEOUT_TCPFIN,
+            timeout_udp: Self::DEFAULT_TIMEOUT_UDP,
+            settle_after: Self::DEFAULT_TIMEOUT_TCP,
             forwarding: Forwarding::Active,
         }
     }
+}
+
+impl Global {
+    /// Default of `timeout_tcp` (and so of `settle_after`): 900s, IPVS's.
+    pub const DEFAULT_TIMEOUT_TCP: Duration = Duration::from_secs(900);
+    /// Default of `timeout_tcpfin`: 120s, IPVS's.
+    pub const DEFAULT_TIMEOUT_TCPFIN: Duration = Duration::from_secs(120);
+    /// Default of `timeout_udp`: 300s, IPVS's.
+    pub const DEFAULT_TIMEOUT_UDP: Duration = Duration::from_secs(300);
 }
 
 /// Whether VIP traffic is forwarded by this node (`global.forwarding`).
@@ -451,6 +502,124 @@ impl V3Checksum {
     }
 }
 
+/// Flow sync between LB nodes (`[sync]`): which connections this node tracks, sent
+/// to the other nodes so that a flow keeps its backend when its traffic moves.
+///
+/// `Debug` redacts the key and `Serialize` leaves it out: it never appears in logs,
+/// `lbctl --json` or any other output.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct SyncConfig {
+    /// The shared secret sync messages are authenticated with (`key`, or the content
+    /// of `key_file` without its trailing whitespace): 16 to 4096 bytes, the same on
+    /// every node. Never serialized, redacted by `Debug`.
+    #[serde(skip)]
+    pub key: Vec<u8>,
+    /// The file the key was read from; `None` when it was written inline (`key`).
+    pub key_file: Option<PathBuf>,
+    /// UDP port sync messages are sent to and received on (default 8848, the IPVS
+    /// sync daemon's).
+    pub port: u16,
+    /// Explicit peers (`"IP"`, `"IP:port"`, `"[IPv6]:port"`; the port defaults to
+    /// [`SyncConfig::port`]), in file order, each once. Empty: taken from VRRP.
+    pub peers: Vec<SocketAddr>,
+    /// The VRRP instance whose peers receive sync messages (when `peers` is empty);
+    /// `None` = every instance. Names a configured `[[vrrp]]`.
+    pub instance: Option<String>,
+    /// Multicast group used for a VRRP instance without unicast peers (default
+    /// 224.0.0.81, the IPVS sync group). Always a multicast address.
+    pub group: IpAddr,
+    /// Sync datagrams sent per second, at most (default 2000, 1..=1000000).
+    pub max_rate: u32,
+    /// Entries waiting to be sent, at most (default 65536, 1..=16777216).
+    pub max_queue: u32,
+}
+
+impl SyncConfig {
+    /// Default `port`: the IPVS sync daemon's.
+    pub const DEFAULT_PORT: u16 = 8848;
+    /// Default `group`: the IPVS sync daemon's multicast group.
+    pub const DEFAULT_GROUP: IpAddr = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81));
+    /// Default `max_rate` (datagrams per second).
+    pub const DEFAULT_MAX_RATE: u32 = 2000;
+    /// Default `max_queue` (entries).
+    pub const DEFAULT_MAX_QUEUE: u32 = 65536;
+}
+
+impl fmt::Debug for SyncConfig {
+    /// Every field but the key, which is shown as `<redacted>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncConfig")
+            .field("key", &format_args!("<redacted>"))
+            .field("key_file", &self.key_file)
+            .field("port", &self.port)
+            .field("peers", &self.peers)
+            .field("instance", &self.instance)
+            .field("group", &self.group)
+            .field("max_rate", &self.max_rate)
+            .field("max_queue", &self.max_queue)
+            .finish()
+    }
+}
+
+/// Where this node sends sync messages ([`Config::sync_peers`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum SyncPeer {
+    /// A unicast peer. An IPv6 link-local address taken from a VRRP instance's
+    /// unicast peers is on that instance's interface (its scope is not set here).
+    Unicast(SocketAddr),
+    /// The sync multicast group, sent on `interface` (a VRRP instance's).
+    Multicast {
+        /// `[sync] group` at `[sync] port`.
+        group: SocketAddr,
+        /// The interface to send on.
+        interface: String,
+    },
+}
+
+impl Config {
+    /// Where sync messages go, each destination once, in file order; empty without
+    /// `[sync]`:
+    /// - the explicit `[sync] peers`, when there are any (their port defaults to
+    ///   `[sync] port`);
+    /// - else, for the VRRP instance named by `[sync] instance` (every instance
+    ///   when none is named): its unicast peers at `[sync] port`, or, for an
+    ///   instance without unicast peers, `[sync] group` at `[sync] port` on the
+    ///   instance's interface.
+    pub fn sync_peers(&self) -> Vec<SyncPeer> {
+        let Some(sync) = &self.sync else {
+            return Vec::new();
+        };
+        if !sync.peers.is_empty() {
+            return sync.peers.iter().copied().map(SyncPeer::Unicast).collect();
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let chosen = self
+            .vrrp
+            .iter()
+            .filter(|v| sync.instance.as_ref().is_none_or(|name| *name == v.name));
+        for v in chosen {
+            let peers: Vec<SyncPeer> = if v.unicast_peers.is_empty() {
+                vec![SyncPeer::Multicast {
+                    group: SocketAddr::new(sync.group, sync.port),
+                    interface: v.interface.clone(),
+                }]
+            } else {
+                v.unicast_peers
+                    .iter()
+                    .map(|ip| SyncPeer::Unicast(SocketAddr::new(*ip, sync.port)))
+                    .collect()
+            };
+            for p in peers {
+                if seen.insert(p.clone()) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A configuration error, located by file, line and dotted field path.
 ///
 /// Displays as `FILE:LINE: FIELD: MESSAGE`; `:LINE` is left out when no line is
@@ -487,17 +656,46 @@ impl ConfigError {
 
 /// Parses and validates configuration text; `file` is only used in error messages.
 ///
-/// Pure: reads nothing, not even the files the configuration names.
+/// The one file it reads is the sync key, `[sync] key_file` (an absolute path), with
+/// the bounded reader of [`read`]; nothing else the configuration names is read.
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    parse_with(text, file, KeyFiles::Read)
+}
+
+/// Whether [`parse_with`] reads `[sync] key_file`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyFiles {
+    /// Read it (what [`parse`] does).
+    Read,
+    /// Check the path but do not read it: the resulting [`SyncConfig::key`] is
+    /// empty. For the keepalived importer, whose output names a key file the
+    /// operator creates afterwards; such a [`Config`] must not be used to run.
+    NotRead,
+}
+
+/// [`parse`], reading `[sync] key_file` or not.
+pub(crate) fn parse_with(
+    text: &str,
+    file: &Path,
+    key_files: KeyFiles,
+) -> Result<Config, ConfigError> {
     check_characters(text, file)?;
     let de = toml::Deserializer::new(text);
     let raw: raw::RawConfig =
         serde_path_to_error::deserialize(de).map_err(|e| serde_error(text, file, e))?;
-    validate::build(&validate::Ctx { text, file }, raw)
+    validate::build(
+        &validate::Ctx {
+            text,
+            file,
+            key_files,
+        },
+        raw,
+    )
 }
 
 /// Reads `path` (a regular file of at most [`read::MAX_FILE_BYTES`], UTF-8; a FIFO
-/// or a device is refused without blocking) and [`parse`]s it.
+/// or a device is refused without blocking) and [`parse`]s it (which reads
+/// `[sync] key_file` too).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = read::read_text(path, read::MAX_FILE_BYTES).map_err(|e| ConfigError {
         file: path.to_owned(),

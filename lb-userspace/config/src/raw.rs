@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     /// `[[vrrp]]`.
     #[serde(default)]
     pub vrrp: Vec<RawVrrp>,
+    /// `[sync]`.
+    pub sync: Option<RawSync>,
 }
 
 /// `[global]`.
@@ -47,6 +49,41 @@ pub(super) struct RawGlobal {
     pub conn_table_size: Opt<u32>,
     pub settle_after: Opt<String>,
     pub forwarding: Opt<Forwarding>,
+    pub timeout_tcp: Opt<String>,
+    pub timeout_tcpfin: Opt<String>,
+    pub timeout_udp: Opt<String>,
+    pub conn_insert_limit: Opt<u32>,
+}
+
+/// `[sync]`. Integers are read as `i64` so that range errors carry our message.
+/// `key` is the secret: never put it in a message.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawSync {
+    pub key: Opt<String>,
+    pub key_file: Opt<PathBuf>,
+    pub port: Opt<i64>,
+    pub peers: Opt<Vec<Spanned<String>>>,
+    pub instance: Opt<String>,
+    pub group: Opt<String>,
+    pub max_rate: Opt<i64>,
+    pub max_queue: Opt<i64>,
+}
+
+impl std::fmt::Debug for RawSync {
+    /// Everything but the key, which is shown as `<redacted>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSync")
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("key_file", &self.key_file)
+            .field("port", &self.port)
+            .field("peers", &self.peers)
+            .field("instance", &self.instance)
+            .field("group", &self.group)
+            .field("max_rate", &self.max_rate)
+            .field("max_queue", &self.max_queue)
+            .finish()
+    }
 }
 
 /// `[[interface]]`.

@@ -119,8 +119,9 @@ fn open_regular(path: &Path, max_bytes: u64) -> Result<(File, u64), ReadFailure>
     Ok((file, meta.len()))
 }
 
-/// Reads the regular file `path` (at most `max_bytes`) as UTF-8 text.
-pub fn read_text(path: &Path, max_bytes: u64) -> Result<String, ReadFailure> {
+/// Reads the regular file `path` (at most `max_bytes`) as bytes: what
+/// [`read_text`] does without the UTF-8 check (for a key file, which may be binary).
+pub fn read_bytes(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadFailure> {
     let (file, len) = open_regular(path, max_bytes)?;
     let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(max_bytes.saturating_add(1))
@@ -135,6 +136,12 @@ pub fn read_text(path: &Path, max_bytes: u64) -> Result<String, ReadFailure> {
             ),
         ));
     }
+    Ok(buf)
+}
+
+/// Reads the regular file `path` (at most `max_bytes`) as UTF-8 text.
+pub fn read_text(path: &Path, max_bytes: u64) -> Result<String, ReadFailure> {
+    let buf = read_bytes(path, max_bytes)?;
     String::from_utf8(buf).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let bytes = e.as_bytes();
@@ -199,6 +206,15 @@ mod tests {
 
         let err = read_text(&dir.path().join("missing"), 10).expect_err("missing");
         assert!(err.reason.starts_with("cannot open: "), "{err:?}");
+
+        // Bytes: no UTF-8 check, same bounds.
+        let bin = dir.path().join("bin");
+        std::fs::write(&bin, b"\xff\x00k\n").expect("write");
+        assert_eq!(read_bytes(&bin, 4).expect("reads"), b"\xff\x00k\n");
+        let err = read_bytes(&bin, 3).expect_err("too large");
+        assert_eq!(err.kind, FailureKind::TooLarge);
+        let err = read_bytes(&fifo, 100).expect_err("fifo");
+        assert_eq!(err.kind, FailureKind::NotRegular);
     }
 
     #[test]

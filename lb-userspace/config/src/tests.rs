@@ -78,6 +78,10 @@ fn full_example_parses_to_expected_struct() {
             max_services: 256,
             max_backends: 4096,
             conn_table_size: 1 << 20,
+            conn_insert_limit: None,
+            timeout_tcp: Duration::from_secs(900),
+            timeout_tcpfin: Duration::from_secs(120),
+            timeout_udp: Duration::from_secs(300),
             settle_after: Duration::from_secs(900),
             forwarding: Forwarding::Active,
         },
@@ -113,6 +117,7 @@ fn full_example_parses_to_expected_struct() {
             }],
         }],
         vrrp: vec![],
+        sync: None,
     };
     assert_eq!(cfg, expected);
 }
@@ -144,6 +149,10 @@ fn minimal_config_gets_documented_defaults() {
             max_services: 256,
             max_backends: 4096,
             conn_table_size: 1 << 20,
+            conn_insert_limit: None,
+            timeout_tcp: Duration::from_secs(900),
+            timeout_tcpfin: Duration::from_secs(120),
+            timeout_udp: Duration::from_secs(300),
             settle_after: Duration::from_secs(15 * 60),
             forwarding: Forwarding::Active,
         },
@@ -173,6 +182,7 @@ fn minimal_config_gets_documented_defaults() {
             }],
         }],
         vrrp: vec![],
+        sync: None,
     };
     assert_eq!(cfg, expected);
     assert_eq!(cfg.global, Global::default());
@@ -181,7 +191,23 @@ fn minimal_config_gets_documented_defaults() {
 
 #[test]
 fn example_file_parses() {
-    let cfg = p(include_str!("example.toml")).unwrap();
+    // The example's [sync] reads /etc/lbd/sync.key: point it at a key made here.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sync.key");
+    std::fs::write(&key, "c2VjcmV0LXN5bmMta2V5LWZvci10aGUtdGVzdHM=\n").unwrap();
+    let text = include_str!("example.toml");
+    assert!(text.contains("key_file = \"/etc/lbd/sync.key\""));
+    let cfg = p(&text.replace("/etc/lbd/sync.key", &key.display().to_string())).unwrap();
+    let sync = cfg.sync.as_ref().expect("the example has [sync]");
+    assert_eq!(sync.key, b"c2VjcmV0LXN5bmMta2V5LWZvci10aGUtdGVzdHM=");
+    assert_eq!(sync.instance.as_deref(), Some("VI_API"));
+    assert_eq!(
+        cfg.sync_peers(),
+        vec![SyncPeer::Unicast("10.0.0.11:8848".parse().unwrap())]
+    );
+    assert_eq!(cfg.global.timeout_tcp, Duration::from_secs(900));
+    assert_eq!(cfg.global.settle_after, Duration::from_secs(900));
+    assert_eq!(cfg.global.conn_insert_limit, None);
     assert_eq!(cfg.global.node_name, "lb-a");
     assert_eq!(cfg.interfaces.len(), 1);
     assert_eq!(cfg.services.len(), 3);
@@ -309,6 +335,54 @@ fn serializes_for_lbctl_json() {
     assert_eq!(svc["backends"][0]["address"], "192.168.100.41");
     let json = serde_json::to_value(Scheduler::SourceHash).unwrap();
     assert_eq!(json, "source-hash");
+    let json = serde_json::to_value(p(MINIMAL).unwrap()).unwrap();
+    assert_eq!(json["global"]["timeout_tcp"], "15m");
+    assert_eq!(json["global"]["timeout_tcpfin"], "2m");
+    assert_eq!(json["global"]["timeout_udp"], "5m");
+    assert_eq!(json["global"]["conn_insert_limit"], serde_json::Value::Null);
+    assert_eq!(json["sync"], serde_json::Value::Null);
+}
+
+#[test]
+fn timeouts_and_flood_guard() {
+    // Defaults: IPVS's timeouts; settle_after follows timeout_tcp.
+    let cfg = p(MINIMAL).unwrap();
+    assert_eq!(cfg.global.timeout_tcp, Global::DEFAULT_TIMEOUT_TCP);
+    assert_eq!(cfg.global.timeout_tcpfin, Global::DEFAULT_TIMEOUT_TCPFIN);
+    assert_eq!(cfg.global.timeout_udp, Global::DEFAULT_TIMEOUT_UDP);
+    assert_eq!(cfg.global.settle_after, cfg.global.timeout_tcp);
+    assert_eq!(cfg.global.conn_insert_limit, None);
+
+    let with = |global: &str| p(&format!("[global]\n{global}\n{MINIMAL}")).unwrap().global;
+    let g = with("timeout_tcp = \"2h\"\ntimeout_tcpfin = \"30s\"\ntimeout_udp = \"1m\"");
+    assert_eq!(g.timeout_tcp, Duration::from_secs(7200));
+    assert_eq!(g.timeout_tcpfin, Duration::from_secs(30));
+    assert_eq!(g.timeout_udp, Duration::from_secs(60));
+    assert_eq!(
+        g.settle_after,
+        Duration::from_secs(7200),
+        "follows timeout_tcp"
+    );
+    let g = with("timeout_tcp = \"2h\"\nsettle_after = \"10m\"");
+    assert_eq!(g.settle_after, Duration::from_secs(600), "set: kept");
+    // The bounds are accepted.
+    let g = with("timeout_tcp = \"1s\"\ntimeout_udp = \"31days\"");
+    assert_eq!(g.timeout_tcp, crate::limits::MIN_TIMEOUT);
+    assert_eq!(g.timeout_udp, crate::limits::MAX_TIMEOUT);
+
+    assert_eq!(
+        with("conn_insert_limit = 0").conn_insert_limit,
+        None,
+        "0 = auto"
+    );
+    assert_eq!(
+        with("conn_insert_limit = 50000").conn_insert_limit,
+        Some(50_000)
+    );
+    let json = serde_json::to_value(with("conn_insert_limit = 7\ntimeout_tcp = \"1h\"")).unwrap();
+    assert_eq!(json["conn_insert_limit"], 7);
+    assert_eq!(json["timeout_tcp"], "1h");
+    assert_eq!(json["settle_after"], "1h");
 }
 
 #[test]
@@ -687,6 +761,37 @@ fn bad_configs_name_file_line_and_field() {
             "no interface",
             String::new(),
             "lbd.toml: interface: at least one [[interface]] is required",
+        ),
+        // --- connection timeouts and the flood guard ---
+        (
+            "timeout_tcp 0",
+            "[global]\ntimeout_tcp = \"0s\"\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.timeout_tcp: \"0s\" is too short: at least 1s",
+        ),
+        (
+            "timeout_tcpfin below a second",
+            "[global]\ntimeout_tcpfin = \"500ms\"\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.timeout_tcpfin: \"500ms\" is too short: at least 1s",
+        ),
+        (
+            "timeout_udp above 31 days",
+            "[global]\n\ntimeout_udp = \"32days\"\n".to_owned() + &with_iface(""),
+            "lbd.toml:3: global.timeout_udp: \"32days\" exceeds the maximum 31 days (keepalived's lvs_timeouts bound)",
+        ),
+        (
+            "bad timeout",
+            "[global]\ntimeout_tcp = \"forever\"\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.timeout_tcp: invalid duration \"forever\"",
+        ),
+        (
+            "timeout as a number",
+            "[global]\ntimeout_tcp = 900\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.timeout_tcp: invalid type: integer `900`, expected a string",
+        ),
+        (
+            "negative conn_insert_limit",
+            "[global]\nconn_insert_limit = -1\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.conn_insert_limit: invalid value: integer `-1`",
         ),
         (
             "max_backends > 65535",
@@ -1380,6 +1485,448 @@ fn bad_vrrp_configs_name_file_line_and_field() {
         match p(text) {
             Ok(_) => failures.push(format!("{name}: parsed, expected error {prefix:?}")),
             Err(e) if !e.to_string().starts_with(prefix) => {
+                failures.push(format!("{name}:\n   got {e}\n  want {prefix}"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------- [sync]
+
+/// A key of 16 bytes, the shortest accepted.
+const KEY16: &str = "0123456789abcdef";
+
+#[test]
+fn sync_defaults() {
+    let cfg = p(&vr(&format!("[sync]\nkey = \"{KEY16}\"\n"))).unwrap();
+    let sync = cfg.sync.as_ref().unwrap();
+    assert_eq!(
+        *sync,
+        SyncConfig {
+            key: KEY16.as_bytes().to_vec(),
+            key_file: None,
+            port: 8848,
+            peers: vec![],
+            instance: None,
+            group: ip("224.0.0.81"),
+            max_rate: 2000,
+            max_queue: 65536,
+        }
+    );
+    assert_eq!(sync.port, SyncConfig::DEFAULT_PORT);
+    assert_eq!(sync.group, SyncConfig::DEFAULT_GROUP);
+    // Without [sync]: none, and nowhere to send.
+    let cfg = p(&vr("")).unwrap();
+    assert_eq!(cfg.sync, None);
+    assert!(cfg.sync_peers().is_empty());
+}
+
+#[test]
+fn sync_settings() {
+    let text = vr(&format!(
+        "[sync]\nkey = \"{KEY16}-and-more\"\nport = 9000\n\
+         peers = [\"10.0.0.11\", \"10.0.0.12:9001\", \"[2001:db8::12]:9002\", \"2001:db8::13\", \"[2001:db8::14]\"]\n\
+         instance = \"VI\"\ngroup = \"ff02::81\"\nmax_rate = 1000000\nmax_queue = 16777216\n"
+    ));
+    let sync = p(&text).unwrap().sync.unwrap();
+    assert_eq!(sync.key, format!("{KEY16}-and-more").into_bytes());
+    assert_eq!(sync.port, 9000);
+    let peers: Vec<SocketAddr> = [
+        "10.0.0.11:9000",
+        "10.0.0.12:9001",
+        "[2001:db8::12]:9002",
+        "[2001:db8::13]:9000",
+        "[2001:db8::14]:9000",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    assert_eq!(sync.peers, peers);
+    assert_eq!(sync.instance.as_deref(), Some("VI"));
+    assert_eq!(sync.group, ip("ff02::81"));
+    assert_eq!((sync.max_rate, sync.max_queue), (1_000_000, 1 << 24));
+    // Explicit peers need no [[vrrp]].
+    let cfg = p(&svc(&format!(
+        "[sync]\nkey = \"{KEY16}\"\npeers = [\"10.0.0.11\"]\n"
+    )))
+    .unwrap();
+    assert_eq!(
+        cfg.sync_peers(),
+        vec![SyncPeer::Unicast("10.0.0.11:8848".parse().unwrap())]
+    );
+}
+
+#[test]
+fn sync_key_file_is_read_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sync.key");
+    std::fs::write(&file, "c2VjcmV0LWtleS1vZi0zMi1ieXRlcw==\n\n \t").unwrap();
+    let text = vr(&format!("[sync]\nkey_file = \"{}\"\n", file.display()));
+    let sync = p(&text).unwrap().sync.unwrap();
+    assert_eq!(sync.key, b"c2VjcmV0LWtleS1vZi0zMi1ieXRlcw==");
+    assert_eq!(sync.key_file.as_deref(), Some(file.as_path()));
+    // load reads it too.
+    let conf = dir.path().join("lbd.toml");
+    std::fs::write(&conf, &text).unwrap();
+    assert_eq!(load(&conf).unwrap().sync.unwrap().key, sync.key);
+    // A binary key is used as it is (only trailing whitespace goes).
+    let binary: Vec<u8> = (0u8..=255).rev().collect();
+    std::fs::write(&file, &binary).unwrap();
+    assert_eq!(p(&text).unwrap().sync.unwrap().key, binary);
+    std::fs::write(&file, [&binary[..], b" \t\r\n\x0c\n"].concat()).unwrap();
+    assert_eq!(p(&text).unwrap().sync.unwrap().key, binary);
+}
+
+#[test]
+fn sync_key_file_not_read_for_the_importer() {
+    let text = vr("[sync]\nkey_file = \"/nonexistent/lbd/sync.key\"\n");
+    let err = p(&text).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "lbd.toml:13: sync.key_file: cannot read /nonexistent/lbd/sync.key: cannot open: No such file or directory"
+        ),
+        "{err}"
+    );
+    let cfg = parse_with(&text, Path::new("lbd.toml"), KeyFiles::NotRead).unwrap();
+    let sync = cfg.sync.unwrap();
+    assert!(sync.key.is_empty());
+    assert_eq!(
+        sync.key_file.as_deref(),
+        Some(Path::new("/nonexistent/lbd/sync.key"))
+    );
+    // The path is still checked.
+    let err = parse_with(
+        &vr("[sync]\nkey_file = \"sync.key\"\n"),
+        Path::new("lbd.toml"),
+        KeyFiles::NotRead,
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "sync.key_file");
+}
+
+#[test]
+fn the_sync_key_is_never_shown() {
+    const SECRET: &str = "very-secret-sync-key-0123456789";
+    let cfg = p(&vr(&format!("[sync]\nkey = \"{SECRET}\"\n"))).unwrap();
+    let sync = cfg.sync.as_ref().unwrap();
+    assert_eq!(sync.key, SECRET.as_bytes());
+    for shown in [
+        format!("{cfg:?}"),
+        format!("{cfg:#?}"),
+        format!("{sync:?}"),
+        serde_json::to_string(&cfg).unwrap(),
+        serde_json::to_string_pretty(sync).unwrap(),
+        toml::to_string(sync).unwrap(),
+    ] {
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+    }
+    assert!(format!("{sync:?}").contains("key: <redacted>"));
+    let json = serde_json::to_value(&cfg).unwrap();
+    assert_eq!(json["sync"].get("key"), None);
+    assert_eq!(json["sync"]["key_file"], serde_json::Value::Null);
+    assert_eq!(json["sync"]["port"], 8848);
+    assert_eq!(json["sync"]["group"], "224.0.0.81");
+    // Nor in an error: a key that is too short, a config with another error.
+    let short = "short-secret";
+    let err = p(&vr(&format!("[sync]\nkey = \"{short}\"\n"))).unwrap_err();
+    assert!(!err.to_string().contains(short), "{err}");
+    assert!(!format!("{err:?}").contains(short), "{err:?}");
+    let err = p(&vr(&format!("[sync]\nkey = \"{SECRET}\"\nport = 0\n"))).unwrap_err();
+    assert!(!err.to_string().contains(SECRET), "{err}");
+    let err = p(&vr(&format!("[sync]\nkey = \"{SECRET}\"\nbogus = 1\n"))).unwrap_err();
+    assert!(!err.to_string().contains(SECRET), "{err}");
+    // A key file's content is not echoed either.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("k");
+    std::fs::write(&file, "tiny-secret\n").unwrap();
+    let err = p(&vr(&format!("[sync]\nkey_file = \"{}\"\n", file.display()))).unwrap_err();
+    assert!(!err.to_string().contains("tiny-secret"), "{err}");
+}
+
+/// Three instances: `VI` (multicast, eth0), `U1` (unicast to 10.0.0.11 and
+/// 10.0.0.12, eth1) and `U2` (unicast to 10.0.0.12 and 10.0.0.13, eth1), then `sync`.
+fn three_instances(sync: &str) -> Config {
+    let text = vr(&format!(
+        "{}unicast_peers = [\"10.0.0.11\", \"10.0.0.12\"]\n{}unicast_peers = [\"10.0.0.12\", \"10.0.0.13\"]\n\
+         [[vrrp]]\nname = \"M2\"\ninterface = \"eth0\"\nvirtual_router_id = 54\nvirtual_addresses = [\"10.0.1.103\"]\n\
+         [sync]\nkey = \"{KEY16}\"\n{sync}",
+        second("U1", "eth1", 52, "10.0.1.101"),
+        second("U2", "eth1", 53, "10.0.1.102"),
+    ));
+    p(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[test]
+fn sync_peers_resolution() {
+    let uni = |s: &str| SyncPeer::Unicast(s.parse().unwrap());
+    let multi = |group: &str, interface: &str| SyncPeer::Multicast {
+        group: group.parse().unwrap(),
+        interface: interface.into(),
+    };
+
+    // Explicit peers win, whatever the instances.
+    let cfg = three_instances("peers = [\"10.0.9.1\", \"10.0.9.2:7000\"]\ninstance = \"U1\"\n");
+    assert_eq!(
+        cfg.sync_peers(),
+        vec![uni("10.0.9.1:8848"), uni("10.0.9.2:7000")]
+    );
+    // The named instance's unicast peers, at the sync port.
+    let cfg = three_instances("instance = \"U1\"\nport = 8850\n");
+    assert_eq!(
+        cfg.sync_peers(),
+        vec![uni("10.0.0.11:8850"), uni("10.0.0.12:8850")]
+    );
+    // A named instance without unicast peers: the group on its interface.
+    let cfg = three_instances("instance = \"VI\"\n");
+    assert_eq!(cfg.sync_peers(), vec![multi("224.0.0.81:8848", "eth0")]);
+    let cfg = three_instances("instance = \"VI\"\ngroup = \"239.1.2.3\"\nport = 9\n");
+    assert_eq!(cfg.sync_peers(), vec![multi("239.1.2.3:9", "eth0")]);
+    // No instance named: every instance, in file order, each destination once
+    // (10.0.0.12 is a peer of U1 and U2; VI and M2 multicast on the same eth0).
+    let cfg = three_instances("");
+    assert_eq!(
+        cfg.sync_peers(),
+        vec![
+            multi("224.0.0.81:8848", "eth0"),
+            uni("10.0.0.11:8848"),
+            uni("10.0.0.12:8848"),
+            uni("10.0.0.13:8848"),
+        ]
+    );
+    // IPv6 unicast peers.
+    let text = svc(&format!(
+        "[[vrrp]]\nname = \"V6\"\ninterface = \"eth2\"\nvirtual_router_id = 1\nversion = 3\n\
+         virtual_addresses = [\"2001:db8::40\"]\nunicast_peers = [\"2001:db8::11\"]\n\
+         [sync]\nkey = \"{KEY16}\"\n"
+    ));
+    assert_eq!(
+        p(&text).unwrap().sync_peers(),
+        vec![uni("[2001:db8::11]:8848")]
+    );
+}
+
+#[test]
+fn bad_sync_configs_name_file_line_and_field() {
+    let k = format!("key = \"{KEY16}\"\n");
+    // With the instance VI: [sync] on line 12, the next key on 13 (14 after `k`).
+    let s = |body: &str| vr(&format!("[sync]\n{body}"));
+    let sk = |body: &str| vr(&format!("[sync]\n{k}{body}"));
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "0123456789abcde \n").unwrap();
+    let long = dir.path().join("long.key");
+    std::fs::write(&long, "k".repeat(4097)).unwrap();
+    let empty = dir.path().join("empty.key");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let cases: Vec<(&str, String, String)> = vec![
+        // --- TOML level ---
+        (
+            "unknown key",
+            sk("peer = [\"10.0.0.11\"]\n"),
+            "lbd.toml:14: sync.peer: unknown field `peer`".into(),
+        ),
+        (
+            "not a table",
+            format!("sync = 1\n{}", vr("")),
+            "lbd.toml:1: sync: invalid type: integer `1`, expected a table".into(),
+        ),
+        (
+            "wrong type for the key",
+            s("key = 1234567890123456\n"),
+            "lbd.toml:13: sync.key: invalid type: integer `1234567890123456`, expected a string".into(),
+        ),
+        // --- the key ---
+        (
+            "no key",
+            s("port = 8848\n"),
+            "lbd.toml:12: sync.key: [sync] needs key (a shared secret of at least 16 bytes, the same on every node) or key_file (a file holding it); make one with: install -m 600 /dev/null /etc/lbd/sync.key && head -c 32 /dev/urandom | base64 > /etc/lbd/sync.key".into(),
+        ),
+        (
+            "empty [sync]",
+            vr("\n[ sync ]   # flow sync\n"),
+            "lbd.toml:13: sync.key: [sync] needs key".into(),
+        ),
+        (
+            "key and key_file",
+            s(&format!("{k}key_file = \"/etc/lbd/sync.key\"\n")),
+            "lbd.toml:14: sync.key_file: give key or key_file, not both".into(),
+        ),
+        (
+            "key too short",
+            s("key = \"0123456789abcde\"\n"),
+            "lbd.toml:13: sync.key: the key is 15 bytes: at least 16 are needed (make one with: install -m 600".into(),
+        ),
+        (
+            "key too long",
+            s(&format!("key = \"{}\"\n", "k".repeat(4097))),
+            "lbd.toml:13: sync.key: the key is 4097 bytes: at most 4096".into(),
+        ),
+        (
+            "key_file relative",
+            s("key_file = \"sync.key\"\n"),
+            "lbd.toml:13: sync.key_file: sync.key is not an absolute path".into(),
+        ),
+        (
+            "key_file empty",
+            s("key_file = \"\"\n"),
+            "lbd.toml:13: sync.key_file: must not be empty".into(),
+        ),
+        (
+            "key_file missing",
+            s(&format!("key_file = \"{}/missing\"\n", dir.path().display())),
+            format!(
+                "lbd.toml:13: sync.key_file: cannot read {}/missing: cannot open: No such file or directory",
+                dir.path().display()
+            ),
+        ),
+        (
+            "key_file is a directory",
+            s(&format!("key_file = \"{}\"\n", dir.path().display())),
+            format!(
+                "lbd.toml:13: sync.key_file: cannot read {}: a directory, not a regular file",
+                dir.path().display()
+            ),
+        ),
+        (
+            "key_file is a device",
+            s("key_file = \"/dev/zero\"\n"),
+            "lbd.toml:13: sync.key_file: cannot read /dev/zero: a character device, not a regular file".into(),
+        ),
+        (
+            "key_file too short once trimmed",
+            s(&format!("key_file = \"{}\"\n", short.display())),
+            format!(
+                "lbd.toml:13: sync.key_file: {} holds 15 bytes: at least 16 are needed",
+                short.display()
+            ),
+        ),
+        (
+            "key_file of blank lines",
+            s(&format!("key_file = \"{}\"\n", empty.display())),
+            format!(
+                "lbd.toml:13: sync.key_file: {} holds 0 bytes: at least 16",
+                empty.display()
+            ),
+        ),
+        (
+            "key_file too large",
+            s(&format!("key_file = \"{}\"\n", long.display())),
+            format!(
+                "lbd.toml:13: sync.key_file: cannot read {}: the file is 4097 bytes (4097 bytes), larger than the 4096 bytes limit",
+                long.display()
+            ),
+        ),
+        // --- port, peers, instance, group ---
+        (
+            "port 0",
+            sk("port = 0\n"),
+            "lbd.toml:14: sync.port: 0 is out of range 1..=65535".into(),
+        ),
+        (
+            "port too large",
+            sk("port = 65536\n"),
+            "lbd.toml:14: sync.port: 65536 is out of range 1..=65535".into(),
+        ),
+        (
+            "bad peer",
+            sk("peers = [\"10.0.0.11\",\n  \"lb-b\"]\n"),
+            "lbd.toml:15: sync.peers[1]: \"lb-b\" is not \"IP\", \"IP:port\" or \"[IPv6]:port\"".into(),
+        ),
+        (
+            "IPv6 peer with a port but no brackets",
+            sk("peers = [\"2001:db8::1:8848:x\"]\n"),
+            "lbd.toml:14: sync.peers[0]: \"2001:db8::1:8848:x\" is not".into(),
+        ),
+        (
+            "peer port 0",
+            sk("peers = [\"10.0.0.11:0\"]\n"),
+            "lbd.toml:14: sync.peers[0]: \"10.0.0.11:0\": port 0 (1..=65535; leave it out for [sync] port = 8848)".into(),
+        ),
+        (
+            "multicast peer",
+            sk("peers = [\"224.0.0.81\"]\n"),
+            "lbd.toml:14: sync.peers[0]: 224.0.0.81 is an unspecified, multicast or broadcast address: peers are unicast".into(),
+        ),
+        (
+            "unspecified peer",
+            sk("peers = [\"[::]:8848\"]\n"),
+            "lbd.toml:14: sync.peers[0]: :: is an unspecified, multicast or broadcast address".into(),
+        ),
+        (
+            "IPv4-mapped peer",
+            sk("peers = [\"::ffff:10.0.0.11\"]\n"),
+            "lbd.toml:14: sync.peers[0]: ::ffff:10.0.0.11 is IPv4-mapped: write it as 10.0.0.11".into(),
+        ),
+        (
+            "duplicate peer (the default port written out)",
+            sk("peers = [\"10.0.0.11\", \"10.0.0.11:8848\"]\n"),
+            "lbd.toml:14: sync.peers[1]: 10.0.0.11:8848 is already listed as peers[0]".into(),
+        ),
+        (
+            "unknown instance",
+            sk("instance = \"VI_1\"\n"),
+            "lbd.toml:14: sync.instance: no [[vrrp]] is named \"VI_1\"".into(),
+        ),
+        (
+            "empty instance",
+            sk("instance = \"\"\n"),
+            "lbd.toml:14: sync.instance: must not be empty".into(),
+        ),
+        (
+            "no peers and no [[vrrp]]",
+            svc(&format!("[sync]\n{k}")),
+            "lbd.toml:7: sync.peers: no peers and no [[vrrp]] instance to take them from: list peers (\"IP\", \"IP:port\" or \"[IPv6]:port\") or add a [[vrrp]] instance".into(),
+        ),
+        (
+            "empty peers and no [[vrrp]]",
+            svc(&format!("[sync]\n{k}peers = []\n")),
+            "lbd.toml:9: sync.peers: no peers and no [[vrrp]] instance".into(),
+        ),
+        (
+            "instance with no [[vrrp]] at all",
+            svc(&format!("[sync]\n{k}instance = \"VI\"\n")),
+            "lbd.toml:9: sync.instance: no [[vrrp]] is named \"VI\"".into(),
+        ),
+        (
+            "group not multicast",
+            sk("group = \"10.0.0.81\"\n"),
+            "lbd.toml:14: sync.group: 10.0.0.81 is not a multicast address (the default is 224.0.0.81, IPVS's sync group)".into(),
+        ),
+        (
+            "group not an address",
+            sk("group = \"sync-group\"\n"),
+            "lbd.toml:14: sync.group: \"sync-group\" is not an IPv4 or IPv6 address".into(),
+        ),
+        // --- rate and queue ---
+        (
+            "max_rate 0",
+            sk("max_rate = 0\n"),
+            "lbd.toml:14: sync.max_rate: 0 is out of range 1..=1000000 (datagrams per second)".into(),
+        ),
+        (
+            "max_rate too large",
+            sk("max_rate = 1000001\n"),
+            "lbd.toml:14: sync.max_rate: 1000001 is out of range 1..=1000000".into(),
+        ),
+        (
+            "max_queue 0",
+            sk("max_queue = 0\n"),
+            "lbd.toml:14: sync.max_queue: 0 is out of range 1..=16777216 (entries)".into(),
+        ),
+        (
+            "max_queue too large",
+            sk("max_queue = 16777217\n"),
+            "lbd.toml:14: sync.max_queue: 16777217 is out of range 1..=16777216".into(),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, text, prefix) in &cases {
+        match p(text) {
+            Ok(_) => failures.push(format!("{name}: parsed, expected error {prefix:?}")),
+            Err(e) if !e.to_string().starts_with(prefix.as_str()) => {
                 failures.push(format!("{name}:\n   got {e}\n  want {prefix}"))
             }
             Err(_) => {}

@@ -3,7 +3,9 @@
 //! Every check reports the line of the value it is about (from its [`Spanned`]) and
 //! the dotted field path, so a failed check reads like a compiler error. Checks run in
 //! file order and the first failure is returned. Nothing here touches the file
-//! system: a CA file or a check script that does not exist is found out when used.
+//! system but the sync key file (`[sync] key_file`, read last, and only when
+//! [`Ctx::key_files`] says so): a CA file or a check script that does not exist is
+//! found out when used. The sync key itself is never put in a message.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -14,13 +16,14 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::limits::{
-    MAX_BACKENDS, MAX_CONN_TABLE_SIZE, MAX_SERVICES, MAX_SOCKET_PATH, MAX_TABLE_SIZE,
+    MAX_BACKENDS, MAX_CONN_TABLE_SIZE, MAX_SERVICES, MAX_SOCKET_PATH, MAX_SYNC_KEY_BYTES,
+    MAX_SYNC_QUEUE, MAX_SYNC_RATE, MAX_TABLE_SIZE, MAX_TIMEOUT, MIN_SYNC_KEY_BYTES, MIN_TIMEOUT,
 };
 use super::raw::{Opt, RawBackend, RawConfig, RawGlobal, RawHealth, RawInterface, RawKind};
-use super::raw::{RawService, RawStart, RawTrack, RawVrrp};
+use super::raw::{RawService, RawStart, RawSync, RawTrack, RawVrrp};
 use super::{
-    BackendConfig, CheckKind, Config, ConfigError, Global, HealthCheck, Interface, Notify,
-    Protocol, Scheduler, Service, Track, V3Checksum, VrrpConfig, XdpMode,
+    BackendConfig, CheckKind, Config, ConfigError, Global, HealthCheck, Interface, KeyFiles,
+    Notify, Protocol, Scheduler, Service, SyncConfig, Track, V3Checksum, VrrpConfig, XdpMode,
 };
 use lb_vrrp::Version;
 
@@ -30,6 +33,8 @@ pub(super) struct Ctx<'a> {
     pub text: &'a str,
     /// The file name used in errors.
     pub file: &'a Path,
+    /// Whether `[sync] key_file` is read.
+    pub key_files: KeyFiles,
 }
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -77,11 +82,16 @@ pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
     let interfaces = interfaces(ctx, &raw.interface)?;
     let services = services(ctx, &global, &raw.service)?;
     let vrrp = vrrp_instances(ctx, &services, &raw.vrrp)?;
+    let sync = match &raw.sync {
+        Some(rs) => Some(sync(ctx, &vrrp, rs)?),
+        None => None,
+    };
     Ok(Config {
         global,
         interfaces,
         services,
         vrrp,
+        sync,
     })
 }
 
@@ -241,6 +251,15 @@ fn global(ctx: &Ctx<'_>, g: RawGlobal) -> Result<Global> {
         }
     }
 
+    let timeout_tcp = timeout(ctx, &g.timeout_tcp, "global.timeout_tcp", d.timeout_tcp)?;
+    let timeout_tcpfin = timeout(
+        ctx,
+        &g.timeout_tcpfin,
+        "global.timeout_tcpfin",
+        d.timeout_tcpfin,
+    )?;
+    let timeout_udp = timeout(ctx, &g.timeout_udp, "global.timeout_udp", d.timeout_udp)?;
+
     Ok(Global {
         node_name,
         control_socket,
@@ -251,9 +270,40 @@ fn global(ctx: &Ctx<'_>, g: RawGlobal) -> Result<Global> {
         max_services,
         max_backends,
         conn_table_size,
-        settle_after: duration(ctx, &g.settle_after, "global.settle_after", d.settle_after)?,
+        conn_insert_limit: g
+            .conn_insert_limit
+            .as_ref()
+            .map(|v| *v.get_ref())
+            .filter(|&n| n != 0),
+        timeout_tcp,
+        timeout_tcpfin,
+        timeout_udp,
+        // Slots that moved consult the connection table as long as a TCP entry lives.
+        settle_after: duration(ctx, &g.settle_after, "global.settle_after", timeout_tcp)?,
         forwarding: or(&g.forwarding, d.forwarding),
     })
+}
+
+/// A connection timeout: a duration in [`MIN_TIMEOUT`]..=[`MAX_TIMEOUT`].
+fn timeout(ctx: &Ctx<'_>, value: &Opt<String>, field: &str, default: Duration) -> Result<Duration> {
+    let d = duration(ctx, value, field, default)?;
+    // Defaults are in range: only a written value can be out of it.
+    if let Some(v) = value {
+        let written = v.get_ref().trim();
+        if d < MIN_TIMEOUT {
+            return Err(ctx.at(v, field, format!("{written:?} is too short: at least 1s")));
+        }
+        if d > MAX_TIMEOUT {
+            return Err(ctx.at(
+                v,
+                field,
+                format!(
+                    "{written:?} exceeds the maximum 31 days (keepalived's lvs_timeouts bound)"
+                ),
+            ));
+        }
+    }
+    Ok(d)
 }
 
 /// Linux's rule for interface names (`dev_valid_name`).
@@ -310,6 +360,18 @@ fn address(ctx: &Ctx<'_>, value: &Spanned<String>, field: &str) -> Result<IpAddr
             format!("{s:?} is not an IPv4 or IPv6 address"),
         )
     })?;
+    unicast(ctx, value, field, ip, "")
+}
+
+/// `ip` if it is a unicast address in its own family's form; else an error at
+/// `value`, with `hint` appended to the reason.
+fn unicast(
+    ctx: &Ctx<'_>,
+    value: &Spanned<String>,
+    field: &str,
+    ip: IpAddr,
+    hint: &str,
+) -> Result<IpAddr> {
     let unusable = match ip {
         IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
         IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
@@ -318,7 +380,7 @@ fn address(ctx: &Ctx<'_>, value: &Spanned<String>, field: &str) -> Result<IpAddr
         return Err(ctx.at(
             value,
             field,
-            format!("{ip} is an unspecified, multicast or broadcast address"),
+            format!("{ip} is an unspecified, multicast or broadcast address{hint}"),
         ));
     }
     if let IpAddr::V6(v6) = ip {
@@ -1223,6 +1285,245 @@ fn track_entry(
                 format!("{path}.{field}"),
                 hint,
             ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- [sync]
+
+/// How to make a key, for the messages.
+const MAKE_KEY: &str = "install -m 600 /dev/null /etc/lbd/sync.key && head -c 32 /dev/urandom | base64 > /etc/lbd/sync.key";
+
+/// The byte range of the line that opens the table `name` (`[name]`, or a
+/// `name = { ... }` / `name.key = ...` line), to locate errors about the table as a
+/// whole: tables carry no span of their own.
+fn table_span(text: &str, name: &str) -> Option<Range<usize>> {
+    let mut start = 0;
+    let mut fallback = None;
+    for line in text.split_inclusive('\n') {
+        let span = start..start + line.trim_end().len();
+        start += line.len();
+        let t = line.trim();
+        if let Some(inner) = t.strip_prefix('[').filter(|i| !i.starts_with('[')) {
+            if inner.split(']').next().map(str::trim) == Some(name) {
+                return Some(span);
+            }
+        } else if fallback.is_none() {
+            if let Some(rest) = t.strip_prefix(name) {
+                if rest.trim_start().starts_with(['=', '.']) {
+                    fallback = Some(span);
+                }
+            }
+        }
+    }
+    fallback
+}
+
+/// One `[sync] peers` entry: `"IP"`, `"IP:port"` or `"[IPv6]:port"` (also `"[IPv6]"`).
+fn sync_peer(ctx: &Ctx<'_>, value: &Spanned<String>, field: &str, port: u16) -> Result<SocketAddr> {
+    let s = value.get_ref().trim();
+    let parsed = s
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port)))
+        .or_else(|| {
+            s.strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|r| r.parse::<std::net::Ipv6Addr>().ok())
+                .map(|ip| SocketAddr::new(IpAddr::V6(ip), port))
+        });
+    let Some(addr) = parsed else {
+        return Err(ctx.at(
+            value,
+            field,
+            format!("{s:?} is not \"IP\", \"IP:port\" or \"[IPv6]:port\""),
+        ));
+    };
+    if addr.port() == 0 {
+        return Err(ctx.at(
+            value,
+            field,
+            format!("{s:?}: port 0 (1..=65535; leave it out for [sync] port = {port})"),
+        ));
+    }
+    unicast(
+        ctx,
+        value,
+        field,
+        addr.ip(),
+        ": peers are unicast (the multicast group, group, is used for a VRRP instance without unicast peers when peers is empty)",
+    )?;
+    Ok(addr)
+}
+
+/// `[sync]`, after `[[vrrp]]` (it may name an instance). The key file is read last,
+/// once everything else is known to be valid.
+fn sync(ctx: &Ctx<'_>, vrrp: &[VrrpConfig], rs: &RawSync) -> Result<SyncConfig> {
+    let table = table_span(ctx.text, "sync");
+    let port: u16 = match &rs.port {
+        Some(p) => int_in(ctx, p, "sync.port", 1..=65535, "")?,
+        None => SyncConfig::DEFAULT_PORT,
+    };
+
+    let mut peers: Vec<SocketAddr> = Vec::new();
+    if let Some(list) = &rs.peers {
+        for (k, v) in list.get_ref().iter().enumerate() {
+            let field = format!("sync.peers[{k}]");
+            let addr = sync_peer(ctx, v, &field, port)?;
+            if let Some(first) = peers.iter().position(|p| *p == addr) {
+                return Err(ctx.at(
+                    v,
+                    field,
+                    format!("{addr} is already listed as peers[{first}]"),
+                ));
+            }
+            peers.push(addr);
+        }
+    }
+
+    let instance = match &rs.instance {
+        None => None,
+        Some(v) => {
+            let name = non_empty(ctx, v, "sync.instance")?;
+            if !vrrp.iter().any(|i| i.name == name) {
+                return Err(ctx.at(v, "sync.instance", format!("no [[vrrp]] is named {name:?}")));
+            }
+            Some(name)
+        }
+    };
+    if peers.is_empty() && vrrp.is_empty() {
+        return Err(ctx.err(
+            span_or(&rs.peers, table.clone()),
+            "sync.peers",
+            "no peers and no [[vrrp]] instance to take them from: list peers (\"IP\", \"IP:port\" or \"[IPv6]:port\") or add a [[vrrp]] instance",
+        ));
+    }
+
+    let group = match &rs.group {
+        None => SyncConfig::DEFAULT_GROUP,
+        Some(v) => {
+            let s = v.get_ref().trim();
+            let ip: IpAddr = s.parse().map_err(|_| {
+                ctx.at(
+                    v,
+                    "sync.group",
+                    format!("{s:?} is not an IPv4 or IPv6 address"),
+                )
+            })?;
+            if !ip.is_multicast() {
+                return Err(ctx.at(
+                    v,
+                    "sync.group",
+                    format!("{ip} is not a multicast address (the default is 224.0.0.81, IPVS's sync group)"),
+                ));
+            }
+            ip
+        }
+    };
+    let max_rate: u32 = match &rs.max_rate {
+        Some(v) => int_in(
+            ctx,
+            v,
+            "sync.max_rate",
+            1..=i64::from(MAX_SYNC_RATE),
+            " (datagrams per second)",
+        )?,
+        None => SyncConfig::DEFAULT_MAX_RATE,
+    };
+    let max_queue: u32 = match &rs.max_queue {
+        Some(v) => int_in(
+            ctx,
+            v,
+            "sync.max_queue",
+            1..=i64::from(MAX_SYNC_QUEUE),
+            " (entries)",
+        )?,
+        None => SyncConfig::DEFAULT_MAX_QUEUE,
+    };
+
+    let (key, key_file) = sync_key(ctx, rs, table)?;
+    Ok(SyncConfig {
+        key,
+        key_file,
+        port,
+        peers,
+        instance,
+        group,
+        max_rate,
+        max_queue,
+    })
+}
+
+/// The sync key: `key`, or the content of `key_file` without trailing whitespace;
+/// exactly one of them. No message shows the key.
+fn sync_key(
+    ctx: &Ctx<'_>,
+    rs: &RawSync,
+    table: Option<Range<usize>>,
+) -> Result<(Vec<u8>, Option<PathBuf>)> {
+    let size_problem = |len: usize| -> Option<String> {
+        if len < MIN_SYNC_KEY_BYTES {
+            Some(format!(
+                "{len} bytes: at least {MIN_SYNC_KEY_BYTES} are needed (make one with: {MAKE_KEY})"
+            ))
+        } else if len > MAX_SYNC_KEY_BYTES {
+            Some(format!("{len} bytes: at most {MAX_SYNC_KEY_BYTES}"))
+        } else {
+            None
+        }
+    };
+    match (&rs.key, &rs.key_file) {
+        (Some(_), Some(file)) => Err(ctx.at(
+            file,
+            "sync.key_file",
+            "give key or key_file, not both",
+        )),
+        (None, None) => Err(ctx.err(
+            table,
+            "sync.key",
+            format!("[sync] needs key (a shared secret of at least {MIN_SYNC_KEY_BYTES} bytes, the same on every node) or key_file (a file holding it); make one with: {MAKE_KEY}"),
+        )),
+        (Some(k), None) => match size_problem(k.get_ref().len()) {
+            Some(why) => Err(ctx.at(k, "sync.key", format!("the key is {why}"))),
+            None => Ok((k.get_ref().as_bytes().to_vec(), None)),
+        },
+        (None, Some(f)) => {
+            let path = f.get_ref();
+            let field = "sync.key_file";
+            if path.as_os_str().is_empty() {
+                return Err(ctx.at(f, field, "must not be empty"));
+            }
+            if path.as_os_str().as_encoded_bytes().contains(&0) {
+                return Err(ctx.at(f, field, "contains a NUL character: not a usable path"));
+            }
+            if !path.is_absolute() {
+                return Err(ctx.at(
+                    f,
+                    field,
+                    format!("{} is not an absolute path (lbd and lbctl may run in different directories)", path.display()),
+                ));
+            }
+            if ctx.key_files == KeyFiles::NotRead {
+                return Ok((Vec::new(), Some(path.clone())));
+            }
+            let mut bytes = super::read::read_bytes(path, MAX_SYNC_KEY_BYTES as u64).map_err(|e| {
+                ctx.at(
+                    f,
+                    field,
+                    format!("cannot read {}: {}", path.display(), e.reason),
+                )
+            })?;
+            while bytes.last().is_some_and(u8::is_ascii_whitespace) {
+                bytes.pop();
+            }
+            if let Some(why) = size_problem(bytes.len()) {
+                return Err(ctx.at(
+                    f,
+                    field,
+                    format!("{} holds {why}", path.display()),
+                ));
+            }
+            Ok((bytes, Some(path.clone())))
         }
     }
 }

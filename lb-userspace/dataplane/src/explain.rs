@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use lb_common::{
     maps::{Backend, ConnKey, ConnValue, ServiceKey},
-    select::{choose, service_keys, slot_hash, Choice, FlowState},
+    select::{choose, service_keys, slot_hash, Choice, FlowState, Recorded},
 };
 
 use crate::{DataplaneError, DataplaneRead};
@@ -50,9 +50,10 @@ impl FlowState for Snapshot {
     fn conn(&self, key: &ConnKey) -> Option<ConnValue> {
         self.conns.get(key).copied()
     }
-    fn remember(&self, _key: &ConnKey, _value: &ConnValue) -> bool {
-        true
+    fn remember(&self, _key: &ConnKey, _value: &ConnValue) -> Recorded {
+        Recorded::Yes
     }
+    fn touch(&self, _key: &ConnKey, _now_ns: u64, _fin: bool) {}
     fn now_ns(&self) -> u64 {
         0
     }
@@ -86,7 +87,7 @@ pub fn explain(
         conns,
     };
     let hash = slot_hash(config.hash_seed, table.flags, flow);
-    Ok(match choose(&state, &table, hash, flow, syn) {
+    Ok(match choose(&state, &table, hash, flow, syn, false) {
         Some((choice, _)) => {
             let backend = state.backends[choice.backend as usize];
             Explanation::Forward {

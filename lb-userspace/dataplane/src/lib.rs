@@ -36,8 +36,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lb_common::maps::{
-    capacity, names, outcome, programs, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey,
-    IngressMac, ServiceKey, ServiceTable, TrafficStats, VIP_FILTER_WORDS,
+    capacity, names, outcome, programs, Backend, ConnKey, ConnValue, DataplaneConfig, FlowGuard,
+    FragKey, IngressMac, ServiceKey, ServiceTable, TrafficStats, VIP_FILTER_WORDS,
 };
 use lb_common::select::vip_filter_bit;
 
@@ -618,6 +618,14 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// Record a connection (a peer's, synced; tests and the bench set them too).
+    pub fn set_conn(&mut self, key: &ConnKey, value: &ConnValue) -> Result<()> {
+        let map = self.map_mut(names::CONNS)?;
+        let mut hash: HashMap<&mut MapData, ConnKey, ConnValue> =
+            HashMap::try_from(map).map_err(map_err(names::CONNS))?;
+        hash.insert(key, value, 0).map_err(map_err(names::CONNS))
+    }
+
     /// Forget a tracked connection (missing is not an error).
     pub fn remove_conn(&mut self, key: &ConnKey) -> Result<()> {
         let map = self.map_mut(names::CONNS)?;
@@ -654,6 +662,32 @@ impl Dataplane {
             *slot = values.iter().sum();
         }
         Ok(out)
+    }
+
+    /// The ring of entries the program created (for the flow sync), taken out of this
+    /// handle: the ring has one reader.
+    pub fn take_conn_events(&mut self) -> Result<aya::maps::RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(names::CONN_EVENTS)
+            .ok_or_else(|| DataplaneError::Missing(format!("map {}", names::CONN_EVENTS)))?;
+        aya::maps::RingBuf::try_from(map).map_err(map_err(names::CONN_EVENTS))
+    }
+
+    /// The flood guard's and the event ring's counters, summed over CPUs.
+    pub fn flow_guard(&self) -> Result<FlowGuard> {
+        let map = self.map(names::FLOW_GUARD)?;
+        let array: PerCpuArray<&MapData, FlowGuard> =
+            PerCpuArray::try_from(map).map_err(map_err(names::FLOW_GUARD))?;
+        let values = array.get(&0, 0).map_err(map_err(names::FLOW_GUARD))?;
+        Ok(values
+            .iter()
+            .fold(FlowGuard::default(), |acc, v| FlowGuard {
+                window_ns: 0,
+                inserts: 0,
+                refused: acc.refused + v.refused,
+                events_lost: acc.events_lost + v.events_lost,
+            }))
     }
 
     fn traffic(&self, name: &'static str, index: u32) -> Result<TrafficStats> {

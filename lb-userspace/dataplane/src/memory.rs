@@ -5,8 +5,8 @@
 use std::{cell::RefCell, collections::HashMap};
 
 use lb_common::maps::{
-    outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey, ServiceKey, ServiceTable,
-    TrafficStats,
+    outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FlowGuard, FragKey, ServiceKey,
+    ServiceTable, TrafficStats,
 };
 
 use crate::{
@@ -46,6 +46,8 @@ pub struct MemoryDataplane {
     pub backend_traffic: HashMap<u16, TrafficStats>,
     /// Outcome and event counters.
     pub global: [u64; outcome::COUNT as usize],
+    /// The flood guard's counters.
+    pub guard: FlowGuard,
     /// When false (the default), traffic flows: every read of a service's counters finds
     /// one more packet, so the reconciler treats each installed table as used. When
     /// true the counters stay put (a node at startup, a VRRP backup).
@@ -120,6 +122,9 @@ impl DataplaneRead for MemoryDataplane {
     fn global_stats(&self) -> Result<[u64; outcome::COUNT as usize], DataplaneError> {
         Ok(self.global)
     }
+    fn flow_guard(&self) -> Result<FlowGuard, DataplaneError> {
+        Ok(self.guard)
+    }
     fn now_ns(&self) -> u64 {
         self.now_ns
     }
@@ -164,6 +169,10 @@ impl DataplaneOps for MemoryDataplane {
     fn remove_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError> {
         self.conns.remove(key);
         self.log.push(Write::RemoveConn);
+        Ok(())
+    }
+    fn set_conn(&mut self, key: &ConnKey, value: &ConnValue) -> Result<(), DataplaneError> {
+        self.conns.insert(*key, *value);
         Ok(())
     }
     fn set_config(&mut self, config: &DataplaneConfig) -> Result<(), DataplaneError> {

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use lb_common::maps::{
-    outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FragKey, ServiceKey, ServiceTable,
-    TrafficStats,
+    outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FlowGuard, FragKey, ServiceKey,
+    ServiceTable, TrafficStats,
 };
 
 use crate::{Dataplane, DataplaneError};
@@ -34,6 +34,9 @@ pub trait DataplaneRead {
     fn backend_stats(&self, index: u16) -> Result<TrafficStats, DataplaneError>;
     /// Outcome and event counters summed over CPUs, indexed by `outcome::*`.
     fn global_stats(&self) -> Result<[u64; outcome::COUNT as usize], DataplaneError>;
+    /// The flood guard's and the event ring's counters, summed over CPUs (the window
+    /// fields are zero).
+    fn flow_guard(&self) -> Result<FlowGuard, DataplaneError>;
     /// The data plane's clock (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) in nanoseconds.
     fn now_ns(&self) -> u64;
 }
@@ -54,6 +57,8 @@ pub trait DataplaneOps: DataplaneRead {
     fn remove_frag_route(&mut self, key: &FragKey) -> Result<(), DataplaneError>;
     /// Forget a tracked connection (missing is not an error).
     fn remove_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError>;
+    /// Record a connection (one a peer LB node synced).
+    fn set_conn(&mut self, key: &ConnKey, value: &ConnValue) -> Result<(), DataplaneError>;
     /// Replace the forwarding switch and hash seed.
     fn set_config(&mut self, config: &DataplaneConfig) -> Result<(), DataplaneError>;
 }
@@ -96,6 +101,9 @@ macro_rules! forward_read {
             fn global_stats(&self) -> Result<[u64; outcome::COUNT as usize], DataplaneError> {
                 (**self).global_stats()
             }
+            fn flow_guard(&self) -> Result<FlowGuard, DataplaneError> {
+                (**self).flow_guard()
+            }
             fn now_ns(&self) -> u64 {
                 (**self).now_ns()
             }
@@ -136,6 +144,9 @@ impl DataplaneRead for Dataplane {
     fn global_stats(&self) -> Result<[u64; outcome::COUNT as usize], DataplaneError> {
         Dataplane::global_stats(self)
     }
+    fn flow_guard(&self) -> Result<FlowGuard, DataplaneError> {
+        Dataplane::flow_guard(self)
+    }
     fn now_ns(&self) -> u64 {
         monotonic_ns()
     }
@@ -167,6 +178,9 @@ impl DataplaneOps for Dataplane {
     }
     fn remove_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError> {
         Dataplane::remove_conn(self, key)
+    }
+    fn set_conn(&mut self, key: &ConnKey, value: &ConnValue) -> Result<(), DataplaneError> {
+        Dataplane::set_conn(self, key, value)
     }
     fn set_config(&mut self, config: &DataplaneConfig) -> Result<(), DataplaneError> {
         Dataplane::set_config(self, config)

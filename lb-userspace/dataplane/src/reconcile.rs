@@ -38,8 +38,9 @@ use crate::{DataplaneError, ServiceSpec};
 /// Build `spec`'s Maglev table and install it at `key`, unless the installed table
 /// already maps every slot the same way (then nothing is written and `None` returned).
 /// With `keep_moved`, slots that move relative to the installed table are marked dirty
-/// (flows may be on it); without, the new table is installed clean. The reconciler's
-/// table step, and how tests and the bench install a table directly.
+/// (flows may be on it); without, moved slots are not marked (slots already dirty, a
+/// peer's, stay so). The reconciler's table step, and how tests and the bench install
+/// a table directly.
 pub fn install_service(
     dp: &mut (impl DataplaneOps + ?Sized),
     key: &ServiceKey,
@@ -57,12 +58,12 @@ pub fn install_service(
     if unchanged {
         return Ok(None);
     }
-    let previous = if keep_moved {
-        old.as_ref().map(|t| t.slots())
+    let previous = old.as_ref().map(|t| t.slots());
+    let entries = if keep_moved {
+        maglev::merge(previous, &fresh)
     } else {
-        None
+        maglev::carry_dirty(previous, &fresh)
     };
-    let entries = maglev::merge(previous, &fresh);
     let table = ServiceTable::boxed(spec.id, spec.flags, &entries).ok_or(DataplaneError::Table(
         maglev::MaglevError::TableTooLarge(spec.table_size),
     ))?;
@@ -120,6 +121,14 @@ pub struct Desired {
     pub hash_seed: u32,
     /// Forward VIP traffic (else pass it to the kernel).
     pub forwarding: bool,
+    /// The flood guard: new connection-table entries per CPU per second (0 = none).
+    pub insert_limit: u32,
+    /// Flows may be on the installed tables anywhere in the cluster, so a table change
+    /// marks moved slots dirty even if this node forwarded nothing on them (a VRRP
+    /// backup, an idle ECMP peer): every node then holds the same tables as the one
+    /// that forwards. False while a fresh node brings its tables up (its first health
+    /// results are not changes flows could have seen).
+    pub keep_moved: bool,
 }
 
 /// What one apply changed (for logs and tests).
@@ -140,6 +149,49 @@ pub struct Limits {
     pub max_services: u32,
     /// Backend indices available.
     pub max_backends: u32,
+}
+
+/// How long moved slots and tracked flows count, per protocol: IPVS's
+/// `ipvsadm --set tcp tcpfin udp`, as `[global] timeout_*` and `settle_after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP services: how long after a change moved slots settle (`settle_after`).
+    pub settle_tcp: Duration,
+    /// A tracked TCP flow counts as alive while seen within this (`timeout_tcp`).
+    pub tcp: Duration,
+    /// ... or within this once it sent a FIN or RST (`timeout_tcpfin`).
+    pub tcpfin: Duration,
+    /// UDP services: moved slots settle, and tracked UDP flows count as alive,
+    /// within this (`timeout_udp`).
+    pub udp: Duration,
+}
+
+impl Timeouts {
+    /// When a service of protocol `proto` settles after a change.
+    pub fn settle(&self, proto: u8) -> Duration {
+        if proto == lb_common::maps::proto::UDP {
+            self.udp
+        } else {
+            self.settle_tcp
+        }
+    }
+
+    /// How long a tracked flow of protocol `proto` counts as alive after its last
+    /// packet; `closing` = it sent a FIN or RST.
+    pub fn alive(&self, proto: u8, closing: bool) -> Duration {
+        if proto == lb_common::maps::proto::UDP {
+            self.udp
+        } else if closing {
+            self.tcpfin
+        } else {
+            self.tcp
+        }
+    }
+
+    /// The shortest settle time: how often settling is worth checking.
+    pub fn shortest(&self) -> Duration {
+        self.settle_tcp.min(self.udp)
+    }
 }
 
 /// Errors of the reconciler.
@@ -186,6 +238,8 @@ pub struct Reconciler {
     next_index: u32,
     /// What each in-use or freed index holds in the data plane.
     written: HashMap<u16, Backend>,
+    /// The flood guard's refusals when settle last looked.
+    guard_refused: u64,
 }
 
 fn backend_id(address: IpAddr) -> Vec<u8> {
@@ -203,6 +257,7 @@ impl Reconciler {
             freed: VecDeque::new(),
             next_index: 0,
             written: HashMap::new(),
+            guard_refused: 0,
         }
     }
 
@@ -434,9 +489,10 @@ impl Reconciler {
                 h.finish()
             };
             if state.installed != Some(digest) {
-                // Mark moved slots dirty only if flows can be on the old table.
+                // Mark moved slots dirty if flows can be on the old table: anywhere in
+                // the cluster once the node is up, or here if it forwarded on it.
                 let packets = dp.service_stats(id)?.packets;
-                let used = state.packets_at_install != Some(packets);
+                let used = desired.keep_moved || state.packets_at_install != Some(packets);
                 let spec = ServiceSpec {
                     id,
                     flags: svc.flags,
@@ -512,17 +568,12 @@ impl Reconciler {
             self.freed.push_back(index);
         }
 
-        // A node that does not forward has no flows to preserve: no dirty slots, so that
-        // when it takes over (VRRP) it holds the same pure Maglev mapping as its peers.
-        if !desired.forwarding {
-            self.clean_all(dp)?;
-        }
-
-        // The switch and the seed.
+        // The switch, the seed and the flood guard.
         let config = DataplaneConfig {
             forwarding: desired.forwarding as u32,
             hash_seed: desired.hash_seed,
-            _pad: [0; 2],
+            insert_limit: desired.insert_limit,
+            _pad: 0,
         };
         if dp.config()? != config {
             dp.set_config(&config)?;
@@ -530,29 +581,50 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Clean dirty slots of services whose table last changed at least `after` ago,
-    /// except slots a live tracked flow (seen within `after`) still depends on; forget
-    /// the tracked entries of the slots cleaned. Returns the number of slots cleaned.
+    /// Settle the dirty slots of services whose table last changed at least their
+    /// protocol's settle time ago ([`Timeouts`]). A slot no live tracked flow depends
+    /// on is cleaned and the entries hashing to it are forgotten. A slot a live flow
+    /// still holds (an entry, seen within the protocol's timeout, naming another
+    /// backend than the slot's) stays dirty, but its untracked flows now go to its
+    /// current backend (`prev := backend`): an untracked flow older than the timeout
+    /// is new, as IPVS schedules a UDP datagram whose entry expired. Returns the
+    /// slots cleaned or so re-pointed, each with its current backend's address: peers
+    /// are told ([`Reconciler::install_peer_settled`]), so every node sends an
+    /// untracked flow of those slots where this one now does.
+    ///
+    /// Postponed while the flood guard refuses entries: a flow it kept from being
+    /// recorded must not lose its slot's pre-change backend.
     pub fn settle(
         &mut self,
         dp: &mut impl DataplaneOps,
-        after: Duration,
+        timeouts: &Timeouts,
         now: Instant,
-    ) -> Result<usize, SyncError> {
+    ) -> Result<Vec<PeerDirty>, SyncError> {
         let due: Vec<ServiceKey> = self
             .services
             .iter()
-            .filter(|(_, s)| s.changed.is_some_and(|t| now.duration_since(t) >= after))
+            .filter(|(k, s)| {
+                let after = timeouts.settle(k.proto);
+                s.changed.is_some_and(|t| now.duration_since(t) >= after)
+            })
             .map(|(k, _)| *k)
             .collect();
         if due.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
+        }
+        let refused = dp.flow_guard()?.refused;
+        if std::mem::replace(&mut self.guard_refused, refused) != refused {
+            tracing::info!(
+                refused,
+                "settle postponed: the flood guard is refusing connection entries"
+            );
+            return Ok(Vec::new());
         }
         let seed = dp.config()?.hash_seed;
         let backends = dp.backends()?;
         let conns = dp.conns()?;
         let now_ns = dp.now_ns();
-        let mut cleaned = 0;
+        let mut settled = Vec::new();
         for key in due {
             let Some(mut table) = dp.service(&key)? else {
                 continue;
@@ -566,8 +638,10 @@ impl Reconciler {
                     continue;
                 };
                 by_slot.push((slot, *k));
-                let alive = now_ns.saturating_sub(v.last_seen_ns) < after.as_nanos() as u64;
-                let elsewhere = v.backend != entry.backend as u32;
+                let closing = v.flags & lb_common::maps::CONN_F_FIN != 0;
+                let alive_for = timeouts.alive(key.proto, closing).as_nanos() as u64;
+                let alive = now_ns.saturating_sub(v.last_seen_ns) < alive_for;
+                let elsewhere = v.backend != entry.backend;
                 let keeps = backends
                     .get(v.backend as usize)
                     .is_some_and(|b| v.follows(b));
@@ -576,13 +650,30 @@ impl Reconciler {
                 }
             }
             let mut cleaned_slots: BTreeSet<u32> = BTreeSet::new();
+            let mut repointed = 0;
+            let mut changed_slots: Vec<(u32, IpAddr)> = Vec::new();
             for (slot, entry) in table.entries[..len as usize].iter_mut().enumerate() {
-                if entry.is_dirty() && !pinned.contains(&(slot as u32)) {
+                if !entry.is_dirty() {
+                    continue;
+                }
+                if !pinned.contains(&(slot as u32)) {
                     entry.prev = NO_BACKEND;
                     cleaned_slots.insert(slot as u32);
+                } else if entry.prev != entry.backend {
+                    entry.prev = entry.backend;
+                    repointed += 1;
+                } else {
+                    continue;
+                }
+                if let Some(b) = backends.get(entry.backend as usize) {
+                    changed_slots.push((slot as u32, lb_common::maps::words_addr(&b.addr)));
                 }
             }
-            if cleaned_slots.is_empty() {
+            let still_dirty = table.slots().iter().any(TableEntry::is_dirty);
+            if let Some(s) = self.services.get_mut(&key) {
+                s.changed = still_dirty.then_some(now);
+            }
+            if cleaned_slots.is_empty() && repointed == 0 {
                 continue;
             }
             dp.set_service(&key, &table)?;
@@ -591,49 +682,19 @@ impl Reconciler {
                     dp.remove_conn(k)?;
                 }
             }
-            cleaned += cleaned_slots.len();
-            let still_dirty = table.slots().iter().any(TableEntry::is_dirty);
-            if let Some(s) = self.services.get_mut(&key) {
-                s.changed = still_dirty.then_some(now);
-            }
+            settled.push(PeerDirty {
+                key,
+                table_len: len,
+                slots: changed_slots,
+            });
             tracing::info!(
-                slots = cleaned_slots.len(),
-                pinned = pinned.len(),
-                "settled Maglev slots"
+                cleaned = cleaned_slots.len(),
+                held = pinned.len(),
+                repointed,
+                "settled Maglev slots (held: a live tracked flow still needs the slot's previous state)"
             );
         }
-        Ok(cleaned)
-    }
-
-    /// Make every dirty table clean and forget the connections of those services.
-    fn clean_all(&mut self, dp: &mut impl DataplaneOps) -> Result<(), SyncError> {
-        let dirty: Vec<ServiceKey> = self
-            .services
-            .iter()
-            .filter(|(_, s)| s.changed.is_some())
-            .map(|(k, _)| *k)
-            .collect();
-        if dirty.is_empty() {
-            return Ok(());
-        }
-        let conns = dp.conns()?;
-        for key in dirty {
-            if let Some(mut table) = dp.service(&key)? {
-                let len = table.len as usize;
-                maglev::settle(&mut table.entries[..len]);
-                dp.set_service(&key, &table)?;
-                let packets = dp.service_stats(table.id)?.packets;
-                if let Some(s) = self.services.get_mut(&key) {
-                    s.changed = None;
-                    s.packets_at_install = Some(packets);
-                }
-            }
-            for k in conns.keys().filter(|k| covers(&key, k)) {
-                dp.remove_conn(k)?;
-            }
-            tracing::info!("not forwarding: Maglev slots of a service settled");
-        }
-        Ok(())
+        Ok(settled)
     }
 
     /// The backend index of `address` in service `key`.
@@ -641,6 +702,9 @@ impl Reconciler {
         self.services.get(key)?.backends.get(&address).copied()
     }
 }
+
+mod peers;
+pub use peers::{peer_dirty, peer_entries, PeerDirty, PeerEntry, PeerInstall};
 
 #[cfg(test)]
 mod tests;

@@ -7,16 +7,15 @@
 use std::time::Duration;
 
 use aya::{
-    maps::{HashMap, MapData},
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
     Ebpf,
 };
 use lb_common::{
     bench::programs as bench_names,
-    maps::{names, programs, ConnKey, ConnValue, DataplaneConfig},
+    maps::{programs, DataplaneConfig},
 };
 
-use crate::{attach, map_err, AttachMode, AttachedMode, Dataplane, DataplaneError, Result};
+use crate::{attach, AttachMode, AttachedMode, Dataplane, DataplaneError, Result};
 
 /// The bench programs' object, built by build.rs next to `lb`.
 pub(crate) static BENCH_OBJECT: &[u8] =
@@ -104,14 +103,6 @@ impl Dataplane {
             ..self.config()?
         };
         self.set_config(&config)
-    }
-
-    /// Record a tracked connection (benchmarks prefill the table with it).
-    pub fn set_conn(&mut self, key: &ConnKey, value: &ConnValue) -> Result<()> {
-        let map = self.map_mut(names::CONNS)?;
-        let mut hash: HashMap<&mut MapData, ConnKey, ConnValue> =
-            HashMap::try_from(map).map_err(map_err(names::CONNS))?;
-        hash.insert(key, value, 0).map_err(map_err(names::CONNS))
     }
 }
 

@@ -47,7 +47,7 @@ pub type TrackedCounts = HashMap<(u32, u32), usize>;
 pub fn tracked_counts(dp: &(impl DataplaneRead + ?Sized)) -> Result<TrackedCounts, DataplaneError> {
     let mut counts = TrackedCounts::new();
     for v in dp.conns()?.values() {
-        *counts.entry((v.backend, v.gen)).or_insert(0) += 1;
+        *counts.entry((u32::from(v.backend), v.gen)).or_insert(0) += 1;
     }
     Ok(counts)
 }
@@ -153,7 +153,7 @@ pub fn conns(
             client: SocketAddr::new(words_addr(&k.src), k.sport),
             vip: SocketAddr::new(words_addr(&k.dst), k.dport),
             protocol: protocol_name(k.proto),
-            backend_index: v.backend,
+            backend_index: u32::from(v.backend),
             backend: backends
                 .get(v.backend as usize)
                 .filter(|b| b.gen == v.gen)
@@ -169,14 +169,17 @@ pub fn conns(
 /// Outcome counters by name.
 pub fn counters(dp: &(impl DataplaneRead + ?Sized)) -> Result<Counters, DataplaneError> {
     let values = dp.global_stats()?;
-    Ok(Counters(
-        outcome::NAMES
-            .iter()
-            .zip(values)
-            .filter(|(n, _)| !n.starts_with("reserved"))
-            .map(|(n, v)| (n.to_string(), v))
-            .collect(),
-    ))
+    let guard = dp.flow_guard()?;
+    let mut counters: Vec<(String, u64)> = outcome::NAMES
+        .iter()
+        .zip(values)
+        .filter(|(n, _)| !n.starts_with("reserved"))
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
+    // Events of the flood guard and of the flow sync's event ring.
+    counters.push(("conntrack_flood_refused".into(), guard.refused));
+    counters.push(("sync_events_lost".into(), guard.events_lost));
+    Ok(Counters(counters))
 }
 
 /// Why an explain request could not be answered.

@@ -89,6 +89,9 @@ enum Command {
     Reload,
     /// VRRP instances: state, priority, master, transitions, dropped adverts (needs lbd).
     Vrrp,
+    /// Flow sync between LB nodes: peers, last seen, entries sent and received, drops,
+    /// resyncs (needs lbd).
+    Sync,
     /// Convert a keepalived.conf (vrrp_instance, vrrp_script, virtual_server, real_server,
     /// checks, includes) into an lbd config. Every option not carried over is listed on
     /// stderr with its file, line and why; the result passes `lbd --check-config`.
@@ -268,7 +271,7 @@ fn from_maps(
             protocol,
             syn,
         } => Response::Explain(views::explain_flow(dp, *src, *dst, protocol, *syn)?),
-        Request::Health | Request::Reload | Request::Vrrp => {
+        Request::Health | Request::Reload | Request::Vrrp | Request::Sync => {
             bail!("lbd is not running; this needs lbd")
         }
     })
@@ -441,6 +444,13 @@ async fn run(cli: Cli) -> Result<()> {
             let r = ctx.ask_lbd(Request::Vrrp, "vrrp").await?;
             ctx.print(&r, |r| match r {
                 Response::Vrrp { instances } => Some(cli::render_vrrp(instances)),
+                _ => None,
+            })
+        }
+        Command::Sync => {
+            let r = ctx.ask_lbd(Request::Sync, "sync").await?;
+            ctx.print(&r, |r| match r {
+                Response::Sync(view) => Some(cli::render_sync(view)),
                 _ => None,
             })
         }

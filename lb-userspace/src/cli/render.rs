@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{duration, endpoint, human, latency, table::Table};
 use lb_api::view::{
-    BackendView, ConnView, ExplainView, HealthView, ServiceView, StatusView, Traffic, VrrpView,
+    BackendView, ConnView, ExplainView, HealthView, ServiceView, StatusView, SyncView, Traffic,
+    VrrpView,
 };
 
 /// Per-second traffic over a sampling interval.
@@ -330,6 +331,58 @@ pub fn render_health(backends: &[HealthView]) -> String {
     t.render()
 }
 
+/// `lbctl sync`: totals, then one row per peer, then rejected datagrams by reason.
+pub fn render_sync(v: &SyncView) -> String {
+    if !v.enabled {
+        return "flow sync is off: no [sync] section in the config\n".into();
+    }
+    let mut out = format!(
+        "node {:016x} epoch {}: sent {} entries in {} datagrams, received {}, dropped {} (queue full), queue {}, resyncs requested {} served {}\n",
+        v.node_id,
+        v.epoch,
+        v.entries_sent,
+        v.datagrams_sent,
+        v.entries_received,
+        v.entries_dropped,
+        v.queue,
+        v.resyncs_requested,
+        v.resyncs_served,
+    );
+    let mut t = Table::new(&[false, false, false, true, true, true, true, true]);
+    t.row(
+        [
+            "Peer",
+            "Node",
+            "State",
+            "LastSeen",
+            "Entries",
+            "Datagrams",
+            "ResyncReq",
+            "ResyncSrv",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    for p in &v.peers {
+        t.row(vec![
+            p.address.to_string(),
+            format!("{:016x}", p.node_id),
+            p.state.clone(),
+            p.last_seen_secs
+                .map_or("never".into(), |s| format!("{s}s ago")),
+            p.entries_received.to_string(),
+            p.datagrams_received.to_string(),
+            p.resyncs_requested.to_string(),
+            p.resyncs_served.to_string(),
+        ]);
+    }
+    out.push_str(&t.render());
+    for (reason, n) in &v.rejected {
+        out.push_str(&format!("rejected {reason}: {n}\n"));
+    }
+    out
+}
+
 /// `lbctl vrrp`: one row per instance, then its drops and tracking.
 pub fn render_vrrp(instances: &[VrrpView]) -> String {
     if instances.is_empty() {
@@ -402,6 +455,39 @@ pub fn render_vrrp(instances: &[VrrpView]) -> String {
 mod tests {
     use super::*;
     use lb_api::view::Counters;
+
+    #[test]
+    fn sync_shows_totals_peers_and_rejections() {
+        assert!(render_sync(&SyncView::default()).contains("flow sync is off"));
+        let view = SyncView {
+            enabled: true,
+            node_id: 0xab,
+            epoch: 7,
+            peers: vec![lb_api::view::SyncPeerView {
+                address: "10.0.0.2:8848".parse().unwrap(),
+                node_id: 0xcd,
+                epoch: 9,
+                state: "alive".into(),
+                last_seen_secs: Some(1),
+                entries_received: 42,
+                datagrams_received: 3,
+                resyncs_requested: 1,
+                resyncs_served: 0,
+                restarts: 0,
+            }],
+            entries_sent: 100,
+            datagrams_sent: 2,
+            rejected: [("bad_tag".to_string(), 5)].into(),
+            ..SyncView::default()
+        };
+        let text = render_sync(&view);
+        assert!(text.contains("sent 100 entries in 2 datagrams"), "{text}");
+        let row = text.lines().find(|l| l.contains("10.0.0.2:8848")).unwrap();
+        for cell in ["00000000000000cd", "alive", "1s ago", "42"] {
+            assert!(row.contains(cell), "{row}");
+        }
+        assert!(text.contains("rejected bad_tag: 5"), "{text}");
+    }
 
     fn traffic(packets: u64, bytes: u64, new_flows: u64) -> Traffic {
         Traffic {

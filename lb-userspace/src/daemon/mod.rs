@@ -10,6 +10,7 @@
 //! pinned links.
 
 mod commands;
+pub mod sync;
 mod tasks;
 pub mod vrrp;
 
@@ -90,6 +91,10 @@ struct Shell {
     resolved_tx: mpsc::Sender<(IpAddr, Result<Link, String>)>,
     attached: Vec<(String, AttachedMode)>,
     vrrp: Vec<vrrp::Handle>,
+    sync: Option<(
+        sync::SyncStatus,
+        mpsc::Sender<lb_dataplane::reconcile::PeerDirty>,
+    )>,
     snapshot: watch::Sender<Arc<Snapshot>>,
 }
 
@@ -122,6 +127,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         start = adopt::from_pinned(&config, |k, a| reconciler.index_of(k, a), &pinned);
         tracing::info!(pin_dir = %pin_dir.display(), backends = start.links.len(), "adopting the pinned data plane");
     }
+    start.adopted = adopting;
     start.inherited_masters = vrrp::inherited_masters(&config).await;
 
     let (health_tx, mut health_rx) = mpsc::channel::<HealthEvent>(1024);
@@ -160,10 +166,27 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         resolved_tx,
         attached: Vec::new(),
         vrrp: vrrp_handles,
+        sync: None,
         snapshot: watch::channel(Arc::new(Snapshot::empty(&node))).0,
     };
     // The first apply and attach must work, or lbd does not start.
     shell.execute(&mut node, effects, true)?;
+    let (mut peer_rx, mut sync_ready) = match sync::spawn(node.config(), pin_dir.clone())
+        .map_err(|e| io_error("flow sync")(std::io::Error::other(e)))?
+    {
+        Some(handle) => {
+            shell.sync = Some((handle.status, handle.settled));
+            (handle.updates, Some(handle.ready))
+        }
+        None => (mpsc::channel(1).1, None),
+    };
+    let startup = tokio::time::sleep(if adopting {
+        Duration::ZERO
+    } else {
+        node.startup_grace()
+    });
+    tokio::pin!(startup);
+    let mut started = false;
     let mut neigh_rx = neigh::watch_neighbors().await?;
 
     let listener = lb_api::control::bind(&control_socket).map_err(io_error(format!(
@@ -202,6 +225,20 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             Some((instance, forward)) = vrrp_rx.recv() => Event::Vrrp { instance, forward },
             Some((interface, up)) = link_rx.recv() => Event::Link { interface, up },
             Some((script, ok)) = script_rx.recv() => Event::Script { script, ok },
+            Some(update) = peer_rx.recv() => Event::Peer(update),
+            _ = async {
+                match sync_ready.as_mut() {
+                    Some(ready) => drop(ready.await),
+                    None => std::future::pending().await,
+                }
+            }, if sync_ready.is_some() => {
+                sync_ready = None;
+                Event::SyncReady
+            }
+            _ = &mut startup, if !started => {
+                started = true;
+                Event::StartupDone
+            }
             Some((request, reply)) = loop_rx.recv() => {
                 match request {
                     // Answered when the read is done and the node has the result.
@@ -289,7 +326,7 @@ impl Shell {
         node: &mut Node,
         loaded: Result<Config, config::ConfigError>,
     ) -> Result<String, String> {
-        let effects = node.handle(Event::Reload(loaded));
+        let effects = node.handle(Event::Reload(Box::new(loaded)));
         self.execute(node, effects, false)
             .unwrap_or_else(|e| Some(Err(e.to_string())))
             .unwrap_or_else(|| Err("the reload did not finish".into()))
@@ -350,11 +387,8 @@ impl Shell {
                         let _ = h.commands.try_send(vrrp::Command::Track { delta, fault });
                     }
                 }
-                Effect::Settle(after) => {
-                    if let Err(e) = self.reconciler.settle(&mut self.dp, after, Instant::now()) {
-                        tracing::warn!(error = %e, "settling dirty slots failed");
-                    }
-                }
+                Effect::Settle(timeouts) => self.settle(&timeouts),
+                Effect::InstallPeer(update) => self.install_peer(update),
                 Effect::ReloadDone(result) => reload = Some(result),
             }
         }
@@ -402,6 +436,7 @@ impl Shell {
                     tracking: node.tracking(&h.name),
                 })
                 .collect(),
+            sync: self.sync.as_ref().map(|(status, _)| status.clone()),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }

@@ -34,19 +34,30 @@ use std::{
 };
 
 use lb_config::{Config, ConfigError, Forwarding, Global, Interface};
-use lb_dataplane::reconcile::{Desired, Link};
+use lb_dataplane::reconcile::{Desired, Link, PeerDirty, PeerEntry, Timeouts};
 use lb_health::{BackendKey, CheckSpec};
 use lb_netlink::neigh::{self, Neighbor};
 
 /// How long to wait before re-resolving a MAC that could not be resolved.
 pub const RESOLVE_RETRY: Duration = Duration::from_secs(5);
 
+/// What a peer LB node synced (flow sync, `[sync]`), for the data plane.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerUpdate {
+    /// Connection entries.
+    Entries(Vec<PeerEntry>),
+    /// A service's dirty slots (a full resync to this node).
+    Dirty(PeerDirty),
+    /// Slots a peer settled, with their current backends.
+    Settled(PeerDirty),
+}
+
 /// Something that happened, fed to [`Node::handle`].
 #[derive(Debug)]
 pub enum Event {
     /// The config file was re-read (SIGHUP, `lbctl reload`): the parsed config, or why
     /// it was rejected.
-    Reload(Result<Config, ConfigError>),
+    Reload(Box<Result<Config, ConfigError>>),
     /// A backend's health check changed state (the monitor logged the reason).
     Health {
         /// Service and backend.
@@ -86,6 +97,14 @@ pub enum Event {
     },
     /// The settle timer fired.
     SettleTick,
+    /// The node's first health results are in (a grace after a fresh start): table
+    /// changes from now on are ones flows in the cluster may have seen.
+    StartupDone,
+    /// A peer LB node synced connection entries or dirty slots.
+    Peer(PeerUpdate),
+    /// The flow sync holds the peers' state (a full resync from each live peer ended,
+    /// or none answered): this node may take over flows now.
+    SyncReady,
     /// The result of the last [`Effect::Apply`].
     Applied(Result<(), String>),
 }
@@ -117,8 +136,10 @@ pub enum Effect {
         /// FAULT wanted.
         fault: bool,
     },
-    /// Clean dirty slots that no live tracked flow needs and that are older than this.
-    Settle(Duration),
+    /// Settle dirty slots that no live tracked flow needs, per protocol's timeouts.
+    Settle(Timeouts),
+    /// Install what a peer synced.
+    InstallPeer(PeerUpdate),
     /// A reload finished: its message for the operator (`Ok` applied, `Err` rejected).
     ReloadDone(Result<String, String>),
 }
@@ -158,6 +179,13 @@ pub struct Node {
     last_reload: String,
     /// The desired state changed; [`Node::flush`] emits one apply for a burst.
     dirty: bool,
+    /// Past startup (or adopted a running data plane): table changes mark moved slots
+    /// dirty on every node, forwarding or not.
+    up: bool,
+    /// The flow sync holds the peers' state (always, without `[sync]`). Until then a
+    /// VRRP instance runs at the lowest priority: a node that comes back does not take
+    /// the VIPs (preempt) before it knows the flows its peer tracks.
+    sync_ready: bool,
     reload: Option<PendingReload>,
 }
 
@@ -172,6 +200,9 @@ pub struct Start {
     /// VRRP instances whose VIPs were all still on their interface: this node was
     /// master before it restarted and keeps forwarding until the election settles.
     pub inherited_masters: HashSet<String>,
+    /// A running data plane was adopted: its tables are the cluster's, so changes
+    /// count from the first apply (no startup grace).
+    pub adopted: bool,
 }
 
 impl Node {
@@ -183,6 +214,7 @@ impl Node {
             .iter()
             .map(|v| (v.name.clone(), start.inherited_masters.contains(&v.name)))
             .collect();
+        let sync_ready = config.sync.is_none();
         let mut node = Node {
             config_path,
             backends: backends_of(&config),
@@ -197,6 +229,8 @@ impl Node {
             last_reload: "started".into(),
             dirty: true,
             reload: None,
+            up: start.adopted,
+            sync_ready,
         };
         let mut effects = vec![node.checks()];
         effects.extend(node.flush());
@@ -229,9 +263,20 @@ impl Node {
             .unwrap_or_default()
     }
 
-    /// How often the settle timer should fire.
+    /// How often the settle timer should fire: a quarter of the shortest settle time,
+    /// within 1 s and 30 s.
     pub fn settle_every(&self) -> Duration {
-        (self.config.global.settle_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+        (self.timeouts().shortest() / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+
+    /// The per-protocol timeouts from `[global]`.
+    pub fn timeouts(&self) -> Timeouts {
+        translate::timeouts(&self.config.global)
+    }
+
+    /// How long after a fresh start table changes are still the node coming up.
+    pub fn startup_grace(&self) -> Duration {
+        translate::startup_grace(&self.config)
     }
 
     /// Without VRRP the node forwards per `[global] forwarding` (always-active mode);
@@ -246,7 +291,10 @@ impl Node {
 
     /// What the data plane should hold now.
     pub fn desired(&self) -> Desired {
-        translate::desired(&self.config, &self.health, &self.links, self.forwarding())
+        let mut desired =
+            translate::desired(&self.config, &self.health, &self.links, self.forwarding());
+        desired.keep_moved = self.up;
+        desired
     }
 
     /// Take in one event. Health, MAC and neighbour changes only mark the desired
@@ -254,7 +302,7 @@ impl Node {
     /// [`flush`](Self::flush)); everything else answers at once.
     pub fn handle(&mut self, event: Event) -> Vec<Effect> {
         match event {
-            Event::Reload(result) => self.on_reload(result),
+            Event::Reload(result) => self.on_reload(*result),
             Event::Health { key, up } => {
                 if self.health.insert(key, up) != Some(up) {
                     self.dirty = true;
@@ -282,7 +330,24 @@ impl Node {
                 self.scripts_ok.insert(script, ok);
                 self.update_tracking()
             }
-            Event::SettleTick => vec![Effect::Settle(self.config.global.settle_after)],
+            Event::SettleTick => vec![Effect::Settle(self.timeouts())],
+            Event::StartupDone => {
+                if !self.up {
+                    tracing::info!(
+                        "startup done: table changes now keep moved flows on every node"
+                    );
+                    self.up = true;
+                }
+                Vec::new()
+            }
+            Event::Peer(update) => vec![Effect::InstallPeer(update)],
+            Event::SyncReady => {
+                if std::mem::replace(&mut self.sync_ready, true) {
+                    return Vec::new();
+                }
+                tracing::info!("flow sync: holding the peers' state; VRRP priority restored");
+                self.update_tracking()
+            }
             Event::Applied(result) => self.on_applied(result),
         }
     }
@@ -398,6 +463,12 @@ impl Node {
                 script_ok: &script_ok,
             };
             let mut result = track::evaluate(&v.track, &input);
+            if !self.sync_ready {
+                result.delta -= i32::from(u8::MAX);
+                result
+                    .reasons
+                    .push("flow sync: waiting for the peers' state (lowest priority)".into());
+            }
             if self.links_up.get(&v.interface) == Some(&false) {
                 result.fault = true;
                 result
@@ -448,6 +519,11 @@ impl Node {
                 "[[vrrp]] changes need an lbd restart; keeping the running VRRP instances"
             );
             new.vrrp = self.config.vrrp.clone();
+        }
+        // The sync task runs with the settings it started with.
+        if self.config.sync != new.sync {
+            tracing::warn!("[sync] changes need an lbd restart; keeping the running flow sync");
+            new.sync = self.config.sync.clone();
         }
         let previous = std::mem::replace(&mut self.config, Arc::new(new));
         self.backends = backends_of(&self.config);

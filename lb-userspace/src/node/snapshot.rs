@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub health: lb_health::Statuses,
     /// VRRP instances.
     pub vrrp: Vec<VrrpSource>,
+    /// The flow sync's live status, if `[sync]` is configured.
+    pub sync: Option<crate::daemon::sync::SyncStatus>,
 }
 
 impl Snapshot {
@@ -52,6 +54,15 @@ impl Snapshot {
             last_reload: node.last_reload().to_string(),
             health: Default::default(),
             vrrp: Vec::new(),
+            sync: None,
+        }
+    }
+
+    /// The flow sync as `lbctl sync` and metrics show it.
+    pub fn sync_view(&self) -> lb_api::view::SyncView {
+        match &self.sync {
+            Some(s) => s.lock().map(|v| v.clone()).unwrap_or_default(),
+            None => lb_api::view::SyncView::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::IpAddr, path::Path, time::Duration};
 
 use lb_common::maps::{addr_words, Backend, BACKEND_DOWN, BACKEND_UP};
 use lb_config::Config;
-use lb_dataplane::reconcile::Link;
+use lb_dataplane::reconcile::{Link, Timeouts};
 use lb_netlink::neigh::{NeighState, Neighbor};
 
 use super::*;
@@ -204,7 +204,7 @@ fn a_good_reload_applies_and_forgets_removed_backends() {
     });
     n.flush();
     let text = BASE.replace("10.0.0.2", "10.0.0.3");
-    let effects = n.handle(Event::Reload(Ok(parse(&text))));
+    let effects = n.handle(Event::Reload(Box::new(Ok(parse(&text)))));
     let Effect::SetChecks(checks) = &effects[0] else {
         panic!("checks first: {effects:?}")
     };
@@ -221,7 +221,7 @@ fn a_good_reload_applies_and_forgets_removed_backends() {
     );
     assert!(n.last_reload().starts_with("reloaded"));
     // 10.0.0.2 comes back later: checked and resolved afresh, not given its old state.
-    let effects = n.handle(Event::Reload(Ok(parse(BASE))));
+    let effects = n.handle(Event::Reload(Box::new(Ok(parse(BASE)))));
     assert!(effects.contains(&Effect::Resolve {
         ip: ip("10.0.0.2"),
         delay: Duration::ZERO
@@ -236,7 +236,7 @@ fn a_bad_reload_changes_nothing_and_says_why() {
     let before = n.desired();
     let err =
         lb_config::parse("[[service]]\nname = 1\n", Path::new("lbd.toml")).expect_err("invalid");
-    let effects = n.handle(Event::Reload(Err(err)));
+    let effects = n.handle(Event::Reload(Box::new(Err(err))));
     assert_eq!(effects.len(), 1, "{effects:?}");
     let Effect::ReloadDone(Err(msg)) = &effects[0] else {
         panic!("{effects:?}")
@@ -255,7 +255,7 @@ fn a_reload_that_fails_to_apply_restores_the_running_config() {
     let (mut n, _) = node(BASE);
     let before = n.desired();
     let text = BASE.replace("port = 80", "port = 81");
-    let effects = n.handle(Event::Reload(Ok(parse(&text))));
+    let effects = n.handle(Event::Reload(Box::new(Ok(parse(&text)))));
     assert_eq!(one_apply(&effects).services[0].key.port, 81);
     let effects = n.handle(Event::Applied(Err("map full".into())));
     assert!(
@@ -301,7 +301,7 @@ fn restart_only_settings_and_vrrp_keep_their_running_values() {
 }
 
 fn n_reload(n: &mut Node, text: &str) -> Vec<Effect> {
-    n.handle(Event::Reload(Ok(parse(text))))
+    n.handle(Event::Reload(Box::new(Ok(parse(text)))))
 }
 
 #[test]
@@ -445,11 +445,74 @@ fn adoption_starts_from_what_the_pinned_data_plane_does() {
 }
 
 #[test]
-fn the_settle_timer_settles_after_the_configured_time() {
+fn the_settle_timer_settles_after_the_configured_times() {
     let (mut n, _) = node(BASE);
     assert_eq!(
         n.handle(Event::SettleTick),
-        vec![Effect::Settle(Duration::from_secs(8))]
+        vec![Effect::Settle(Timeouts {
+            settle_tcp: Duration::from_secs(8),
+            tcp: Duration::from_secs(900),
+            tcpfin: Duration::from_secs(120),
+            udp: Duration::from_secs(300),
+        })]
     );
     assert_eq!(n.settle_every(), Duration::from_secs(2));
+    // A short UDP timeout makes the timer fire sooner.
+    let (n, _) = node(&BASE.replace("settle_after", "timeout_udp = \"4s\"\nsettle_after"));
+    assert_eq!(n.timeouts().udp, Duration::from_secs(4));
+    assert_eq!(n.settle_every(), Duration::from_secs(1));
+}
+
+#[test]
+fn a_fresh_node_keeps_moved_slots_only_after_startup() {
+    let (mut n, effects) = node(BASE);
+    assert!(
+        !one_apply(&effects).keep_moved,
+        "coming up: no flows to keep yet"
+    );
+    assert!(n.handle(Event::StartupDone).is_empty());
+    assert!(n.desired().keep_moved);
+    // A node that adopted a running data plane keeps them from the start.
+    let (n, _) = Node::new(
+        "lbd.toml".into(),
+        parse(BASE),
+        Start {
+            adopted: true,
+            ..Start::default()
+        },
+    );
+    assert!(n.desired().keep_moved);
+}
+
+#[test]
+fn peer_updates_are_installed() {
+    let (mut n, _) = node(BASE);
+    let update = PeerUpdate::Entries(Vec::new());
+    assert_eq!(
+        n.handle(Event::Peer(update.clone())),
+        vec![Effect::InstallPeer(update)]
+    );
+}
+
+#[test]
+fn with_sync_a_vrrp_node_waits_at_the_lowest_priority_for_its_peers_state() {
+    let text = format!("{BASE}{VRRP}\n[sync]\nkey = \"0123456789abcdef0123\"\n");
+    let (mut n, effects) = node(&text);
+    let waiting = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Track { delta, .. } => Some(*delta),
+            _ => None,
+        })
+        .expect("tracking sent at start");
+    assert!(waiting <= -255, "lowest priority while waiting: {waiting}");
+    assert!(n.tracking("VI").iter().any(|r| r.contains("flow sync")));
+    let effects = n.handle(Event::SyncReady);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Track { delta, .. } if *delta > -255)),
+        "{effects:?}"
+    );
+    assert!(n.handle(Event::SyncReady).is_empty(), "once");
 }

@@ -2,12 +2,12 @@
 //! MACs) into the reconciler's input and the health monitor's checks. No I/O, so the
 //! rules (who is usable, which probe a service gets) are unit-tested directly.
 
-use std::{collections::HashMap, net::IpAddr, net::SocketAddr};
+use std::{collections::HashMap, net::IpAddr, net::SocketAddr, time::Duration};
 
 use lb_common::maps::{addr_words, ServiceKey, SVC_F_SOURCE_HASH};
 
 use lb_config::{CheckKind, Config, Scheduler, Service};
-use lb_dataplane::reconcile::{BackendInput, Desired, Link, ServiceInput};
+use lb_dataplane::reconcile::{BackendInput, Desired, Link, ServiceInput, Timeouts};
 use lb_health::{BackendKey, CheckSpec, Probe, TlsMode};
 
 /// The data-plane key of a configured service.
@@ -137,7 +137,43 @@ pub fn desired(
         maglev_seed: maglev_seed(config.global.hash_seed),
         hash_seed: config.global.hash_seed,
         forwarding,
+        insert_limit: insert_limit(&config.global),
+        keep_moved: false,
     }
+}
+
+/// The per-protocol timeouts (`[global] timeout_*`, `settle_after`).
+pub fn timeouts(global: &lb_config::Global) -> Timeouts {
+    Timeouts {
+        settle_tcp: global.settle_after,
+        tcp: global.timeout_tcp,
+        tcpfin: global.timeout_tcpfin,
+        udp: global.timeout_udp,
+    }
+}
+
+/// How long a freshly started node's table changes are it coming up, not changes
+/// flows could have seen: until every backend has been checked `rise` times (the
+/// slowest service's `interval x (rise + 1)` plus a timeout), at least 2 s and at
+/// most 2 minutes.
+pub fn startup_grace(config: &Config) -> Duration {
+    config
+        .services
+        .iter()
+        .map(|s| s.health.interval * (s.health.rise + 1) + s.health.timeout)
+        .max()
+        .unwrap_or_default()
+        .clamp(Duration::from_secs(2), Duration::from_secs(120))
+}
+
+/// The flood guard's budget: new connection-table entries per CPU per second
+/// (`conn_insert_limit`). Automatic: a sixteenth of the table (at least 64), so a flood
+/// replaces at most an eighth of the table per second on a 2-CPU node, while every real
+/// flow's entry, referenced by its own packets, stays.
+pub fn insert_limit(global: &lb_config::Global) -> u32 {
+    global
+        .conn_insert_limit
+        .unwrap_or((global.conn_table_size / 16).max(64))
 }
 
 #[cfg(test)]

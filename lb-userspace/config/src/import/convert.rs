@@ -11,7 +11,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::emit::{BackendOut, HealthOut, KindOut, Model, ServiceOut, TrackOut, VrrpOut};
+use super::emit::{BackendOut, HealthOut, KindOut, Model, ServiceOut, SyncOut, TrackOut, VrrpOut};
 use super::lex::{command_words, join_words, Loc, Node};
 use super::limits::{MAX_BACKENDS, MAX_SERVICES};
 use super::{ImportError, Warnings};
@@ -28,6 +28,10 @@ use lb_vrrp::limits::{
 /// lbd's default capacities (`[global] max_services`, `max_backends`).
 const DEFAULT_MAX_SERVICES: usize = lb_common::maps::capacity::SERVICES as usize;
 const DEFAULT_MAX_BACKENDS: usize = lb_common::maps::capacity::BACKENDS as usize;
+/// Where the converted `[sync]` expects its key (the operator creates it).
+pub(super) const SYNC_KEY_FILE: &str = "/etc/lbd/sync.key";
+/// How to create that key, for the warning.
+const MAKE_SYNC_KEY: &str = "install -m 600 /dev/null /etc/lbd/sync.key && head -c 32 /dev/urandom | base64 > /etc/lbd/sync.key";
 
 /// Converts the statement tree; `top` is the top-level file (for warnings that
 /// belong to no line). Fails only when there are more services or distinct
@@ -93,7 +97,34 @@ struct Globals {
     default_interface: Option<String>,
     garp_master_delay: Option<Duration>,
     garp_master_repeat: Option<u32>,
+    /// `lvs_timeouts` tcp, tcpfin, udp (in this order), each with where it was set.
+    timeouts: [Option<(Duration, Loc)>; 3],
+    /// The first `lvs_sync_daemon`.
+    sync_daemon: Option<SyncDaemon>,
 }
+
+/// `lvs_sync_daemon IF [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group IP]`,
+/// as far as it carries over.
+struct SyncDaemon {
+    loc: Loc,
+    origin: String,
+    interface: String,
+    instance: Option<String>,
+    port: Option<u16>,
+    group: Option<IpAddr>,
+}
+
+/// The `lvs_timeouts` keywords, in the order of [`Globals::timeouts`], with lbd's
+/// (and IPVS's) defaults.
+const TIMEOUTS: [(&str, &str, Duration); 3] = [
+    ("tcp", "timeout_tcp", crate::Global::DEFAULT_TIMEOUT_TCP),
+    (
+        "tcpfin",
+        "timeout_tcpfin",
+        crate::Global::DEFAULT_TIMEOUT_TCPFIN,
+    ),
+    ("udp", "timeout_udp", crate::Global::DEFAULT_TIMEOUT_UDP),
+];
 
 /// A `vrrp_script`, with keepalived's defaults.
 struct Script {
@@ -386,14 +417,228 @@ impl Converter<'_> {
                     opt,
                     "lbd has no switch to skip the check of the advertised addresses: not carried over",
                 ),
-                "lvs_sync_daemon" | "lvs_id" | "lvs_timeouts" | "lvs_flush"
-                | "lvs_flush_onstop" => self.warn(
+                "lvs_timeouts" => self.lvs_timeouts(opt),
+                "lvs_sync_daemon" => self.lvs_sync_daemon(opt),
+                "lvs_id" | "lvs_flush" | "lvs_flush_onstop" | "lvs_flush_on_stop" => self.warn(
                     opt,
-                    "lbd does not use IPVS (no connection sync daemon or IPVS timeouts; flows keep their backend through consistent hashing): not carried over",
+                    "lbd does not use IPVS (it has no IPVS director name or table to flush): not carried over",
                 ),
                 _ => self.warn(opt, "global option with no lbd equivalent: not carried over"),
             }
         }
+    }
+
+    /// `lvs_timeouts [tcp SECS] [tcpfin SECS] [udp SECS]`, any subset in any order,
+    /// read as keepalived 2.2.7 reads it: a value of 0 leaves IPVS's timeout as it
+    /// was (lbd's default, IPVS's own, applies), a later value replaces an earlier one.
+    fn lvs_timeouts(&mut self, opt: &Node) {
+        let args = opt.args();
+        if args.is_empty() {
+            self.warn(
+                opt,
+                "needs at least one of tcp, tcpfin, udp: ignored (keepalived ignores it too)",
+            );
+            return;
+        }
+        let max = crate::limits::MAX_TIMEOUT.as_secs();
+        let mut k = 0;
+        while k < args.len() {
+            let word = args[k].text.as_str();
+            let Some(slot) = TIMEOUTS.iter().position(|(kw, _, _)| *kw == word) else {
+                self.warn(
+                    opt,
+                    format!("unknown option {word:?}: ignored (keepalived knows tcp, tcpfin and udp, and ignores it too)"),
+                );
+                k += 1;
+                continue;
+            };
+            let (_, key, default) = TIMEOUTS[slot];
+            let Some(value) = args.get(k + 1).map(|w| w.text.as_str()) else {
+                self.warn(opt, format!("{word} without a value: ignored"));
+                break;
+            };
+            k += 2;
+            match value.parse::<u64>() {
+                Ok(0) => self.warn(
+                    opt,
+                    format!(
+                        "{word} 0 leaves IPVS's timeout as it was: lbd's {key} keeps its default {}s (IPVS's)",
+                        default.as_secs()
+                    ),
+                ),
+                Ok(n) if n <= max => {
+                    if let Some((_, first)) = &self.globals.timeouts[slot] {
+                        self.warn(
+                            opt,
+                            format!(
+                                "{word} was already set at line {}: keepalived uses the last value, so does lbd",
+                                first.line
+                            ),
+                        );
+                    }
+                    self.globals.timeouts[slot] = Some((Duration::from_secs(n), opt.loc.clone()));
+                }
+                _ => self.warn(
+                    opt,
+                    format!("{word} {value:?} is not a whole number of seconds in 0..={max}: ignored (keepalived ignores it too)"),
+                ),
+            }
+        }
+    }
+
+    /// `lvs_sync_daemon`, read as keepalived 2.2.7 reads it (the first one counts);
+    /// what becomes of it is decided in [`Converter::finish_sync`], once the
+    /// instances are known.
+    fn lvs_sync_daemon(&mut self, opt: &Node) {
+        if let Some(first) = &self.globals.sync_daemon {
+            let line = first.loc.line;
+            self.warn(
+                opt,
+                format!("already given at line {line}: keepalived uses the first one, so does lbd; this one is not carried over"),
+            );
+            return;
+        }
+        let args = opt.args();
+        let Some(interface) = args.first() else {
+            self.warn(opt, "no interface: ignored (keepalived ignores it too)");
+            return;
+        };
+        let mut d = SyncDaemon {
+            loc: opt.loc.clone(),
+            origin: origin(opt),
+            interface: interface.text.clone(),
+            instance: None,
+            port: None,
+            group: None,
+        };
+        let mut k = 1;
+        while k < args.len() {
+            let word = args[k].text.as_str();
+            if !matches!(word, "inst" | "id" | "maxlen" | "port" | "ttl" | "group") {
+                match k {
+                    // keepalived's older form: `lvs_sync_daemon IF INSTANCE [SYNC_ID]`.
+                    1 => d.instance = Some(word.to_owned()),
+                    2 => self.w.push(
+                        &opt.loc,
+                        "id",
+                        format!("lvs_sync_daemon sync id {word}: lbd has no sync id (its sync messages are authenticated with the [sync] key instead): not carried over"),
+                    ),
+                    _ => self.warn(
+                        opt,
+                        format!("unknown option {word:?}: ignored (keepalived ignores it too)"),
+                    ),
+                }
+                k += 1;
+                continue;
+            }
+            let Some(value) = args.get(k + 1).map(|w| w.text.as_str()) else {
+                self.warn(opt, format!("{word} without a value: ignored"));
+                break;
+            };
+            k += 2;
+            match word {
+                "inst" => {
+                    if let Some(first) = &d.instance {
+                        let first = first.clone();
+                        self.warn(opt, format!("the VRRP instance is already {first}: inst {value} is ignored (keepalived ignores it too)"));
+                    } else {
+                        d.instance = Some(value.to_owned());
+                    }
+                }
+                "id" => self.w.push(
+                    &opt.loc,
+                    "id",
+                    format!("lvs_sync_daemon id {value}: lbd has no sync id (its sync messages are authenticated with the [sync] key instead): not carried over"),
+                ),
+                "maxlen" => self.w.push(
+                    &opt.loc,
+                    "maxlen",
+                    format!("lvs_sync_daemon maxlen {value}: lbd sizes its sync datagrams itself: not carried over"),
+                ),
+                "ttl" => self.w.push(
+                    &opt.loc,
+                    "ttl",
+                    format!("lvs_sync_daemon ttl {value}: no lbd equivalent: not carried over"),
+                ),
+                "port" => match value.parse::<u16>() {
+                    Ok(p) if p >= 1 => d.port = Some(p),
+                    _ => self.warn(
+                        opt,
+                        format!("port {value:?} is not 1..=65535: ignored (keepalived ignores it too)"),
+                    ),
+                },
+                _ => match value.parse::<IpAddr>() {
+                    Ok(ip) if ip.is_multicast() => d.group = Some(ip),
+                    Ok(ip) => self.warn(
+                        opt,
+                        format!("group {ip} is not a multicast address: ignored (keepalived ignores it too)"),
+                    ),
+                    Err(_) => self.warn(
+                        opt,
+                        format!("group {value:?} is not an IP address: ignored (keepalived ignores it too)"),
+                    ),
+                },
+            }
+        }
+        self.globals.sync_daemon = Some(d);
+    }
+
+    /// The `[sync]` of `lvs_sync_daemon`, now that the converted instances are
+    /// known: it takes its peers from the named instance (or every instance), so
+    /// without one it cannot be carried over.
+    fn finish_sync(&mut self, d: SyncDaemon) {
+        let push = |w: &mut Warnings, reason: String| w.push(&d.loc, "lvs_sync_daemon", reason);
+        if self.model.vrrp.is_empty() {
+            push(
+                self.w,
+                "no vrrp_instance was carried over, and lbd takes the sync peers from one: [sync] is not carried over (write it by hand with peers = [\"IP\", ...] and a key_file)".to_owned(),
+            );
+            return;
+        }
+        let mut instance = d.instance.clone();
+        match &instance {
+            Some(name) if !self.model.vrrp.iter().any(|v| v.name == *name) => {
+                push(
+                    self.w,
+                    format!("{name} is not a carried-over vrrp_instance: lbd's [sync] takes its peers from every instance instead"),
+                );
+                instance = None;
+            }
+            Some(_) => {}
+            None => push(
+                self.w,
+                "no VRRP instance named: lbd's [sync] takes its peers from every instance"
+                    .to_owned(),
+            ),
+        }
+        let mut others: Vec<&str> = Vec::new();
+        for v in &self.model.vrrp {
+            if instance.as_ref().is_none_or(|n| *n == v.name)
+                && v.interface != d.interface
+                && !others.contains(&v.interface.as_str())
+            {
+                others.push(&v.interface);
+            }
+        }
+        if !others.is_empty() {
+            let reason = format!(
+                "lbd sends sync messages to the VRRP instance's unicast peers, or to the group on the instance's interface ({}), not on {}: the interface is not carried over",
+                others.join(", "),
+                d.interface
+            );
+            push(self.w, reason);
+        }
+        push(
+            self.w,
+            format!("converted to [sync] with key_file = \"{SYNC_KEY_FILE}\": lbd authenticates sync messages (IPVS's sync daemon does not), so create the key before lbd starts: {MAKE_SYNC_KEY}, and put the same file on every LB node (lbd refuses the configuration while it is missing)"),
+        );
+        self.model.sync = Some(SyncOut {
+            origin: d.origin,
+            key_file: SYNC_KEY_FILE.to_owned(),
+            instance,
+            port: d.port,
+            group: d.group,
+        });
     }
 
     fn vrrp_script(&mut self, node: &Node) {
@@ -730,7 +975,7 @@ impl Converter<'_> {
             "notify_stop" | "notify_deleted" | "notify_master_rx_lower_pri" | "notify_priority_changes" => self.warn(opt, "lbd has notify, notify_master, notify_backup and notify_fault only (notify also reports STOP): not carried over"),
             "garp_master_refresh" | "garp_master_refresh_repeat" | "garp_lower_prio_delay" | "garp_lower_prio_repeat" | "garp_extra_if" | "vmac_garp_intvl" => self.warn(opt, "lbd sends gratuitous ARPs / NAs only when becoming master (garp_master_repeat now and again garp_master_delay later): not carried over"),
             "mcast_dst_ip" => self.warn(opt, "lbd sends adverts to 224.0.0.18 / ff02::12 (or the unicast peers) only: not carried over"),
-            "lvs_sync_daemon_interface" => self.warn(opt, "lbd does not use IPVS connection sync: not carried over"),
+            "lvs_sync_daemon_interface" => self.warn(opt, "keepalived's old per-instance IPVS sync interface: not carried over (global_defs lvs_sync_daemon becomes lbd's [sync])"),
             "native_ipv6" => self.warn(opt, "implied by IPv6 virtual addresses in lbd (version 3): not carried over"),
             _ => self.warn(opt, "vrrp_instance option with no lbd equivalent: not carried over"),
         }
@@ -1861,6 +2106,13 @@ impl Converter<'_> {
             interfaces.push("eth0".to_owned());
         }
         self.model.interfaces = interfaces;
+        let [tcp, tcpfin, udp] = std::mem::take(&mut self.globals.timeouts);
+        self.model.timeout_tcp = tcp.map(|(d, _)| d);
+        self.model.timeout_tcpfin = tcpfin.map(|(d, _)| d);
+        self.model.timeout_udp = udp.map(|(d, _)| d);
+        if let Some(d) = self.globals.sync_daemon.take() {
+            self.finish_sync(d);
+        }
         if self.model.services.len() > DEFAULT_MAX_SERVICES {
             self.model.max_services = Some(self.model.services.len());
         }

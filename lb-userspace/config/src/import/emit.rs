@@ -20,12 +20,31 @@ pub(super) struct Model {
     pub max_services: Option<usize>,
     /// `[global] max_backends`, when more distinct backends than the default 4096.
     pub max_backends: Option<usize>,
+    /// `[global] timeout_tcp` (keepalived `lvs_timeouts tcp`).
+    pub timeout_tcp: Option<Duration>,
+    /// `[global] timeout_tcpfin` (keepalived `lvs_timeouts tcpfin`).
+    pub timeout_tcpfin: Option<Duration>,
+    /// `[global] timeout_udp` (keepalived `lvs_timeouts udp`).
+    pub timeout_udp: Option<Duration>,
     /// `[[interface]]` names.
     pub interfaces: Vec<String>,
     /// `[[service]]`.
     pub services: Vec<ServiceOut>,
     /// `[[vrrp]]`.
     pub vrrp: Vec<VrrpOut>,
+    /// `[sync]` (keepalived `lvs_sync_daemon`).
+    pub sync: Option<SyncOut>,
+}
+
+/// `[sync]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct SyncOut {
+    /// Where it came from (`file:line: lvs_sync_daemon ...`), for a comment.
+    pub origin: String,
+    pub key_file: String,
+    pub instance: Option<String>,
+    pub port: Option<u16>,
+    pub group: Option<IpAddr>,
 }
 
 /// One `[[service]]`.
@@ -197,6 +216,15 @@ pub(super) fn emit(model: &Model, source: &Path, warnings: &[Warning]) -> String
     if let Some(n) = model.max_backends {
         global.push(format!("max_backends = {n}"));
     }
+    for (key, value) in [
+        ("timeout_tcp", model.timeout_tcp),
+        ("timeout_tcpfin", model.timeout_tcpfin),
+        ("timeout_udp", model.timeout_udp),
+    ] {
+        if let Some(d) = value {
+            global.push(format!("{key} = {}", duration(d)));
+        }
+    }
     if !global.is_empty() {
         o.push_str("\n[global]\n");
         for line in global {
@@ -219,7 +247,29 @@ pub(super) fn emit(model: &Model, source: &Path, warnings: &[Warning]) -> String
     for v in &model.vrrp {
         emit_vrrp(&mut o, v);
     }
+    if let Some(sync) = &model.sync {
+        emit_sync(&mut o, sync);
+    }
     o
+}
+
+fn emit_sync(o: &mut String, s: &SyncOut) {
+    let _ = writeln!(o, "\n# {}", comment(&s.origin));
+    o.push_str("# Flow sync between the LB nodes. lbd authenticates it: create the key file\n");
+    o.push_str("# (install -m 600 /dev/null /etc/lbd/sync.key &&\n");
+    o.push_str("#  head -c 32 /dev/urandom | base64 > /etc/lbd/sync.key)\n");
+    o.push_str("# and put the same file on every node before lbd starts.\n");
+    o.push_str("[sync]\n");
+    let _ = writeln!(o, "key_file = {}", quote(&s.key_file));
+    if let Some(name) = &s.instance {
+        let _ = writeln!(o, "instance = {}", quote(name));
+    }
+    if let Some(port) = s.port {
+        let _ = writeln!(o, "port = {port}");
+    }
+    if let Some(group) = s.group {
+        let _ = writeln!(o, "group = {}", quote(&group.to_string()));
+    }
 }
 
 fn status_list(codes: &[u16]) -> String {

@@ -33,9 +33,15 @@ fn conv(text: &str) -> Imported {
     }
 }
 
-/// The converted TOML parsed and validated by lbd's own loader.
+/// The converted TOML parsed and validated by lbd's own loader, as the importer
+/// checks it: without reading the key file a converted `[sync]` names (the operator
+/// creates it afterwards; `sync_with_a_key_file_passes_check_config` reads it).
 fn check(imported: &Imported) -> Config {
-    match crate::parse(&imported.toml, Path::new("out.toml")) {
+    match crate::parse_with(
+        &imported.toml,
+        Path::new("out.toml"),
+        crate::KeyFiles::NotRead,
+    ) {
         Ok(c) => c,
         Err(e) => panic!("lbd refuses the output: {e}\n{}", imported.toml),
     }
@@ -510,10 +516,114 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "global_defs",
-        conf: "global_defs {\n router_id lb-a\n notification_email { ops@example.com }\n vrrp_strict\n lvs_id LB1\n}",
+        conf: "global_defs {\n router_id lb-a\n notification_email { ops@example.com }\n vrrp_strict\n lvs_id LB1\n lvs_flush\n}",
         toml: &["node_name = \"lb-a\""],
         not_toml: &[],
-        warnings: &[("notification_email", "e-mail"), ("vrrp_strict", "strict mode"), ("lvs_id", "IPVS")],
+        warnings: &[("notification_email", "e-mail"), ("vrrp_strict", "strict mode"), ("lvs_id", "IPVS"), ("lvs_flush", "IPVS")],
+    },
+    Case {
+        name: "lvs_timeouts, every value",
+        conf: "global_defs { lvs_timeouts tcp 7200 tcpfin 30 udp 60 }",
+        toml: &["[global]\ntimeout_tcp = \"7200s\"\ntimeout_tcpfin = \"30s\"\ntimeout_udp = \"60s\"\n"],
+        not_toml: &["settle_after", "[sync]"],
+        warnings: &[],
+    },
+    Case {
+        name: "lvs_timeouts, a subset in another order",
+        conf: "global_defs { lvs_timeouts udp 45 tcp 600 }",
+        toml: &["timeout_tcp = \"600s\"\ntimeout_udp = \"45s\"\n"],
+        not_toml: &["timeout_tcpfin"],
+        warnings: &[],
+    },
+    Case {
+        name: "lvs_timeouts, 0 and bad values",
+        conf: "global_defs {\n lvs_timeouts tcp 0 tcpfin 2678401 udp -1 tcp_fin 10 tcpfin\n lvs_timeouts\n}",
+        toml: &[],
+        not_toml: &["timeout_"],
+        warnings: &[
+            ("lvs_timeouts", "tcp 0 leaves IPVS's timeout as it was: lbd's timeout_tcp keeps its default 900s"),
+            ("lvs_timeouts", "tcpfin \"2678401\" is not a whole number of seconds in 0..=2678400: ignored"),
+            ("lvs_timeouts", "udp \"-1\" is not a whole number"),
+            ("lvs_timeouts", "unknown option \"tcp_fin\""),
+            ("lvs_timeouts", "unknown option \"10\""),
+            ("lvs_timeouts", "tcpfin without a value"),
+            ("lvs_timeouts", "needs at least one of tcp, tcpfin, udp"),
+        ],
+    },
+    Case {
+        name: "lvs_timeouts twice: the last value counts",
+        conf: "global_defs {\n lvs_timeouts tcp 100\n lvs_timeouts tcp 200 udp 2678400\n}",
+        toml: &["timeout_tcp = \"200s\"", "timeout_udp = \"2678400s\""],
+        not_toml: &["\"100s\""],
+        warnings: &[("lvs_timeouts", "tcp was already set at line 2: keepalived uses the last value, so does lbd")],
+    },
+    Case {
+        name: "lvs_sync_daemon with every option",
+        conf: "global_defs { lvs_sync_daemon eth0 VI_1 id 5 maxlen 1400 port 8849 ttl 2 group 239.1.1.1 }\nvrrp_instance VI_1 { interface eth0\n virtual_router_id 9\n virtual_ipaddress { 10.0.0.1 } }",
+        toml: &["[sync]\nkey_file = \"/etc/lbd/sync.key\"\ninstance = \"VI_1\"\nport = 8849\ngroup = \"239.1.1.1\"\n"],
+        not_toml: &["maxlen", "ttl", "\nid ="],
+        warnings: &[
+            ("id", "lvs_sync_daemon id 5: lbd has no sync id"),
+            ("maxlen", "lvs_sync_daemon maxlen 1400"),
+            ("ttl", "lvs_sync_daemon ttl 2: no lbd equivalent"),
+            ("lvs_sync_daemon", "lbd authenticates sync messages (IPVS's sync daemon does not)"),
+            ("lvs_sync_daemon", "install -m 600 /dev/null /etc/lbd/sync.key && head -c 32 /dev/urandom | base64 > /etc/lbd/sync.key"),
+            ("lvs_sync_daemon", "the same file on every LB node"),
+        ],
+    },
+    Case {
+        name: "lvs_sync_daemon with inst, IPv6 group, defaults",
+        conf: "global_defs { lvs_sync_daemon eth0 inst VI_1 group ff02::81 }\nvrrp_instance VI_1 { interface eth0\n virtual_router_id 9\n virtual_ipaddress { 10.0.0.1 } }",
+        toml: &["[sync]\nkey_file = \"/etc/lbd/sync.key\"\ninstance = \"VI_1\"\ngroup = \"ff02::81\"\n"],
+        not_toml: &["port = "],
+        warnings: &[("lvs_sync_daemon", "converted to [sync]")],
+    },
+    Case {
+        name: "lvs_sync_daemon: the older form with a bare sync id, bad values",
+        conf: "global_defs { lvs_sync_daemon eth0 VI_1 7 port 0 group 10.0.0.81 ttl }\nvrrp_instance VI_1 { interface eth0\n virtual_router_id 9\n virtual_ipaddress { 10.0.0.1 } }",
+        toml: &["instance = \"VI_1\""],
+        not_toml: &["port = ", "group = "],
+        warnings: &[
+            ("id", "sync id 7"),
+            ("lvs_sync_daemon", "port \"0\" is not 1..=65535"),
+            ("lvs_sync_daemon", "group 10.0.0.81 is not a multicast address"),
+            ("lvs_sync_daemon", "ttl without a value"),
+        ],
+    },
+    Case {
+        name: "lvs_sync_daemon on another interface than the instance",
+        conf: "global_defs { lvs_sync_daemon eth1 VI_1 }\nvrrp_instance VI_1 { interface eth0\n virtual_router_id 9\n virtual_ipaddress { 10.0.0.1 } }",
+        toml: &["instance = \"VI_1\""],
+        not_toml: &[],
+        warnings: &[("lvs_sync_daemon", "on the instance's interface (eth0), not on eth1: the interface is not carried over")],
+    },
+    Case {
+        name: "lvs_sync_daemon naming an unknown instance",
+        conf: "global_defs { lvs_sync_daemon eth0 VI_9 }\nvrrp_instance VI_1 { interface eth0\n virtual_router_id 9\n virtual_ipaddress { 10.0.0.1 } }",
+        toml: &["[sync]\nkey_file = \"/etc/lbd/sync.key\"\n"],
+        not_toml: &["instance = "],
+        warnings: &[("lvs_sync_daemon", "VI_9 is not a carried-over vrrp_instance: lbd's [sync] takes its peers from every instance instead")],
+    },
+    Case {
+        name: "lvs_sync_daemon without an instance",
+        conf: "global_defs { lvs_sync_daemon eth0 }\nvrrp_instance VI_1 { interface eth0\n virtual_router_id 9\n virtual_ipaddress { 10.0.0.1 } }",
+        toml: &["[sync]\nkey_file = \"/etc/lbd/sync.key\"\n"],
+        not_toml: &["instance = "],
+        warnings: &[("lvs_sync_daemon", "no VRRP instance named: lbd's [sync] takes its peers from every instance")],
+    },
+    Case {
+        name: "lvs_sync_daemon without any vrrp_instance",
+        conf: "global_defs { lvs_sync_daemon eth0 VI_1 }",
+        toml: &[],
+        not_toml: &["[sync]", "key_file"],
+        warnings: &[("lvs_sync_daemon", "no vrrp_instance was carried over, and lbd takes the sync peers from one: [sync] is not carried over")],
+    },
+    Case {
+        name: "lvs_sync_daemon twice: the first counts",
+        conf: "global_defs {\n lvs_sync_daemon eth0 VI_1\n lvs_sync_daemon eth1 VI_2\n lvs_sync_daemon\n}\nvrrp_instance VI_1 { interface eth0\n virtual_router_id 9\n virtual_ipaddress { 10.0.0.1 } }\nvrrp_instance VI_2 { interface eth1\n virtual_router_id 9\n virtual_ipaddress { 10.0.0.2 } }",
+        toml: &["instance = \"VI_1\""],
+        not_toml: &["instance = \"VI_2\""],
+        warnings: &[("lvs_sync_daemon", "already given at line 2: keepalived uses the first one")],
     },
 ];
 
@@ -855,6 +965,14 @@ fn random_configs_always_give_a_valid_config() {
         "misc_timeout",
         "v3_checksum_as_v2",
         "sh-port",
+        "lvs_timeouts",
+        "lvs_sync_daemon",
+        "tcp",
+        "tcpfin",
+        "udp",
+        "inst",
+        "group",
+        "port",
         "include",
         "$X=1",
         "@id",
@@ -884,6 +1002,8 @@ fn random_configs_always_give_a_valid_config() {
         "2001:db8::2/64",
         "0.0.0.0",
         "224.0.0.18",
+        "239.1.1.1",
+        "2678400",
         "255.255.255.255",
         "::ffff:10.0.0.9",
         "eth0",
@@ -1049,5 +1169,93 @@ fn random_wellformed_configs_always_give_a_valid_config() {
     assert!(
         vrrp > 500 && services > 500 && backends > 200,
         "{vrrp} {services} {backends}"
+    );
+}
+
+// ----- flow sync and timeouts -----
+
+/// A keepalived LVS-DR node with IPVS timeouts and the sync daemon.
+const WITH_SYNC: &str = "\
+global_defs {
+    router_id lb-a
+    lvs_timeouts tcp 7200 tcpfin 60 udp 120
+    lvs_sync_daemon eth0 VI_1 id 51 maxlen 1400 ttl 1
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    unicast_src_ip 10.0.0.10
+    unicast_peer {
+        10.0.0.11
+    }
+    virtual_ipaddress { 10.0.0.100/24 }
+}
+";
+
+#[test]
+fn lvs_timeouts_and_sync_daemon_convert() {
+    let got = conv(WITH_SYNC);
+    let cfg = check(&got);
+    assert_eq!(cfg.global.timeout_tcp, Duration::from_secs(7200));
+    assert_eq!(cfg.global.timeout_tcpfin, Duration::from_secs(60));
+    assert_eq!(cfg.global.timeout_udp, Duration::from_secs(120));
+    // settle_after is not written: it follows timeout_tcp.
+    assert_eq!(cfg.global.settle_after, Duration::from_secs(7200));
+    let sync = cfg.sync.as_ref().expect("[sync]");
+    assert_eq!(
+        sync.key_file.as_deref(),
+        Some(Path::new("/etc/lbd/sync.key"))
+    );
+    assert_eq!(sync.instance.as_deref(), Some("VI_1"));
+    assert_eq!((sync.port, sync.group), (8848, ip("224.0.0.81")));
+    assert!(sync.peers.is_empty());
+    assert_eq!(
+        cfg.sync_peers(),
+        vec![crate::SyncPeer::Unicast("10.0.0.11:8848".parse().unwrap())]
+    );
+    // Reported at the lvs_sync_daemon line: id, maxlen, ttl and the key to create.
+    assert_eq!(assert_warning(&got, "id", "lvs_sync_daemon id 51"), 4);
+    assert_eq!(
+        assert_warning(&got, "maxlen", "lvs_sync_daemon maxlen 1400"),
+        4
+    );
+    assert_eq!(assert_warning(&got, "ttl", "lvs_sync_daemon ttl 1"), 4);
+    assert_eq!(
+        assert_warning(&got, "lvs_sync_daemon", "authenticates sync messages"),
+        4
+    );
+    assert_eq!(got.warnings.len(), 4, "{}", list(&got));
+    assert_eq!(
+        got.warnings[3].to_string(),
+        "keepalived.conf:4: lvs_sync_daemon: converted to [sync] with key_file = \"/etc/lbd/sync.key\": lbd authenticates sync messages (IPVS's sync daemon does not), so create the key before lbd starts: install -m 600 /dev/null /etc/lbd/sync.key && head -c 32 /dev/urandom | base64 > /etc/lbd/sync.key, and put the same file on every LB node (lbd refuses the configuration while it is missing)"
+    );
+    // The [sync] table says so too, and comes from the keepalived line.
+    assert!(got
+        .toml
+        .contains("# from keepalived.conf:4: lvs_sync_daemon eth0 VI_1 id 51 maxlen 1400 ttl 1\n"));
+    assert!(got
+        .toml
+        .contains("head -c 32 /dev/urandom | base64 > /etc/lbd/sync.key)"));
+}
+
+/// The importer succeeds although /etc/lbd/sync.key does not exist (it checks its
+/// output without reading key files); `lbd --check-config` (`crate::parse`) then
+/// refuses the output until the key exists, and accepts it once it does.
+#[test]
+fn sync_with_a_key_file_passes_check_config() {
+    let got = conv(WITH_SYNC);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("sync.key");
+    let text = got
+        .toml
+        .replace("/etc/lbd/sync.key", &key.display().to_string());
+    let err = crate::parse(&text, Path::new("out.toml")).expect_err("no key yet");
+    assert_eq!(err.field, "sync.key_file");
+    assert!(err.message.contains("cannot open"), "{err}");
+    std::fs::write(&key, "bm90LWEtcmVhbC1rZXktYnV0LWxvbmctZW5vdWdo\n").expect("write");
+    let cfg = crate::parse(&text, Path::new("out.toml")).expect("valid with the key");
+    assert_eq!(
+        cfg.sync.expect("[sync]").key,
+        b"bm90LWEtcmVhbC1rZXktYnV0LWxvbmctZW5vdWdo"
     );
 }

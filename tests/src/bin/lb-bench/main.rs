@@ -9,6 +9,7 @@ mod controller;
 mod observers;
 mod proxies;
 mod rate;
+mod sync;
 
 use std::{fmt::Write as _, fs, path::PathBuf, time::Instant};
 
@@ -32,7 +33,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only the sections whose name contains this (packet, maglev, scale, rate,
-    /// proxies, control, observers, backend, vrrp).
+    /// proxies, control, observers, backend, vrrp, sync).
     #[arg(long)]
     only: Option<String>,
     /// Output directory for report.md and report.json.
@@ -312,6 +313,9 @@ fn main() -> Result<()> {
     if want("vrrp") {
         vrrp_failover(&args, &mut figures)?;
     }
+    if want("sync") {
+        sync::flow_sync(&args, &mut figures)?;
+    }
 
     write_report(&args, repeat, runs, &figures)
 }
@@ -368,6 +372,8 @@ fn control_plane(args: &Args, runs: usize, figures: &mut Vec<Figure>) -> Result<
         maglev_seed: 1,
         hash_seed: 1,
         forwarding: true,
+        insert_limit: 0,
+        keep_moved: true,
     };
     let caps = Capacities {
         services: services as u32 + 8,
@@ -550,6 +556,7 @@ fn headlines(figures: &[Figure]) -> Vec<String> {
             out.push(format!("{}: {:.1} {}", f.name, f.median, f.unit));
         }
     }
+    out.extend(sync::headlines(figures));
     out
 }
 
@@ -921,7 +928,8 @@ fn per_packet_scaling(
         f.dp.set_conn(
             &key,
             &ConnValue {
-                backend: i % 2,
+                backend: (i % 2) as u16,
+                flags: 0,
                 gen: 1,
                 last_seen_ns: 0,
             },

@@ -896,7 +896,8 @@ fn fill_conns(socket: &Path, pins: &Path, entries: usize, expect: usize) -> Resu
             _pad2: 0,
         };
         let value = ConnValue {
-            backend,
+            backend: u16::try_from(backend).context("backend index")?,
+            flags: 0,
             gen,
             last_seen_ns: now_ns,
         };

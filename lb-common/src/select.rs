@@ -80,7 +80,9 @@ pub trait FlowState {
     fn backend(&self, index: u16) -> Option<&Backend>;
     /// The connection-table entry for `key`.
     fn conn(&self, key: &ConnKey) -> Option<ConnValue>;
-    /// Record a new entry for `key` (the flood guard permitting).
+    /// Record `value` for `key`: an existing entry is overwritten (no new entry, so no
+    /// flood-guard charge: a retransmitted SYN, a reused 5-tuple, a re-balanced flow
+    /// keep one entry); a new one is created if the flood guard permits.
     fn remember(&self, key: &ConnKey, value: &ConnValue) -> Recorded;
     /// Refresh the `last_seen_ns` of `key`'s existing entry to `now_ns`, in place, and
     /// with `fin` mark it closing ([`CONN_F_FIN`]).
@@ -242,8 +244,8 @@ pub fn choose<'a, S: FlowState>(
     if recorded == Recorded::Yes || matches!(how, How::PreChange | How::Current) {
         return Some((choice, b));
     }
-    // Not recorded: the flow's next packets will find no entry, so this one goes where
-    // they will.
+    // Not recorded (no entry existed for the flow, and none was made): its next
+    // packets will find no entry either, so this one goes where they will.
     let (pick, how) = untracked();
     let b = usable(state, pick, how)?;
     Some((

@@ -16,8 +16,8 @@ use aya_ebpf::{
 };
 use lb_common::{
     maps::{
-        outcome, Backend, ConnEvent, ConnKey, ConnValue, ServiceKey, ServiceTable, CONN_F_FIN,
-        IFINDEX_LOCAL,
+        outcome, Backend, ConnEvent, ConnKey, ConnValue, FlowGuard, ServiceKey, ServiceTable,
+        CONN_F_FIN, IFINDEX_LOCAL,
     },
     select::{choose, frag_key, service_keys, slot_hash, vip_filter_bit, FlowState, How, Recorded},
 };
@@ -243,12 +243,26 @@ impl FlowState for DataplaneMaps {
         unsafe { CONNS.get(key) }.copied()
     }
 
-    /// The flood guard, then the insert, then the event for the flow sync.
+    /// An existing entry is overwritten in place (no new entry: no guard, and no LRU
+    /// allocation that could evict another); else the flood guard, then the insert.
+    /// Either way the event for the flow sync.
     #[inline(always)]
     fn remember(&self, key: &ConnKey, value: &ConnValue) -> Recorded {
         let Some(guard) = FLOW_GUARD.get_ptr_mut(0) else {
             return Recorded::Failed;
         };
+        if let Some(v) = CONNS.get_ptr_mut(key) {
+            // SAFETY: plain stores into the entry; a racing reader of the same flow
+            // sees the old or the new value per field.
+            unsafe {
+                (*v).backend = value.backend;
+                (*v).flags = value.flags;
+                (*v).gen = value.gen;
+                (*v).last_seen_ns = value.last_seen_ns;
+            }
+            announce(guard, key, value);
+            return Recorded::Yes;
+        }
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
         unsafe {
             if self.insert_limit != 0 {
@@ -266,28 +280,7 @@ impl FlowState for DataplaneMaps {
         if CONNS.insert(key, value, 0).is_err() {
             return Recorded::Failed;
         }
-        match CONN_EVENTS.reserve::<ConnEvent>(0) {
-            Some(mut event) => {
-                let to = event.as_mut_ptr() as *mut u8;
-                let k = key as *const ConnKey as *const u8;
-                let v = value as *const ConnValue as *const u8;
-                // Word by word (a struct copy compiles to a memmove call).
-                // SAFETY: `to` holds a ConnEvent: the key's 40 bytes, then the value's 16.
-                unsafe {
-                    let mut i = 0;
-                    while i < 40 {
-                        put::<u32>(to, i, field::<u32>(k, i));
-                        i += 4;
-                    }
-                    put::<u32>(to, 40, field::<u32>(v, 0));
-                    put::<u32>(to, 44, field::<u32>(v, 4));
-                    put::<u64>(to, 48, field::<u64>(v, 8));
-                }
-                event.submit(0);
-            }
-            // SAFETY: as above.
-            None => unsafe { (*guard).events_lost += 1 },
-        }
+        announce(guard, key, value);
         Recorded::Yes
     }
 
@@ -309,6 +302,34 @@ impl FlowState for DataplaneMaps {
     fn now_ns(&self) -> u64 {
         // SAFETY: no preconditions.
         unsafe { bpf_ktime_get_ns() }
+    }
+}
+
+/// Put a just-written entry on the event ring for the flow sync (counted in the
+/// guard's `events_lost` if the ring is full).
+#[inline(always)]
+fn announce(guard: *mut FlowGuard, key: &ConnKey, value: &ConnValue) {
+    match CONN_EVENTS.reserve::<ConnEvent>(0) {
+        Some(mut event) => {
+            let to = event.as_mut_ptr() as *mut u8;
+            let k = key as *const ConnKey as *const u8;
+            let v = value as *const ConnValue as *const u8;
+            // Word by word (a struct copy compiles to a memmove call).
+            // SAFETY: `to` holds a ConnEvent: the key's 40 bytes, then the value's 16.
+            unsafe {
+                let mut i = 0;
+                while i < 40 {
+                    put::<u32>(to, i, field::<u32>(k, i));
+                    i += 4;
+                }
+                put::<u32>(to, 40, field::<u32>(v, 0));
+                put::<u32>(to, 44, field::<u32>(v, 4));
+                put::<u64>(to, 48, field::<u64>(v, 8));
+            }
+            event.submit(0);
+        }
+        // SAFETY: the per-CPU guard slot, only this CPU writes it while the program runs.
+        None => unsafe { (*guard).events_lost += 1 },
     }
 }
 

@@ -644,6 +644,22 @@ fn over_the_flood_guard_flows_are_routed_unrecorded_and_never_split() {
         assert_eq!(f.dp.conn(&e.key).unwrap(), Some(e.value));
     }
     assert_eq!(guard.events_lost, 0);
+    // A retransmitted SYN (or a new connection on a reused 5-tuple) of a recorded flow
+    // overwrites its entry: no new entry, so the guard does not refuse it, and the
+    // connection stays on the entry's backend, whole.
+    let refused = f.dp.flow_guard().unwrap().refused;
+    let reused = *moved
+        .iter()
+        .find(|p| f.dp.conn(&key(**p)).unwrap().is_some())
+        .expect("a recorded flow");
+    assert_eq!(f.forwarded_to(&syn(reused)), 3);
+    assert_eq!(f.forwarded_to(&seg(reused)), 3, "reused 5-tuple split");
+    assert_eq!(f.dp.conn(&key(reused)).unwrap().map(|v| v.backend), Some(3));
+    assert_eq!(
+        f.dp.flow_guard().unwrap().refused,
+        refused,
+        "not a new entry"
+    );
 }
 
 /// A tracked flow's FIN marks its entry closing (it then counts as alive for

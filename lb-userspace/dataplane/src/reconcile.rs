@@ -240,6 +240,8 @@ pub struct Reconciler {
     written: HashMap<u16, Backend>,
     /// The flood guard's refusals when settle last looked.
     guard_refused: u64,
+    /// When that counter was last seen to move.
+    last_refusal: Option<Instant>,
 }
 
 fn backend_id(address: IpAddr) -> Vec<u8> {
@@ -258,6 +260,7 @@ impl Reconciler {
             next_index: 0,
             written: HashMap::new(),
             guard_refused: 0,
+            last_refusal: None,
         }
     }
 
@@ -600,6 +603,7 @@ impl Reconciler {
         timeouts: &Timeouts,
         now: Instant,
     ) -> Result<Vec<PeerDirty>, SyncError> {
+        self.note_refusals(dp, now)?;
         let due: Vec<ServiceKey> = self
             .services
             .iter()
@@ -609,15 +613,16 @@ impl Reconciler {
             })
             .map(|(k, _)| *k)
             .collect();
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
-        let refused = dp.flow_guard()?.refused;
-        if std::mem::replace(&mut self.guard_refused, refused) != refused {
+        let (due, postponed): (Vec<ServiceKey>, Vec<ServiceKey>) = due
+            .into_iter()
+            .partition(|k| !self.refused_within(timeouts.settle(k.proto), now));
+        if !postponed.is_empty() {
             tracing::info!(
-                refused,
-                "settle postponed: the flood guard is refusing connection entries"
+                services = postponed.len(),
+                "settle postponed: the flood guard refused connection entries within the settle time"
             );
+        }
+        if due.is_empty() {
             return Ok(Vec::new());
         }
         let seed = dp.config()?.hash_seed;
@@ -695,6 +700,23 @@ impl Reconciler {
             );
         }
         Ok(settled)
+    }
+
+    /// Notice new flood-guard refusals (the counter moved since last looked).
+    fn note_refusals(&mut self, dp: &impl DataplaneOps, now: Instant) -> Result<(), SyncError> {
+        let refused = dp.flow_guard()?.refused;
+        if std::mem::replace(&mut self.guard_refused, refused) != refused {
+            self.last_refusal = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Whether the flood guard refused entries within `window` before `now`: a flow it
+    /// kept from being recorded may have been idle since, and needs its slot's
+    /// previous backend for as long as any untracked flow does.
+    fn refused_within(&self, window: Duration, now: Instant) -> bool {
+        self.last_refusal
+            .is_some_and(|t| now.saturating_duration_since(t) < window)
     }
 
     /// The backend index of `address` in service `key`.

@@ -128,6 +128,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         tracing::info!(pin_dir = %pin_dir.display(), backends = start.links.len(), "adopting the pinned data plane");
     }
     start.adopted = adopting;
+    start.cpus = aya::util::nr_cpus().map_or(1, |n| n as u32);
     start.inherited_masters = vrrp::inherited_masters(&config).await;
 
     let (health_tx, mut health_rx) = mpsc::channel::<HealthEvent>(1024);
@@ -218,11 +219,16 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     tracing::info!(node = %node.config().global.node_name, services = node.config().services.len(), "lbd running");
 
     loop {
+        // A new VRRP master waits for its forwarding to be applied before adding VIPs.
+        let mut applied: Option<oneshot::Sender<()>> = None;
         let event = tokio::select! {
             Some(ev) = health_rx.recv() => Event::Health { key: ev.key, up: ev.up },
             Some((ip, result)) = resolved_rx.recv() => Event::Resolved { ip, result },
             Some(n) = neigh_rx.recv() => Event::Neighbor(n),
-            Some((instance, forward)) = vrrp_rx.recv() => Event::Vrrp { instance, forward },
+            Some((instance, forward, done)) = vrrp_rx.recv() => {
+                applied = done;
+                Event::Vrrp { instance, forward }
+            }
             Some((interface, up)) = link_rx.recv() => Event::Link { interface, up },
             Some((script, ok)) = script_rx.recv() => Event::Script { script, ok },
             Some(update) = peer_rx.recv() => Event::Peer(update),
@@ -303,6 +309,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         effects.extend(node.flush());
         // After start, effects only fail in ways the node logs and retries.
         let _ = shell.execute(&mut node, effects, false);
+        if let Some(done) = applied {
+            let _ = done.send(());
+        }
     }
     // A graceful stop hands the VIPs over (priority 0: the backup takes over within
     // skew time). The data plane keeps forwarding whatever still arrives here, to the
@@ -388,7 +397,9 @@ impl Shell {
                     }
                 }
                 Effect::Settle(timeouts) => self.settle(&timeouts),
-                Effect::InstallPeer(update) => self.install_peer(update),
+                Effect::InstallPeer(update) => {
+                    self.install_peer(update, &node.timeouts(), node.forwarding())
+                }
                 Effect::ReloadDone(result) => reload = Some(result),
             }
         }

@@ -164,7 +164,6 @@ fn bind(port: u16, v6: bool, multicast: Option<&(IpAddr, String)>) -> std::io::R
         Domain::IPV4
     };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
     // A full resync arrives paced, but a peer's dump of a large table still holds
     // hundreds of datagrams: room for them beyond the kernel's default (rmem_max
     // would cap a plain SO_RCVBUF; lbd runs with CAP_NET_ADMIN, so force it).
@@ -334,11 +333,13 @@ impl Task {
                 }
                 SyncEffect::Install(entries) => {
                     let entries = entries.iter().filter_map(peer_entry).collect();
-                    self.install(PeerUpdate::Entries(entries));
+                    self.install(PeerUpdate::Entries(entries)).await;
                 }
-                SyncEffect::InstallDirty(d) => self.install(PeerUpdate::Dirty(peer_dirty_of(&d))),
+                SyncEffect::InstallDirty(d) => {
+                    self.install(PeerUpdate::Dirty(peer_dirty_of(&d))).await
+                }
                 SyncEffect::InstallSettled(d) => {
-                    self.install(PeerUpdate::Settled(peer_dirty_of(&d)))
+                    self.install(PeerUpdate::Settled(peer_dirty_of(&d))).await
                 }
                 SyncEffect::DumpWanted { to } => {
                     if let Some(scan) = self.scan().await {
@@ -368,13 +369,14 @@ impl Task {
         }
     }
 
-    fn install(&mut self, update: PeerUpdate) {
-        if self.installs.try_send(update).is_err() {
+    /// Hand an update to the loop. While the loop is behind this waits (backpressure:
+    /// datagrams queue in the socket's buffer, and beyond it the kernel drops them,
+    /// which the sequence numbers turn into a resync), so nothing the core counted as
+    /// received is lost silently.
+    async fn install(&mut self, update: PeerUpdate) {
+        if self.installs.send(update).await.is_err() {
             self.install_drops += 1;
-            tracing::warn!(
-                dropped = self.install_drops,
-                "sync: lbd's loop is behind; a peer update was dropped"
-            );
+            tracing::warn!("sync: lbd's loop is gone; a peer update was dropped");
         }
     }
 
@@ -494,16 +496,28 @@ impl super::Shell {
     }
 
     /// Install what a peer synced (a failure is logged; the peer's next refresh or
-    /// resync brings it again).
-    pub(super) fn install_peer(&mut self, update: PeerUpdate) {
+    /// resync brings it again). `forwarding`: this node forwards (it then keeps its
+    /// own dirty-slot state over a peer's).
+    pub(super) fn install_peer(
+        &mut self,
+        update: PeerUpdate,
+        timeouts: &lb_dataplane::reconcile::Timeouts,
+        forwarding: bool,
+    ) {
         let now = Instant::now();
         let result = match &update {
             PeerUpdate::Entries(e) => self
                 .reconciler
                 .install_peer_entries(&mut self.dp, e, now)
                 .map(|r| r.slots_marked),
-            PeerUpdate::Dirty(d) => self.reconciler.install_peer_dirty(&mut self.dp, d, now),
-            PeerUpdate::Settled(d) => self.reconciler.install_peer_settled(&mut self.dp, d),
+            PeerUpdate::Dirty(d) => {
+                self.reconciler
+                    .install_peer_dirty(&mut self.dp, d, forwarding, now)
+            }
+            PeerUpdate::Settled(d) => {
+                self.reconciler
+                    .install_peer_settled(&mut self.dp, d, timeouts, now)
+            }
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "installing a peer's sync update failed");

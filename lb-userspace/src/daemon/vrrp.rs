@@ -76,8 +76,14 @@ pub struct Handle {
     pub status: Arc<Mutex<Status>>,
 }
 
-/// A state change reported to lbd's loop: (instance, forwarding wanted).
-pub type Event = (String, bool);
+/// A state change reported to lbd's loop: (instance, forwarding wanted, told once the
+/// loop has applied it).
+pub type Event = (String, bool, Option<oneshot::Sender<()>>);
+
+/// How long a new master waits for the data plane to forward before it adds the VIPs
+/// (so the kernel never owns a VIP the XDP program is not yet forwarding for: it would
+/// reset established connections that arrive in between).
+const FORWARDING_BEFORE_VIPS: Duration = Duration::from_secs(1);
 
 fn set_status(status: &Arc<Mutex<Status>>, f: impl FnOnce(&mut Status)) {
     if let Ok(mut s) = status.lock() {
@@ -193,12 +199,25 @@ impl Runner {
                 }
                 Action::BecomeMaster => {
                     tracing::info!(instance = %self.config.name, priority = self.instance.effective_priority(), "becoming MASTER: adding VIPs, forwarding on");
+                    let (done, applied) = oneshot::channel();
+                    let _ = self
+                        .events
+                        .send((self.config.name.clone(), true, Some(done)))
+                        .await;
+                    if tokio::time::timeout(FORWARDING_BEFORE_VIPS, applied)
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(instance = %self.config.name, "forwarding was not on within 1 s; adding the VIPs anyway");
+                    }
                     self.vips(true).await;
-                    let _ = self.events.send((self.config.name.clone(), true)).await;
                 }
                 Action::LeaveMaster => {
                     tracing::info!(instance = %self.config.name, state = ?self.instance.state(), "leaving MASTER: forwarding off, removing VIPs");
-                    let _ = self.events.send((self.config.name.clone(), false)).await;
+                    let _ = self
+                        .events
+                        .send((self.config.name.clone(), false, None))
+                        .await;
                     self.vips(false).await;
                 }
                 Action::SendGratuitous => {
@@ -267,7 +286,10 @@ impl Runner {
             {
                 self.inherited = false;
                 tracing::info!(instance = %self.config.name, "another master is active: releasing the inherited VIPs");
-                let _ = self.events.send((self.config.name.clone(), false)).await;
+                let _ = self
+                    .events
+                    .send((self.config.name.clone(), false, None))
+                    .await;
                 self.vips(false).await;
             }
             _ => {}
@@ -306,7 +328,7 @@ async fn run(
     };
     if inherited {
         tracing::info!(instance = %r.config.name, "VIPs already on the interface (lbd restarted as master): keeping forwarding until the election settles");
-        let _ = r.events.send((r.config.name.clone(), true)).await;
+        let _ = r.events.send((r.config.name.clone(), true, None)).await;
     }
     loop {
         let deadline = Instant::from_std(r.instance.next_deadline());

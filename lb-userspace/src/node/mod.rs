@@ -182,6 +182,8 @@ pub struct Node {
     /// Past startup (or adopted a running data plane): table changes mark moved slots
     /// dirty on every node, forwarding or not.
     up: bool,
+    /// CPUs the data plane runs on.
+    cpus: u32,
     /// The flow sync holds the peers' state (always, without `[sync]`). Until then a
     /// VRRP instance runs at the lowest priority: a node that comes back does not take
     /// the VIPs (preempt) before it knows the flows its peer tracks.
@@ -203,6 +205,8 @@ pub struct Start {
     /// A running data plane was adopted: its tables are the cluster's, so changes
     /// count from the first apply (no startup grace).
     pub adopted: bool,
+    /// CPUs the data plane runs on (the flood guard's budget is per CPU); 0 = 1.
+    pub cpus: u32,
 }
 
 impl Node {
@@ -230,6 +234,7 @@ impl Node {
             dirty: true,
             reload: None,
             up: start.adopted,
+            cpus: start.cpus.max(1),
             sync_ready,
         };
         let mut effects = vec![node.checks()];
@@ -294,6 +299,7 @@ impl Node {
         let mut desired =
             translate::desired(&self.config, &self.health, &self.links, self.forwarding());
         desired.keep_moved = self.up;
+        desired.insert_limit = translate::insert_limit(&self.config.global, self.cpus);
         desired
     }
 

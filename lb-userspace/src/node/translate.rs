@@ -137,7 +137,7 @@ pub fn desired(
         maglev_seed: maglev_seed(config.global.hash_seed),
         hash_seed: config.global.hash_seed,
         forwarding,
-        insert_limit: insert_limit(&config.global),
+        insert_limit: insert_limit(&config.global, 1),
         keep_moved: false,
     }
 }
@@ -167,13 +167,13 @@ pub fn startup_grace(config: &Config) -> Duration {
 }
 
 /// The flood guard's budget: new connection-table entries per CPU per second
-/// (`conn_insert_limit`). Automatic: a sixteenth of the table (at least 64), so a flood
-/// replaces at most an eighth of the table per second on a 2-CPU node, while every real
-/// flow's entry, referenced by its own packets, stays.
-pub fn insert_limit(global: &lb_config::Global) -> u32 {
+/// (`conn_insert_limit`). Automatic: an eighth of the table per second over all `cpus`
+/// (at least 32 per CPU), so a flood replaces at most that, while every real flow's
+/// entry, referenced by its own packets, stays.
+pub fn insert_limit(global: &lb_config::Global, cpus: u32) -> u32 {
     global
         .conn_insert_limit
-        .unwrap_or((global.conn_table_size / 16).max(64))
+        .unwrap_or((global.conn_table_size / 8 / cpus.max(1)).max(32))
 }
 
 #[cfg(test)]

@@ -99,6 +99,8 @@ pub struct SyncCore {
     node_at: HashMap<SocketAddr, u64>,
     next_hello: Instant,
     started_at: Option<Instant>,
+    /// The nonce each requester's resync request carried, for its dump's end.
+    dump_nonces: HashMap<SocketAddr, u64>,
     /// Full resyncs to offer ([`SyncEffect::DumpWanted`]) once the queue is empty.
     redump: Vec<Option<SocketAddr>>,
     next_set_id: u32,
@@ -126,6 +128,7 @@ impl SyncCore {
             next_hello: now,
             started_at: None,
             redump: Vec::new(),
+            dump_nonces: HashMap::new(),
             next_set_id: 0,
             totals: Totals::default(),
             settings,
@@ -254,7 +257,8 @@ impl SyncCore {
             cut += left_out;
             sets.push(parts);
         }
-        let adm = self.queue.push_dump(to, entries, sets);
+        let nonce = to.and_then(|a| self.dump_nonces.remove(&a)).unwrap_or(0);
+        let adm = self.queue.push_dump(to, entries, sets, nonce);
         self.totals.entries_dropped += (adm.entries_dropped + adm.slots_dropped + cut) as u64;
         if adm.truncated() || cut > 0 {
             if wanted <= self.settings.max_queue && cut == 0 {
@@ -430,7 +434,7 @@ impl SyncCore {
             Window::new().check(h.seq)?;
         }
         let payload = Payload::decode(h.kind, body)?;
-        if payload == Payload::ResyncRequest
+        if matches!(payload, Payload::ResyncRequest { .. })
             && !self.seqs.contains_key(&from)
             && !self.settings.peers.contains(&from)
             && self.direct_streams >= MAX_DIRECT_STREAMS
@@ -499,17 +503,22 @@ impl SyncCore {
                 }
             }
             Payload::Hello { last_seq } => peer.streams[stream].announce(last_seq),
-            Payload::ResyncRequest => {
+            Payload::ResyncRequest { nonce } => {
                 peer.resyncs_served += 1;
                 self.totals.resyncs_served += 1;
+                if self.dump_nonces.len() < MAX_PEERS || self.dump_nonces.contains_key(&from) {
+                    self.dump_nonces.insert(from, nonce);
+                }
                 out.push(SyncEffect::DumpWanted { to: Some(from) });
             }
             Payload::ResyncDone {
                 entries,
                 dirty_sets,
+                nonce,
             } => {
-                // Complete only if every part of it arrived; else ask again.
-                if peer.resync.done(entries, dirty_sets) {
+                // Complete only if it answers this session's request and every part of
+                // it arrived; else ask again.
+                if peer.resync.done(entries, dirty_sets, nonce, self.epoch) {
                     peer.resyncs_received += 1;
                 }
             }
@@ -594,6 +603,8 @@ impl SyncCore {
     /// Sends queued control messages (hellos, resync requests) the budget allows.
     fn flush_control(&mut self, now: Instant, out: &mut Vec<SyncEffect>) {
         self.bucket.refill(now);
+        // A resync request carries our epoch; the dump's end echoes it.
+        let nonce = self.epoch.to_be_bytes();
         while let Some(&c) = self.control.front() {
             if !self.bucket.take(1) {
                 break;
@@ -601,7 +612,7 @@ impl SyncCore {
             self.control.pop_front();
             let (to, kind, body) = match c {
                 Control::Hello(to) => (to, Kind::Hello, Body::Hello),
-                Control::ResyncRequest(to) => (to, Kind::ResyncRequest, Body::Bytes(&[])),
+                Control::ResyncRequest(to) => (to, Kind::ResyncRequest, Body::Bytes(&nonce)),
             };
             if let Some(datagram) = self.seal_for(to, kind, false, body) {
                 out.push(SyncEffect::Send { to, datagram });

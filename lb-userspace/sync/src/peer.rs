@@ -65,7 +65,14 @@ impl ResyncState {
     /// A dump's end announced `entries` and `dirty_sets`: true if all of it arrived
     /// (the resync is complete); else another request is due. Either way the counts
     /// start over.
-    pub fn done(&mut self, entries: u64, dirty_sets: u32) -> bool {
+    /// Only the answer to this session's request counts: `nonce` must be `ours` (our
+    /// epoch, which the request carried).
+    pub fn done(&mut self, entries: u64, dirty_sets: u32, nonce: u64, ours: u64) -> bool {
+        if nonce != ours {
+            // Not an answer to our request (a dump nobody asked for, or a replay from
+            // before we restarted): its data counts, its end does not.
+            return false;
+        }
         let complete = !self.wanted && self.got_entries >= entries && self.got_sets >= dirty_sets;
         self.got_entries = 0;
         self.got_sets = 0;

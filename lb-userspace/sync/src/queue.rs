@@ -54,6 +54,7 @@ struct Dump {
     entries: VecDeque<FlowEntry>,
     total_entries: u64,
     dirty_sets: u32,
+    nonce: u64,
 }
 
 /// The send queue: at most `max` entries and dirty slots held, live and dumps together.
@@ -124,6 +125,7 @@ impl SendQueue {
         to: Option<SocketAddr>,
         mut entries: Vec<FlowEntry>,
         dirty: Vec<Vec<DirtyPart>>,
+        nonce: u64,
     ) -> Admission {
         if let Some(i) = self.dumps.iter().position(|d| d.to == to) {
             if let Some(old) = self.dumps.remove(i) {
@@ -133,7 +135,10 @@ impl SendQueue {
         }
         let mut adm = Admission::default();
         let mut parts = VecDeque::new();
-        let mut sets = 0u32;
+        // The dump's end announces what the full state holds, not what fit: a receiver
+        // that got less knows its resync is not complete.
+        let sets = u32::try_from(dirty.len()).unwrap_or(u32::MAX);
+        let total_entries = entries.len() as u64;
         for set in dirty {
             let slots: usize = set.iter().map(|p| p.slots.slots.len()).sum();
             if self.used + slots > self.max {
@@ -141,7 +146,6 @@ impl SendQueue {
                 continue;
             }
             self.used += slots;
-            sets += 1;
             parts.extend(set);
         }
         let room = self.max - self.used;
@@ -153,9 +157,10 @@ impl SendQueue {
         self.dumps.push_back(Dump {
             to,
             dirty: parts,
-            total_entries: entries.len() as u64,
+            total_entries,
             entries: entries.into(),
             dirty_sets: sets,
+            nonce,
         });
         adm
     }
@@ -227,6 +232,7 @@ impl SendQueue {
                     payload: Payload::ResyncDone {
                         entries: done.total_entries,
                         dirty_sets: done.dirty_sets,
+                        nonce: done.nonce,
                     }
                     .encode(),
                     entries: 0,
@@ -294,7 +300,7 @@ mod tests {
         for i in 0..40 {
             q.push_live(e(i));
         }
-        let adm = q.push_dump(None, (0..100).map(e).collect(), vec![]);
+        let adm = q.push_dump(None, (0..100).map(e).collect(), vec![], 0);
         assert_eq!(adm.entries_dropped, 40);
         assert_eq!(q.used(), 100);
         // Alternates live and dump.
@@ -313,8 +319,8 @@ mod tests {
     fn dump_to_same_destination_replaces() {
         let mut q = SendQueue::new(100);
         let to: SocketAddr = "10.0.0.9:7000".parse().unwrap();
-        q.push_dump(Some(to), (0..50).map(e).collect(), vec![]);
-        q.push_dump(Some(to), (0..70).map(e).collect(), vec![]);
+        q.push_dump(Some(to), (0..50).map(e).collect(), vec![], 0);
+        q.push_dump(Some(to), (0..70).map(e).collect(), vec![], 0);
         assert_eq!(q.used(), 70);
         assert!(q.has_dump(Some(to)));
         assert!(!q.has_dump(None));

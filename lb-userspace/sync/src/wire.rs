@@ -23,8 +23,10 @@
 //! - `Settled`: as `Dirty`; the slots are no longer dirty on the sender.
 //! - `Hello`: `last_seq: u64`, the sequence number of the last datagram sent on this
 //!   stream before the hello.
-//! - `ResyncRequest`: empty.
-//! - `ResyncDone`: `entries: u64`, `dirty_sets: u32` (what the dump held).
+//! - `ResyncRequest`: `nonce: u64`, the requester's epoch.
+//! - `ResyncDone`: `entries: u64`, `dirty_sets: u32` (what the full state held),
+//!   `nonce: u64` (the request's): only an answer to this session's request completes
+//!   a resync, so a replayed `ResyncDone` from before the requester restarted does not.
 //!
 //! Decoding never panics and never trusts a count: any byte left over or missing, an
 //! unknown flag bit or family, a slot outside its table, is [`Reject::Malformed`].
@@ -163,13 +165,18 @@ pub enum Payload {
         last_seq: u64,
     },
     /// Resync request.
-    ResyncRequest,
+    ResyncRequest {
+        /// The requester's epoch, echoed by the dump's end.
+        nonce: u64,
+    },
     /// End of a full resync.
     ResyncDone {
-        /// Entries the dump held.
+        /// Entries the full state held.
         entries: u64,
-        /// Dirty sets the dump held.
+        /// Dirty sets the full state held.
         dirty_sets: u32,
+        /// The request's nonce (0: a dump nobody asked for).
+        nonce: u64,
     },
 }
 
@@ -181,7 +188,7 @@ impl Payload {
             Payload::Dirty(_) => Kind::Dirty,
             Payload::Settled(_) => Kind::Settled,
             Payload::Hello { .. } => Kind::Hello,
-            Payload::ResyncRequest => Kind::ResyncRequest,
+            Payload::ResyncRequest { .. } => Kind::ResyncRequest,
             Payload::ResyncDone { .. } => Kind::ResyncDone,
         }
     }
@@ -199,13 +206,15 @@ impl Payload {
             }
             Payload::Dirty(part) | Payload::Settled(part) => put_dirty(&mut out, part),
             Payload::Hello { last_seq } => out.extend_from_slice(&last_seq.to_be_bytes()),
-            Payload::ResyncRequest => {}
+            Payload::ResyncRequest { nonce } => out.extend_from_slice(&nonce.to_be_bytes()),
             Payload::ResyncDone {
                 entries,
                 dirty_sets,
+                nonce,
             } => {
                 out.extend_from_slice(&entries.to_be_bytes());
                 out.extend_from_slice(&dirty_sets.to_be_bytes());
+                out.extend_from_slice(&nonce.to_be_bytes());
             }
         }
         out
@@ -229,10 +238,11 @@ impl Payload {
             Kind::Dirty => Payload::Dirty(r.dirty()?),
             Kind::Settled => Payload::Settled(r.dirty()?),
             Kind::Hello => Payload::Hello { last_seq: r.u64()? },
-            Kind::ResyncRequest => Payload::ResyncRequest,
+            Kind::ResyncRequest => Payload::ResyncRequest { nonce: r.u64()? },
             Kind::ResyncDone => Payload::ResyncDone {
                 entries: r.u64()?,
                 dirty_sets: r.u32()?,
+                nonce: r.u64()?,
             },
         };
         if !r.buf.is_empty() {
@@ -615,10 +625,11 @@ mod tests {
             Payload::Dirty(parts[0].clone()),
             Payload::Settled(parts[0].clone()),
             Payload::Hello { last_seq: 42 },
-            Payload::ResyncRequest,
+            Payload::ResyncRequest { nonce: 9 },
             Payload::ResyncDone {
                 entries: 5,
                 dirty_sets: 2,
+                nonce: 9,
             },
         ] {
             assert_eq!(Payload::decode(p.kind(), &p.encode()).unwrap(), p);

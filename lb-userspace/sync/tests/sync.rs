@@ -686,6 +686,40 @@ fn a_resync_with_lost_parts_is_not_caught_up_and_is_asked_for_again() {
 }
 
 #[test]
+fn a_resyncs_end_replayed_after_the_requester_restarted_does_not_complete_it() {
+    let mut net = Net::new(2, false);
+    net.nodes[1].table = (0..100u32)
+        .map(|n| entry(10_000 + n))
+        .map(|e| (key_of(&e), e))
+        .collect();
+    net.run(SEC);
+    net.restart(0, settings(0, 2, false), 5000);
+    net.run(2 * SEC);
+    assert!(net.nodes[0].core.caught_up(net.now));
+    // Capture everything node 1 sent node 0 in that session: hellos, the dump, its end.
+    let captured: Vec<Vec<u8>> = net
+        .log
+        .iter()
+        .filter(|(_, p)| p.from == addr(1) && p.to == addr(0))
+        .map(|(_, p)| p.bytes.clone())
+        .collect();
+    assert!(captured
+        .iter()
+        .any(|b| header(b).is_some_and(|h| h.kind == Kind::ResyncDone)));
+    // Node 0 restarts while node 1 is silent; an attacker replays the capture.
+    net.nodes[1].up = false;
+    net.restart(0, settings(0, 2, false), 6000);
+    let now = net.now;
+    for b in &captured {
+        net.nodes[0].core.receive(addr(1), b, now);
+    }
+    assert!(
+        !net.nodes[0].core.caught_up(now),
+        "a replayed end of an old session's resync is not this session's"
+    );
+}
+
+#[test]
 fn a_node_alone_is_caught_up_after_the_dead_peer_time() {
     let t = std::time::Instant::now();
     let mut s = settings(0, 1, false);

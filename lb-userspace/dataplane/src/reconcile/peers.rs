@@ -143,18 +143,20 @@ impl Reconciler {
                 continue;
             };
             let last_seen_ns = now_ns.saturating_sub(e.idle_ns);
-            if dp
-                .conn(&e.key)?
-                .is_some_and(|local| local.last_seen_ns >= last_seen_ns)
-            {
+            let local = dp.conn(&e.key)?;
+            if local.is_some_and(|l| l.last_seen_ns >= last_seen_ns) {
                 report.skipped += 1;
                 continue;
             }
+            // Keep a local closing mark on the same flow and backend.
+            let flags = local
+                .filter(|l| l.backend == index && l.gen == gen)
+                .map_or(0, |l| l.flags);
             dp.set_conn(
                 &e.key,
                 &ConnValue {
                     backend: index,
-                    flags: 0,
+                    flags,
                     gen,
                     last_seen_ns,
                 },
@@ -186,15 +188,24 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Install a peer's dirty slots where this node's are clean and its table has the
-    /// same size: this node's untracked flows then go where the peer's do. Returns the
-    /// number of slots marked.
+    /// Install a peer's dirty slots (a full resync) on a node that does not forward:
+    /// its tables carry no flows of its own, so where its slot is clean, only soft-marked
+    /// (`prev == backend`, by a synced entry that came first) or has no backend yet (a
+    /// node still bringing its backends up), the slot takes the peer's previous
+    /// backend. Its untracked flows then go where the peer's do. A node that forwards
+    /// ignores them (it may have started untracked flows on a slot it cleaned; the
+    /// peer's entries carry the peer's flows). Tables of another size are skipped.
+    /// Returns the number of slots marked.
     pub fn install_peer_dirty(
         &mut self,
         dp: &mut impl DataplaneOps,
         dirty: &PeerDirty,
+        forwarding: bool,
         now: Instant,
     ) -> Result<usize, SyncError> {
+        if forwarding {
+            return Ok(0);
+        }
         let Some(state) = self.services.get(&dirty.key) else {
             return Ok(0);
         };
@@ -212,7 +223,8 @@ impl Reconciler {
                 continue;
             };
             if let Some(entry) = table.entries[..len].get_mut(*slot as usize) {
-                if !entry.is_dirty() && entry.backend != NO_BACKEND {
+                let takes = !entry.is_dirty() || entry.prev == entry.backend;
+                if takes && entry.prev != index {
                     *entry = TableEntry {
                         backend: entry.backend,
                         prev: index,
@@ -239,7 +251,15 @@ impl Reconciler {
         &mut self,
         dp: &mut impl DataplaneOps,
         settled: &PeerDirty,
+        timeouts: &super::Timeouts,
+        now: Instant,
     ) -> Result<usize, SyncError> {
+        // Not while this node's own flood guard postpones settling: flows it refused
+        // to record need the slots' previous backends here.
+        self.note_refusals(dp, now)?;
+        if self.refused_within(timeouts.settle(settled.key.proto), now) {
+            return Ok(0);
+        }
         let Some(state) = self.services.get(&settled.key) else {
             return Ok(0);
         };

@@ -403,8 +403,12 @@ fn settle_waits_while_the_flood_guard_refuses_entries() {
         f.services[&key(80)].slots().iter().any(|e| e.is_dirty()),
         "a flood is on: flows it kept from being recorded need their slots' previous backends"
     );
-    // No new refusals since: the flood is over.
-    assert!(!r.settle(&mut f, &timeouts(30), later).unwrap().is_empty());
+    // No new refusals since, but not yet for a whole settle time: still waiting.
+    let soon = later + Duration::from_secs(20);
+    assert!(r.settle(&mut f, &timeouts(30), soon).unwrap().is_empty());
+    // A whole settle time without a refusal: the flood is over.
+    let after = later + Duration::from_secs(30);
+    assert!(!r.settle(&mut f, &timeouts(30), after).unwrap().is_empty());
     assert!(f.services[&key(80)].slots().iter().all(|e| !e.is_dirty()));
 }
 
@@ -623,7 +627,12 @@ fn a_fresh_node_takes_a_peers_dirty_slots() {
     let mut rb = Reconciler::new(LIMITS);
     rb.apply(&mut b, &all, t0).unwrap();
     assert!(b.services[&key(80)].slots().iter().all(|e| !e.is_dirty()));
-    let marked = rb.install_peer_dirty(&mut b, &dirty[0], t0).unwrap();
+    assert_eq!(
+        rb.install_peer_dirty(&mut b, &dirty[0], true, t0).unwrap(),
+        0,
+        "a node that forwards keeps its own slots"
+    );
+    let marked = rb.install_peer_dirty(&mut b, &dirty[0], false, t0).unwrap();
     assert_eq!(marked, dirty[0].slots.len());
     let prev_addr = |f: &Fake, e: &TableEntry| words_addr(&f.backends[e.prev as usize].addr);
     for (x, y) in a.services[&key(80)]
@@ -688,7 +697,9 @@ fn a_peers_settle_repoints_the_same_slots_here() {
         .settle(fa, &timeouts(30), t0 + Duration::from_secs(31))
         .unwrap();
     assert_eq!(settled.len(), 1);
-    let repointed = rb.install_peer_settled(fb, &settled[0]).unwrap();
+    let repointed = rb
+        .install_peer_settled(fb, &settled[0], &timeouts(30), t0 + Duration::from_secs(31))
+        .unwrap();
     assert_eq!(repointed, settled[0].slots.len());
     // Every slot now sends untracked flows where A does: its current backend.
     for (x, y) in fa.services[&key(80)]
@@ -763,4 +774,55 @@ fn a_closing_flow_holds_its_slot_only_for_the_tcpfin_timeout() {
         !f.services[&key(80)].slots()[slot].is_dirty(),
         "a closing one past tcpfin does not"
     );
+}
+
+#[test]
+fn a_node_bringing_its_backends_up_takes_a_peers_dirty_slots_on_empty_slots() {
+    let t0 = Instant::now();
+    let mut a = Fake::new(64);
+    let mut ra = Reconciler::new(LIMITS);
+    ra.apply(
+        &mut a,
+        &desired(vec![backend(1, 1, true), backend(2, 1, true)]),
+        t0,
+    )
+    .unwrap();
+    let mut all = desired(vec![
+        backend(1, 1, true),
+        backend(2, 1, true),
+        backend(3, 1, true),
+    ]);
+    ra.apply(&mut a, &all, t0).unwrap();
+    let dirty = peer_dirty(&a).unwrap();
+    // A fresh node whose backends are not up yet: every slot without a backend.
+    let mut b = Fake::new(64);
+    b.idle = true;
+    let mut rb = Reconciler::new(LIMITS);
+    for be in &mut all.services[0].backends {
+        be.healthy = false;
+    }
+    rb.apply(&mut b, &all, t0).unwrap();
+    assert!(b.services[&key(80)]
+        .slots()
+        .iter()
+        .all(|e| e.backend == NO_BACKEND));
+    let marked = rb.install_peer_dirty(&mut b, &dirty[0], false, t0).unwrap();
+    assert_eq!(marked, dirty[0].slots.len());
+    // The backends come up (still starting: nothing new marked): the peer's slots stay.
+    for be in &mut all.services[0].backends {
+        be.healthy = true;
+    }
+    rb.apply(&mut b, &all, t0).unwrap();
+    let prev_addr = |f: &Fake, e: &TableEntry| words_addr(&f.backends[e.prev as usize].addr);
+    for (x, y) in a.services[&key(80)]
+        .slots()
+        .iter()
+        .zip(b.services[&key(80)].slots())
+    {
+        assert_eq!(x.backend == NO_BACKEND, y.backend == NO_BACKEND);
+        assert_eq!(x.is_dirty(), y.is_dirty());
+        if x.is_dirty() {
+            assert_eq!(prev_addr(&a, x), prev_addr(&b, y));
+        }
+    }
 }

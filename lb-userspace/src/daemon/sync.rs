@@ -122,6 +122,8 @@ pub fn spawn(config: &Config, dp_pin_dir: PathBuf) -> Result<Option<SyncHandle>,
         refresh_every,
         last_scan_ns: None,
         install_drops: 0,
+        looped_back: 0,
+        unresolved: Vec::new(),
     };
     tokio::spawn(task.run());
     tracing::info!(peers = ?peers, port, "flow sync started");
@@ -134,16 +136,14 @@ pub fn spawn(config: &Config, dp_pin_dir: PathBuf) -> Result<Option<SyncHandle>,
 }
 
 /// This node's sync id: stable across restarts (a restart shows as a newer epoch), so
-/// a hash of `node_name` and the host name. Nodes that sync must differ in one of them.
+/// derived from `node_name` and the host name. Nodes that sync must differ in one of
+/// them (a clash is logged: see [`Task::publish`]).
 fn node_id(config: &Config) -> u64 {
-    use std::hash::{Hash, Hasher};
     let mut host = [0u8; 256];
     // SAFETY: a valid buffer of its length; gethostname NUL-terminates what fits.
     unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) };
-    // A fixed-key hasher: the id must be the same in every process.
-    let mut h = std::hash::DefaultHasher::new();
-    (config.global.node_name.as_str(), &host[..]).hash(&mut h);
-    h.finish().max(1)
+    let host = host.split(|b| *b == 0).next().unwrap_or_default();
+    lb_sync::node_id(&[config.global.node_name.as_bytes(), host])
 }
 
 /// How often entries touched since the last scan are re-sent: a quarter of the
@@ -247,6 +247,10 @@ struct Task {
     /// The data plane's clock at the last refresh scan.
     last_scan_ns: Option<u64>,
     install_drops: u64,
+    /// Own-id datagrams seen (a node-id clash), as last logged.
+    looped_back: u64,
+    /// Ring events naming a backend not read yet, tried again at the next tick.
+    unresolved: Vec<ConnEvent>,
 }
 
 /// What a scan of the maps found.
@@ -300,6 +304,11 @@ impl Task {
                     }
                 },
                 _ = tick.tick() => {
+                    if !self.unresolved.is_empty() {
+                        let events = std::mem::take(&mut self.unresolved);
+                        let entries = self.entries_of(&events);
+                        self.core.push(entries);
+                    }
                     let now = Instant::now();
                     let effects = self.core.tick(now);
                     self.act(effects).await;
@@ -432,7 +441,8 @@ impl Task {
 
     /// Entries for the ring's events, backends by address. An event naming a backend
     /// this task has not read yet (or another generation) re-reads the backends, at
-    /// most every 100 ms; events still unresolved are left to the next scan.
+    /// most every 100 ms; events still unresolved wait (at most [`EVENTS_PER_WAKE`]) and
+    /// are tried again at the next tick, or left to the next scan.
     fn entries_of(&mut self, events: &[ConnEvent]) -> Vec<FlowEntry> {
         let stale = |b: &[Backend], e: &ConnEvent| {
             b.get(e.value.backend as usize)
@@ -450,22 +460,34 @@ impl Task {
                 }
             }
         }
-        events
-            .iter()
-            .filter(|e| !stale(&self.backends, e))
-            .map(|e| {
-                flow_entry(&PeerEntry {
-                    key: e.key,
-                    backend: words_addr(&self.backends[e.value.backend as usize].addr),
-                    idle_ns: 0,
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            if stale(&self.backends, e) {
+                if self.unresolved.len() < EVENTS_PER_WAKE {
+                    self.unresolved.push(*e);
+                }
+                continue;
+            }
+            out.push(flow_entry(&PeerEntry {
+                key: e.key,
+                backend: words_addr(&self.backends[e.value.backend as usize].addr),
+                idle_ns: 0,
+            }));
+        }
+        out
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let mut view = self.core.view(Instant::now());
         view.enabled = true;
+        // Multicast loop is off and peers are others: a datagram with our own id means
+        // another node has the same node_name and host name, and each ignores the other.
+        if view.looped_back > self.looped_back {
+            if self.looped_back == 0 {
+                tracing::error!("flow sync: datagrams carrying this node's own id arrive: another LB node has the same node_name and host name, and the two ignore each other; give each node its own node_name");
+            }
+            self.looped_back = view.looped_back;
+        }
         if let Ok(mut s) = self.status.lock() {
             *s = view;
         }

@@ -298,14 +298,7 @@ impl SyncCore {
             for w in &mut peer.streams {
                 lost |= w.poll(now);
             }
-            if lost {
-                peer.resync.wanted = true;
-            }
-            if peer.resync.due(now) {
-                peer.resyncs_requested += 1;
-                self.totals.resyncs_requested += 1;
-                self.control.push_back(Control::ResyncRequest(peer.addr));
-            }
+            request_if_due(peer, lost, now, &mut self.totals, &mut self.control);
         }
         if now >= self.next_hello {
             for &to in &self.settings.peers {
@@ -524,14 +517,7 @@ impl SyncCore {
             }
         }
         lost |= peer.streams[stream].poll(now);
-        if lost {
-            peer.resync.wanted = true;
-        }
-        if peer.resync.due(now) {
-            peer.resyncs_requested += 1;
-            self.totals.resyncs_requested += 1;
-            self.control.push_back(Control::ResyncRequest(peer.addr));
-        }
+        request_if_due(peer, lost, now, &mut self.totals, &mut self.control);
         Ok(())
     }
 
@@ -650,5 +636,24 @@ impl SyncCore {
                 }
             }
         }
+    }
+}
+
+/// After a loss (`lost`) a full resync from `peer` is wanted; queue the request when
+/// its rate limit allows, and count it.
+fn request_if_due(
+    peer: &mut Peer,
+    lost: bool,
+    now: Instant,
+    totals: &mut Totals,
+    control: &mut VecDeque<Control>,
+) {
+    if lost {
+        peer.resync.wanted = true;
+    }
+    if peer.resync.due(now) {
+        peer.resyncs_requested += 1;
+        totals.resyncs_requested += 1;
+        control.push_back(Control::ResyncRequest(peer.addr));
     }
 }

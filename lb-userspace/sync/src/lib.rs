@@ -92,7 +92,7 @@ pub use crate::core::{SyncCore, SyncEffect, MAX_DIRECT_STREAMS, MAX_PEERS, TICK_
 pub use entry::{DirtySlots, FlowEntry};
 pub use reject::Reject;
 pub use settings::{
-    Settings, SyncError, DEFAULT_HELLO_EVERY, DEFAULT_MAX_MESSAGES_PER_SEC, DEFAULT_MAX_QUEUE,
-    DEFAULT_PEER_DEAD_AFTER, MIN_KEY_LEN,
+    node_id, Settings, SyncError, DEFAULT_HELLO_EVERY, DEFAULT_MAX_MESSAGES_PER_SEC,
+    DEFAULT_MAX_QUEUE, DEFAULT_PEER_DEAD_AFTER, MIN_KEY_LEN,
 };
 pub use wire::MAX_DATAGRAM;

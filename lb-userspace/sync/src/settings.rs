@@ -15,6 +15,22 @@ pub const DEFAULT_PEER_DEAD_AFTER: Duration = Duration::from_secs(3);
 /// Shortest shared secret accepted, in bytes.
 pub const MIN_KEY_LEN: usize = 16;
 
+/// A node's sync id from what names it (e.g. its `node_name` and host name): the first
+/// 8 bytes of their SHA-256, never 0. Stable across restarts and builds (a restart
+/// shows as a newer epoch, not a new node).
+pub fn node_id(parts: &[&[u8]]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let digest = h.finalize();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(id).max(1)
+}
+
 /// A node's flow-sync configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -87,4 +103,17 @@ pub enum SyncError {
     /// `hello_every` is 0.
     #[error("sync hello_every must be non-zero")]
     ZeroHelloInterval,
+}
+
+#[cfg(test)]
+mod node_id_tests {
+    use super::node_id;
+
+    #[test]
+    fn ids_are_stable_and_tell_parts_apart() {
+        assert_eq!(node_id(&[b"lb1", b"host"]), node_id(&[b"lb1", b"host"]));
+        assert_ne!(node_id(&[b"lb1", b"host"]), node_id(&[b"lb2", b"host"]));
+        assert_ne!(node_id(&[b"lb1h", b"ost"]), node_id(&[b"lb1", b"host"]));
+        assert_ne!(node_id(&[]), 0);
+    }
 }

@@ -82,8 +82,9 @@ pub trait FlowState {
     fn conn(&self, key: &ConnKey) -> Option<ConnValue>;
     /// Record `value` for `key`: an existing entry is overwritten (no new entry, so no
     /// flood-guard charge: a retransmitted SYN, a reused 5-tuple, a re-balanced flow
-    /// keep one entry); a new one is created if the flood guard permits.
-    fn remember(&self, key: &ConnKey, value: &ConnValue) -> Recorded;
+    /// keep one entry); a new one is created if the flood guard permits. `absent`: the
+    /// caller just looked the key up and found nothing (no second lookup).
+    fn remember(&self, key: &ConnKey, value: &ConnValue, absent: bool) -> Recorded;
     /// Refresh the `last_seen_ns` of `key`'s existing entry to `now_ns`, in place, and
     /// with `fin` mark it closing ([`CONN_F_FIN`]).
     fn touch(&self, key: &ConnKey, now_ns: u64, fin: bool);
@@ -233,7 +234,8 @@ pub fn choose<'a, S: FlowState>(
         gen: b.gen,
         last_seen_ns: state.now_ns(),
     };
-    let recorded = state.remember(key, &value);
+    let absent = matches!(how, How::PreChange | How::Current);
+    let recorded = state.remember(key, &value, absent);
     let choice = Choice {
         backend: pick,
         slot,

@@ -247,11 +247,11 @@ impl FlowState for DataplaneMaps {
     /// allocation that could evict another); else the flood guard, then the insert.
     /// Either way the event for the flow sync.
     #[inline(always)]
-    fn remember(&self, key: &ConnKey, value: &ConnValue) -> Recorded {
+    fn remember(&self, key: &ConnKey, value: &ConnValue, absent: bool) -> Recorded {
         let Some(guard) = FLOW_GUARD.get_ptr_mut(0) else {
             return Recorded::Failed;
         };
-        if let Some(v) = CONNS.get_ptr_mut(key) {
+        if let Some(v) = (!absent).then(|| CONNS.get_ptr_mut(key)).flatten() {
             // SAFETY: plain stores into the entry; a racing reader of the same flow
             // sees the old or the new value per field.
             unsafe {

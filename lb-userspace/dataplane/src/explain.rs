@@ -50,7 +50,7 @@ impl FlowState for Snapshot {
     fn conn(&self, key: &ConnKey) -> Option<ConnValue> {
         self.conns.get(key).copied()
     }
-    fn remember(&self, _key: &ConnKey, _value: &ConnValue) -> Recorded {
+    fn remember(&self, _key: &ConnKey, _value: &ConnValue, _absent: bool) -> Recorded {
         Recorded::Yes
     }
     fn touch(&self, _key: &ConnKey, _now_ns: u64, _fin: bool) {}

@@ -188,9 +188,11 @@ impl Timeouts {
         }
     }
 
-    /// The shortest settle time: how often settling is worth checking.
-    pub fn shortest(&self) -> Duration {
-        self.settle_tcp.min(self.udp)
+    /// How often settling, and refreshing peers' copies of live entries, is worth
+    /// doing: a quarter of the shortest settle or alive time, within 1 s and 30 s.
+    pub fn check_every(&self) -> Duration {
+        (self.settle_tcp.min(self.tcp).min(self.udp) / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(30))
     }
 }
 

@@ -106,7 +106,9 @@ pub fn spawn(config: &Config, dp_pin_dir: PathBuf) -> Result<Option<SyncHandle>,
     let (tx, rx) = mpsc::channel(INSTALLS_QUEUED);
     let (settled_tx, settled_rx) = mpsc::channel(INSTALLS_QUEUED);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let refresh_every = refresh_interval(config);
+    // Entries touched since the last scan are re-sent as often as settling is checked:
+    // peers then never see a live flow as idle for a settle or alive time.
+    let refresh_every = crate::node::translate::timeouts(&config.global).check_every();
     let task = Task {
         core,
         socket,
@@ -144,14 +146,6 @@ fn node_id(config: &Config) -> u64 {
     unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) };
     let host = host.split(|b| *b == 0).next().unwrap_or_default();
     lb_sync::node_id(&[config.global.node_name.as_bytes(), host])
-}
-
-/// How often entries touched since the last scan are re-sent: a quarter of the
-/// shortest timeout that decides whether a flow is alive, within 1 s and 30 s.
-fn refresh_interval(config: &Config) -> Duration {
-    let g = &config.global;
-    (g.timeout_tcp.min(g.timeout_udp).min(g.settle_after) / 4)
-        .clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
 /// The sync socket: bound to the sync port on every address (IPv6 sockets take IPv4

@@ -271,7 +271,7 @@ impl Node {
     /// How often the settle timer should fire: a quarter of the shortest settle time,
     /// within 1 s and 30 s.
     pub fn settle_every(&self) -> Duration {
-        (self.timeouts().shortest() / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+        self.timeouts().check_every()
     }
 
     /// The per-protocol timeouts from `[global]`.

@@ -1135,7 +1135,7 @@ fn sync_cost(plan: &Plan, figures: &mut Vec<Figure>) -> Result<()> {
             "one SYN of a fresh flow on a moved slot sent at a time; lb2's connection table \
              (pinned map) read by key every {poll_us:.0} µs on average (that is the \
              resolution); {} samples, {missed} never arrived within 2 s, {not_on_master} not \
-             in the master's table; the sync ticks every 10 ms",
+             in the master's table; entries go out as the event ring delivers them",
             plan.latency_samples
         ),
     ));

@@ -16,9 +16,20 @@ pub mod programs {
     pub const GENERATOR: &str = "lb_bench_gen";
     /// Sink: drops generated frames, passes everything else.
     pub const SINK: &str = "lb_bench_sink";
-    /// Passes everything (the labs' bridge-side veth peers).
+    /// Passes everything (the labs' bridge-side veth peers; the per-packet floor).
     pub const PASS: &str = "lb_pass";
+    /// Flow rotator for `BPF_PROG_TEST_RUN`: moves a generated frame to the next of
+    /// many flows, then tail-calls the program in [`super::ROTATE_NEXT`] slot 0.
+    pub const ROTATE: &str = "lb_bench_rotate";
 }
+
+/// The bench object's program array: slot 0 is what the rotator hands each frame to
+/// (the balancer, or the floor `lb_pass`).
+pub const ROTATE_NEXT: &str = "LB_BENCH_NEXT";
+
+/// Length of a frame for the rotator: a generated frame ([`FRAME_LEN`]) and the
+/// rotator's 4-byte flow counter after the trailer.
+pub const ROTATE_FRAME_LEN: usize = FRAME_LEN + 4;
 
 /// Where the trailer starts: Ethernet (14) + IPv4 without options (20) + TCP without
 /// options (20).
@@ -85,11 +96,36 @@ pub mod offsets {
     pub const BASE_PORT: usize = TRAILER_OFFSET + offset_of!(Trailer, src_port);
     /// Trailer `flow_mask`.
     pub const FLOW_MASK: usize = TRAILER_OFFSET + offset_of!(Trailer, flow_mask);
+    /// IPv4 header checksum (Ethernet 14 + 10).
+    pub const IP_CHECKSUM: usize = 14 + 10;
+    /// The rotator's flow counter (native order), right after the trailer.
+    pub const ROTATE_STATE: usize = super::FRAME_LEN;
+}
+
+/// The rotator's next flow number after `state`, modulo `mask + 1` (a power of two): a
+/// full-period linear congruential step, so the frames of a run visit every flow in
+/// a scattered order (each flow's entries land on unrelated cache lines).
+#[inline(always)]
+pub const fn rotate(state: u32, mask: u32) -> u32 {
+    state.wrapping_mul(5).wrapping_add(1) & mask
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rotator_visits_every_flow_once_per_period() {
+        let mask = (1u32 << 16) - 1;
+        let mut seen = vec![false; mask as usize + 1];
+        let mut state = 0;
+        for _ in 0..=mask {
+            state = rotate(state, mask);
+            assert!(!seen[state as usize], "flow {state} visited twice");
+            seen[state as usize] = true;
+        }
+        assert_eq!(state, 0, "the period is the flow count");
+    }
 
     #[test]
     fn trailer_bytes_follow_the_offsets() {

@@ -137,10 +137,12 @@ pub struct ServiceTable {
     pub id: u32,
     /// `SVC_F_*` flags.
     pub flags: u32,
-    /// Table size M actually used (a prime `<= MAX_TABLE_SIZE`); 0 = no usable backend.
+    /// Table size M actually used (a prime `<= MAX_TABLE_SIZE`, or up to
+    /// [`MAX_BIG_TABLE_SIZE`] with [`SVC_F_BIG_TABLE`]); 0 = no usable backend.
     pub len: u32,
-    /// Zero.
-    pub _pad: u32,
+    /// With [`SVC_F_BIG_TABLE`]: the generation of the big table's chunks
+    /// ([`BigChunkKey::gen`]); else zero.
+    pub big_gen: u32,
     /// Slots `0..len` are meaningful.
     pub entries: [TableEntry; MAX_TABLE_SIZE],
 }
@@ -248,7 +250,8 @@ pub struct ConnValue {
     pub flags: u16,
     /// [`Backend::gen`] when the entry was made.
     pub gen: u32,
-    /// `bpf_ktime_get_ns` when last used (refreshed at most once a second).
+    /// When last used, CLOCK_MONOTONIC ns (the data plane reads it with
+    /// `bpf_ktime_get_coarse_ns`, at tick resolution; refreshed at most once a second).
     pub last_seen_ns: u64,
 }
 
@@ -282,7 +285,7 @@ pub struct DataplaneConfig {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowGuard {
-    /// Start of the current one-second window (`bpf_ktime_get_ns`).
+    /// Start of the current one-second window (`bpf_ktime_get_coarse_ns`).
     pub window_ns: u64,
     /// Entries created in the current window.
     pub inserts: u64,
@@ -422,8 +425,11 @@ pub mod names {
     /// `RingBuf` of [`super::ConnEvent`]: entries the data plane created, for the
     /// flow sync.
     pub const CONN_EVENTS: &str = "LB_CONN_EVENTS";
+    /// `HashMap<BigChunkKey, BigChunk>`, `BPF_F_NO_PREALLOC`: the Maglev tables
+    /// larger than [`super::MAX_TABLE_SIZE`] ([`super::SVC_F_BIG_TABLE`]), in chunks.
+    pub const BIG_TABLES: &str = "LB_BIG_TABLES";
     /// Every map, in pin order.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         SERVICES,
         BACKENDS,
         CONNS,
@@ -437,6 +443,7 @@ pub mod names {
         VIP_FILTER,
         FLOW_GUARD,
         CONN_EVENTS,
+        BIG_TABLES,
     ];
 }
 
@@ -460,6 +467,11 @@ pub mod capacity {
     /// Bytes of the connection-event ring (a power of two, page multiple): 4096
     /// events of 56 bytes plus headers.
     pub const CONN_EVENTS_BYTES: u32 = 1 << 18;
+    /// Big-table chunks: 41 make a 655373-slot table and a service keeps two
+    /// generations while it switches, so 4096 hold 49 such services (elements are
+    /// allocated only as used, 64 KiB each). The controller raises it with the
+    /// services' capacity.
+    pub const BIG_CHUNKS: u32 = 4096;
 }
 
 const _: () = {
@@ -495,3 +507,77 @@ mod pod {
     unsafe impl aya::Pod for FlowGuard {}
     unsafe impl aya::Pod for ConnEvent {}
 }
+
+/// Largest Maglev table of all (a prime, the Maglev paper's large size). A table
+/// above [`MAX_TABLE_SIZE`] does not fit in a [`ServiceTable`]: its slots are in
+/// [`BigChunk`]s of their own (2.6 MB at this size), so only the services that need
+/// one pay for it.
+pub const MAX_BIG_TABLE_SIZE: usize = 655373;
+
+/// [`ServiceTable::flags`]: the service's slots are in the `BIG_TABLES` chunks keyed
+/// by its id and [`ServiceTable::big_gen`]; the inline entries are unused. A new table
+/// gets a new generation, written whole before the service's value names it, so one
+/// map update (the value) switches the whole table atomically.
+pub const SVC_F_BIG_TABLE: u32 = 2;
+
+/// Slots per [`BigChunk`]: a chunk's map element (value and the kernel's element
+/// header) fits a 64 KiB allocation (a 2.6 MB value would need a 4 MiB one, and the
+/// kernel keeps one spare element per CPU).
+pub const BIG_CHUNK_SLOTS: usize = 16352;
+
+/// Key of the `BIG_TABLES` map: one chunk of one generation of a service's big table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BigChunkKey {
+    /// The service id ([`ServiceTable::id`]).
+    pub id: u32,
+    /// The table's generation ([`ServiceTable::big_gen`]).
+    pub gen: u16,
+    /// Slots `chunk * BIG_CHUNK_SLOTS ..` of the table.
+    pub chunk: u16,
+}
+
+/// Value of the `BIG_TABLES` map: [`BIG_CHUNK_SLOTS`] slots of a big table (the last
+/// chunk's tail beyond the table size is [`TableEntry::EMPTY`]).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BigChunk {
+    /// The slots.
+    pub entries: [TableEntry; BIG_CHUNK_SLOTS],
+}
+
+#[cfg(feature = "std")]
+impl BigChunk {
+    /// The chunks of a table of `entries` (at most [`MAX_BIG_TABLE_SIZE`] slots, else
+    /// `None`), the last padded with empty slots.
+    pub fn split(entries: &[TableEntry]) -> Option<Vec<Box<BigChunk>>> {
+        if entries.len() > MAX_BIG_TABLE_SIZE {
+            return None;
+        }
+        Some(
+            entries
+                .chunks(BIG_CHUNK_SLOTS)
+                .map(|part| {
+                    let mut chunk = Box::new(BigChunk {
+                        entries: [TableEntry::EMPTY; BIG_CHUNK_SLOTS],
+                    });
+                    chunk.entries[..part.len()].copy_from_slice(part);
+                    chunk
+                })
+                .collect(),
+        )
+    }
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<BigChunkKey>() == 8);
+    assert!(core::mem::size_of::<BigChunk>() == 4 * BIG_CHUNK_SLOTS);
+    assert!(MAX_BIG_TABLE_SIZE.div_ceil(BIG_CHUNK_SLOTS) <= u16::MAX as usize);
+};
+
+// SAFETY: #[repr(C)], only integers, no implicit padding (asserted above).
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for BigChunkKey {}
+// SAFETY: as above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for BigChunk {}

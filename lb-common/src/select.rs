@@ -24,8 +24,9 @@
 use crate::{
     hash::{flow_hash, reduce},
     maps::{
-        Backend, ConnKey, ConnValue, FragKey, ServiceKey, ServiceTable, BACKEND_UP, CONN_F_FIN,
-        MAX_TABLE_SIZE, NO_BACKEND, SVC_F_SOURCE_HASH,
+        Backend, BigChunk, BigChunkKey, ConnKey, ConnValue, FragKey, ServiceKey, ServiceTable,
+        TableEntry, BACKEND_UP, BIG_CHUNK_SLOTS, CONN_F_FIN, MAX_TABLE_SIZE, NO_BACKEND,
+        SVC_F_BIG_TABLE, SVC_F_SOURCE_HASH,
     },
 };
 
@@ -90,6 +91,12 @@ pub trait FlowState {
     fn touch(&self, key: &ConnKey, now_ns: u64, fin: bool);
     /// Monotonic nanoseconds, for `last_seen_ns`.
     fn now_ns(&self) -> u64;
+    /// A chunk of a big table, for a service flagged [`SVC_F_BIG_TABLE`] (its table is
+    /// above `MAX_TABLE_SIZE` slots). Without it the slot has no backend.
+    fn big_chunk(&self, key: &BigChunkKey) -> Option<&BigChunk> {
+        let _ = key;
+        None
+    }
 }
 
 /// What [`FlowState::remember`] did.
@@ -164,17 +171,18 @@ pub fn choose<'a, S: FlowState>(
     syn: bool,
     fin: bool,
 ) -> Option<(Choice, &'a Backend)> {
-    let len = table.len;
-    if len == 0 {
-        return None;
-    }
-    let slot = reduce(hash, len);
-    // Bounds-check the slot itself, as a u32 compare the BPF verifier follows (left to
-    // the compiler, the check on the 64-bit product loses the bound by a few bytes).
-    if slot >= MAX_TABLE_SIZE as u32 {
-        return None;
-    }
-    let entry = *table.entries.get(core::hint::black_box(slot) as usize)?;
+    let (slot, entry) = if table.flags & SVC_F_BIG_TABLE != 0 {
+        big_slot(state, table, hash)?
+    } else {
+        let len = table.len;
+        if len == 0 {
+            return None;
+        }
+        let slot = reduce(hash, len);
+        // `slot < len <= MAX_TABLE_SIZE`; the clamp states it in a form the BPF verifier
+        // follows (a compare on the register that indexes), with no branch to a failure.
+        (slot, table.entries[(slot as usize).min(MAX_TABLE_SIZE - 1)])
+    };
     let current = entry.backend;
 
     if !entry.is_dirty() {
@@ -258,6 +266,28 @@ pub fn choose<'a, S: FlowState>(
         },
         b,
     ))
+}
+
+/// The slot of `hash` in a big table and its entry, from the chunk of the generation
+/// the service's value names (so one update of the value switches the table whole).
+/// `None` for an empty table or a missing chunk.
+#[inline(always)]
+fn big_slot<S: FlowState>(state: &S, table: &ServiceTable, hash: u32) -> Option<(u32, TableEntry)> {
+    let len = table.len;
+    if len == 0 {
+        return None;
+    }
+    let slot = reduce(hash, len);
+    let chunk = slot / BIG_CHUNK_SLOTS as u32;
+    let key = BigChunkKey {
+        id: table.id,
+        gen: table.big_gen as u16,
+        chunk: chunk as u16,
+    };
+    let at = (slot - chunk * BIG_CHUNK_SLOTS as u32) as usize;
+    // `at < BIG_CHUNK_SLOTS`, stated for the verifier as above.
+    let entry = state.big_chunk(&key)?.entries[at.min(BIG_CHUNK_SLOTS - 1)];
+    Some((slot, entry))
 }
 
 /// The backend at `index` if it may take a flow chosen `how`: a pre-change flow may

@@ -12,14 +12,14 @@ mod maps;
 mod parse;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
 };
 use lb_common::{
     maps::{
         outcome, Backend, ConnEvent, ConnKey, ConnValue, FlowGuard, ServiceKey, ServiceTable,
         CONN_F_FIN, IFINDEX_LOCAL,
     },
-    select::{choose, frag_key, service_keys, slot_hash, vip_filter_bit, FlowState, How, Recorded},
+    select::{choose, frag_key, slot_hash, vip_filter_bit, FlowState, How, Recorded},
 };
 use lb_ebpf::access::{field, put};
 use maps::{
@@ -38,17 +38,14 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn balance(ctx: &XdpContext) -> (u32, u32) {
-    // 1. Parse.
-    let pkt = match parse::packet(ctx) {
+    // 1. Parse. The VIP filter (one array read) answers as soon as the destination
+    // is known, so traffic for other addresses is passed before the rest is parsed.
+    let pkt = match parse::packet(ctx, maybe_vip) {
         Ok(pkt) => pkt,
         Err(why) => return (xdp_action::XDP_PASS, why),
     };
 
-    // 2. Look up the service: the VIP filter first (one array read), so traffic for
-    // other addresses skips the hash lookups.
-    if !maybe_vip(&pkt.flow) {
-        return (xdp_action::XDP_PASS, outcome::PASS_NOT_VIP);
-    }
+    // 2. Look up the service.
     let Some(service) = find_service(&pkt) else {
         return (xdp_action::XDP_PASS, outcome::PASS_NOT_VIP);
     };
@@ -173,11 +170,16 @@ fn rewrite_macs(eth: *mut u8, backend: &Backend) {
 fn find_service(pkt: &Parsed) -> Option<&'static ServiceTable> {
     // SAFETY (all lookups): SERVICES is not preallocated, so its elements are replaced,
     // never reused in place; FRAG_ROUTES values are copied out at once.
+    let exact = |port: u16| ServiceKey {
+        vip: pkt.flow.dst,
+        port,
+        proto: pkt.flow.proto,
+        _pad: 0,
+    };
     if let Kind::Fragment { first_dport } = pkt.kind {
         // A datagram whose first fragment is for a port no service has is not ours.
         if let Some(dport) = first_dport {
-            let (exact, whole_vip) = service_keys(&ConnKey { dport, ..pkt.flow });
-            if !served(&exact) && !served(&whole_vip) {
+            if !served(&exact(dport)) && !served(&exact(0)) {
                 return None;
             }
         }
@@ -192,17 +194,18 @@ fn find_service(pkt: &Parsed) -> Option<&'static ServiceTable> {
         };
         return unsafe { SERVICES.get(route) };
     }
-    let (exact, whole_vip) = service_keys(&pkt.flow);
-    if let Some(service) = unsafe { SERVICES.get(exact) } {
+    // The exact (VIP, port, protocol), else the whole-VIP service (port 0; its key
+    // is only built when needed).
+    if let Some(service) = unsafe { SERVICES.get(exact(pkt.flow.dport)) } {
         return Some(service);
     }
-    unsafe { SERVICES.get(whole_vip) }
+    unsafe { SERVICES.get(exact(0)) }
 }
 
 /// Whether (destination, protocol) may have a service: its VIP filter bit is set.
 #[inline(always)]
-fn maybe_vip(flow: &ConnKey) -> bool {
-    let bit = vip_filter_bit(&flow.dst, flow.proto);
+fn maybe_vip(dst: &[u32; 4], proto: u8) -> bool {
+    let bit = vip_filter_bit(dst, proto);
     match VIP_FILTER.get(bit >> 6) {
         Some(word) => word & (1u64 << (bit & 63)) != 0,
         None => false,
@@ -252,13 +255,22 @@ impl FlowState for DataplaneMaps {
             return Recorded::Failed;
         };
         if let Some(v) = (!absent).then(|| CONNS.get_ptr_mut(key)).flatten() {
-            // SAFETY: plain stores into the entry; a racing reader of the same flow
-            // sees the old or the new value per field.
+            // SAFETY: plain loads and stores in the entry; a racing reader of the same
+            // flow sees the old or the new value per field.
             unsafe {
+                // The same entry again (a retransmitted SYN, a repeated spoofed one):
+                // only its time changes, which the sync's refresh scans carry; no
+                // event, so repeats cannot fill the ring.
+                let same = (*v).backend == value.backend
+                    && (*v).gen == value.gen
+                    && (*v).flags == value.flags;
+                (*v).last_seen_ns = value.last_seen_ns;
+                if same {
+                    return Recorded::Yes;
+                }
                 (*v).backend = value.backend;
                 (*v).flags = value.flags;
                 (*v).gen = value.gen;
-                (*v).last_seen_ns = value.last_seen_ns;
             }
             announce(guard, key, value);
             return Recorded::Yes;
@@ -300,8 +312,18 @@ impl FlowState for DataplaneMaps {
 
     #[inline(always)]
     fn now_ns(&self) -> u64 {
+        // The coarse clock (CLOCK_MONOTONIC at tick resolution, the base the
+        // controller compares with): `last_seen_ns` and the flood guard's window
+        // count seconds, and reading it costs a fraction of the precise clock.
         // SAFETY: no preconditions.
-        unsafe { bpf_ktime_get_ns() }
+        unsafe { bpf_ktime_get_coarse_ns() }
+    }
+
+    #[inline(always)]
+    fn big_chunk(&self, key: &lb_common::maps::BigChunkKey) -> Option<&lb_common::maps::BigChunk> {
+        // SAFETY: a chunk of a generation is never rewritten once a service names it
+        // (new tables get a new generation; BIG_TABLES is not preallocated).
+        unsafe { maps::BIG_TABLES.get(key) }
     }
 }
 

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::maps::{
-    capacity, outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FlowGuard, FragKey,
-    IngressMac, ServiceKey, ServiceTable, TrafficStats, VIP_FILTER_WORDS,
+    capacity, outcome, Backend, BigChunk, BigChunkKey, ConnKey, ConnValue, DataplaneConfig,
+    FlowGuard, FragKey, IngressMac, ServiceKey, ServiceTable, TrafficStats, VIP_FILTER_WORDS,
 };
 
 /// (VIP, port, protocol, kind) -> service metadata and Maglev table. Not preallocated,
@@ -16,6 +16,14 @@ use lb_common::maps::{
 #[map(name = "LB_SERVICES")]
 pub static SERVICES: HashMap<ServiceKey, ServiceTable> =
     HashMap::with_max_entries(capacity::SERVICES, BPF_F_NO_PREALLOC);
+
+/// (service id, generation, chunk) -> slots of a Maglev table larger than the inline
+/// one (services flagged `SVC_F_BIG_TABLE`). Not preallocated: elements exist only
+/// for the services that need them; a generation is written whole before a service's
+/// value names it.
+#[map(name = "LB_BIG_TABLES")]
+pub static BIG_TABLES: HashMap<BigChunkKey, BigChunk> =
+    HashMap::with_max_entries(capacity::BIG_CHUNKS, BPF_F_NO_PREALLOC);
 
 /// (VIP, protocol) -> the service its fragments use.
 #[map(name = "LB_FRAG_ROUTES")]

@@ -14,7 +14,8 @@
 //! below its header or beyond the frame; an IPv6 payload length beyond the frame; a
 //! TCP data offset below 5 or beyond the IP packet; a UDP length below 8 or beyond the
 //! IP packet; a first fragment that does not hold its whole transport header
-//! (RFC 1858).
+//! (RFC 1858). Transport headers are checked for packets that may be for a VIP (the
+//! VIP filter, see [`packet`]); the rest go to the kernel, which checks them itself.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::maps::{is_v4, outcome, proto, v4_words, ConnKey};
@@ -125,8 +126,12 @@ fn ports(word: u32) -> (u16, u16) {
 }
 
 /// Parse the packet in `ctx`. `Err` carries the pass reason (`outcome::PASS_*`).
+/// `may_serve(destination, protocol)` is asked as soon as the IP header is read (for
+/// an ICMP error, once the quoted flow is): a packet it rules out is passed as
+/// `PASS_NOT_VIP` before its transport header is read, so traffic that is not for a
+/// VIP costs little. (Its transport header is the kernel's to check.)
 #[inline(always)]
-pub fn packet(ctx: &XdpContext) -> Result<Parsed, u32> {
+pub fn packet(ctx: &XdpContext, may_serve: impl Fn(&[u32; 4], u8) -> bool) -> Result<Parsed, u32> {
     let eth = header::<ETH_HLEN>(ctx, 0)?;
     // SAFETY: offset 12 + 2 <= 14.
     let mut ether_type = u16::from_be(unsafe { field::<u16>(eth, 12) });
@@ -139,8 +144,8 @@ pub fn packet(ctx: &XdpContext) -> Result<Parsed, u32> {
         l3 += 4;
     }
     let mut parsed = match ether_type {
-        ETH_P_IP => ipv4(ctx, l3)?,
-        ETH_P_IPV6 => ipv6(ctx, l3)?,
+        ETH_P_IP => ipv4(ctx, l3, &may_serve)?,
+        ETH_P_IPV6 => ipv6(ctx, l3, &may_serve)?,
         _ => return Err(outcome::PASS_NOT_IP),
     };
     parsed.tagged = tagged;
@@ -276,7 +281,11 @@ fn ipv4_checksum_ok(ctx: &XdpContext, l3: usize, ihl: usize) -> bool {
 }
 
 #[inline(always)]
-fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
+fn ipv4(
+    ctx: &XdpContext,
+    l3: usize,
+    may_serve: &impl Fn(&[u32; 4], u8) -> bool,
+) -> Result<Parsed, u32> {
     let ip = ipv4_header(ctx, l3)?;
     let ip_end = l3 + ip.total;
     if ip.total < ip.ihl || ip_end > frame_len(ctx) {
@@ -284,6 +293,9 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
     }
     let src = v4_words(ip.src);
     let dst = v4_words(ip.dst);
+    if ip.proto != IPPROTO_ICMP && !may_serve(&dst, ip.proto) {
+        return Err(outcome::PASS_NOT_VIP);
+    }
     let l4 = l3 + ip.ihl;
     // More-fragments flag or a fragment offset: route every fragment by addresses.
     if ip.frag & 0x3fff != 0 {
@@ -306,6 +318,9 @@ fn ipv4(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
     }
     if ip.proto == IPPROTO_ICMP {
         let mut parsed = icmp4_error(ctx, l4, ip.dst)?;
+        if !may_serve(&parsed.flow.dst, parsed.flow.proto) {
+            return Err(outcome::PASS_NOT_VIP);
+        }
         parsed.v4_header = (l3, ip.ihl);
         return Ok(parsed);
     }
@@ -360,7 +375,11 @@ fn icmp4_error(ctx: &XdpContext, l4: usize, outer_dst: u32) -> Result<Parsed, u3
 }
 
 #[inline(always)]
-fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
+fn ipv6(
+    ctx: &XdpContext,
+    l3: usize,
+    may_serve: &impl Fn(&[u32; 4], u8) -> bool,
+) -> Result<Parsed, u32> {
     let ip = header::<IPV6_HLEN>(ctx, l3)?;
     // SAFETY: every offset below is inside the 40-byte header.
     let (version, payload, next, src, dst) = unsafe {
@@ -388,7 +407,7 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
             let frag = header::<8>(ctx, l4)?;
             // SAFETY: offsets 0 and 2..4 are inside the 8-byte fragment header.
             let (inner, offset) = unsafe { (field::<u8>(frag, 0), field::<u16>(frag, 2)) };
-            if inner != proto::TCP && inner != proto::UDP {
+            if (inner != proto::TCP && inner != proto::UDP) || !may_serve(&dst, inner) {
                 return Err(outcome::PASS_NOT_VIP);
             }
             // Fragment offset (13 bits) then two reserved bits and the M flag.
@@ -406,8 +425,17 @@ fn ipv6(ctx: &XdpContext, l3: usize) -> Result<Parsed, u32> {
                 v4_header: (0, 0),
             })
         }
-        IPPROTO_ICMPV6 => icmp6_error(ctx, l4, &dst),
+        IPPROTO_ICMPV6 => {
+            let parsed = icmp6_error(ctx, l4, &dst)?;
+            if !may_serve(&parsed.flow.dst, parsed.flow.proto) {
+                return Err(outcome::PASS_NOT_VIP);
+            }
+            Ok(parsed)
+        }
         _ => {
+            if !may_serve(&dst, next) {
+                return Err(outcome::PASS_NOT_VIP);
+            }
             let (sport, dport, flags) = transport(ctx, l4, next, ip_end, false)?;
             Ok(Parsed {
                 flow: flow(src, dst, sport, dport, next),

@@ -38,7 +38,7 @@ use prometheus_client::{
 };
 use tokio::net::TcpListener;
 
-use lb_api::view::{HealthView, ServiceView, StatusView, SyncView, VrrpView};
+use lb_api::view::{BgpView, HealthView, ServiceView, StatusView, SyncView, VrrpView};
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE_OPENMETRICS: &str =
@@ -68,6 +68,8 @@ pub struct Scrape {
     pub vrrp: Vec<VrrpView>,
     /// The flow sync.
     pub sync: SyncView,
+    /// The BGP announcer.
+    pub bgp: BgpView,
 }
 
 /// Where the metrics endpoint takes a scrape's data from.
@@ -142,6 +144,59 @@ fn sync_metrics(reg: &mut Registry, sync: &SyncView) {
     }
 }
 
+/// The BGP announcer's `lb_bgp_*` metrics.
+fn bgp_metrics(reg: &mut Registry, bgp: &BgpView) {
+    let wanted = gauge_family(
+        reg,
+        "lb_bgp_vip_wanted",
+        "1 while lbd wants the VIP announced (it can serve it), by VIP",
+    );
+    let announced = gauge_family(
+        reg,
+        "lb_bgp_vip_announced",
+        "1 while the speaker was last told to announce the VIP, by VIP",
+    );
+    for v in &bgp.vips {
+        let labels = vec![("vip", v.vip.to_string())];
+        wanted.get_or_create(&labels).set(i64::from(v.wanted));
+        announced.get_or_create(&labels).set(i64::from(v.announced));
+    }
+    gauge_family(
+        reg,
+        "lb_bgp_speaker_ok",
+        "1 while the speaker is reachable and holds what lbd wants",
+    )
+    .get_or_create(&vec![])
+    .set(i64::from(bgp.speaker_ok));
+    gauge_family(reg, "lb_bgp_draining", "1 while this node drains")
+        .get_or_create(&vec![])
+        .set(i64::from(bgp.draining));
+    counter_family(
+        reg,
+        "lb_bgp_speaker_errors",
+        "Requests to the speaker that failed (each is retried)",
+    )
+    .get_or_create(&vec![])
+    .inc_by(bgp.errors);
+    counter_family(
+        reg,
+        "lb_bgp_announcement_changes",
+        "VIPs announced or withdrawn",
+    )
+    .get_or_create(&vec![])
+    .inc_by(bgp.changes);
+    let session = gauge_family(
+        reg,
+        "lb_bgp_session_up",
+        "1 while the speaker reports the BGP session up, by session",
+    );
+    for x in bgp.sessions.iter().filter(|x| !x.name.is_empty()) {
+        session
+            .get_or_create(&vec![("session", x.name.clone())])
+            .set(i64::from(x.state == "up"));
+    }
+}
+
 fn gauge_family(reg: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
     let family = Family::<Labels, Gauge>::default();
     reg.register(name, help, family.clone());
@@ -168,10 +223,14 @@ pub fn render(
     health: &[HealthView],
     vrrp: &[VrrpView],
     sync: &SyncView,
+    bgp: &BgpView,
 ) -> String {
     let mut reg = Registry::default();
     if sync.enabled {
         sync_metrics(&mut reg, sync);
+    }
+    if bgp.enabled {
+        bgp_metrics(&mut reg, bgp);
     }
     let vrrp_state = gauge_family(
         &mut reg,
@@ -410,12 +469,17 @@ impl Source for lb_api::control::RequestTx {
             Response::Sync(sync) => sync,
             other => return Err(unexpected("sync", other)),
         };
+        let bgp = match ask(self, Request::Bgp).await {
+            Response::Bgp(bgp) => bgp,
+            other => return Err(unexpected("bgp", other)),
+        };
         Ok(Scrape {
             services,
             status,
             health,
             vrrp,
             sync,
+            bgp,
         })
     }
 }
@@ -423,7 +487,14 @@ impl Source for lb_api::control::RequestTx {
 /// Take everything a scrape shows from `source` and render it.
 async fn scrape(source: &impl Source) -> Result<String, String> {
     let s = source.scrape().await?;
-    Ok(render(&s.services, &s.status, &s.health, &s.vrrp, &s.sync))
+    Ok(render(
+        &s.services,
+        &s.status,
+        &s.health,
+        &s.vrrp,
+        &s.sync,
+        &s.bgp,
+    ))
 }
 
 fn reply(
@@ -733,7 +804,14 @@ mod tests {
 
     #[test]
     fn render_parses_and_has_every_metric() {
-        let text = render(&services(), &status(), &health(), &[], &SyncView::default());
+        let text = render(
+            &services(),
+            &status(),
+            &health(),
+            &[],
+            &SyncView::default(),
+            &BgpView::default(),
+        );
         let m = parse(&text);
         let get = |s: &str| *m.get(s).unwrap_or_else(|| panic!("missing {s} in\n{text}"));
         assert_eq!(
@@ -857,7 +935,14 @@ mod tests {
             tracking: vec![],
             last_error: None,
         };
-        let m = parse(&render(&[], &status(), &[], &[v], &SyncView::default()));
+        let m = parse(&render(
+            &[],
+            &status(),
+            &[],
+            &[v],
+            &SyncView::default(),
+            &BgpView::default(),
+        ));
         assert_eq!(
             m.get(r#"lb_vrrp_state{instance="VI_1",state="MASTER"}"#),
             Some(&1.0)
@@ -904,7 +989,14 @@ mod tests {
             }],
             ..SyncView::default()
         };
-        let m = parse(&render(&[], &status(), &[], &[], &sync));
+        let m = parse(&render(
+            &[],
+            &status(),
+            &[],
+            &[],
+            &sync,
+            &BgpView::default(),
+        ));
         assert_eq!(m["lb_sync_entries_total{direction=\"sent\"}"], 100.0);
         assert_eq!(m["lb_sync_entries_total{direction=\"received\"}"], 40.0);
         assert_eq!(
@@ -919,7 +1011,7 @@ mod tests {
         assert_eq!(queue.len(), 1, "{queue:?}");
         assert_eq!(*queue[0].1, 5.0);
         sync.enabled = false;
-        let off = render(&[], &status(), &[], &[], &sync);
+        let off = render(&[], &status(), &[], &[], &sync, &BgpView::default());
         assert!(!off.contains("lb_sync_"), "no sync, no sync metrics");
     }
 
@@ -935,6 +1027,7 @@ mod tests {
             &[],
             &[],
             &SyncView::default(),
+            &BgpView::default(),
         );
         let m = parse(&text);
         assert_eq!(m.get("lb_forwarding"), Some(&0.0));
@@ -956,6 +1049,7 @@ mod tests {
                 health: health(),
                 vrrp: Vec::new(),
                 sync: SyncView::default(),
+                bgp: BgpView::default(),
             })
         }
     }

@@ -208,7 +208,7 @@ impl<M: MapSource> Observer<M> {
     /// Answer `request` if it is a read (on the blocking pool), else hand it back for
     /// the loop.
     pub async fn answer(&self, request: Request) -> Routed {
-        if matches!(request, Request::Reload) {
+        if matches!(request, Request::Reload | Request::Drain { .. }) {
             return Routed::ToLoop(request);
         }
         let (snap, maps) = (self.snapshot(), self.maps.clone());
@@ -258,7 +258,7 @@ pub async fn serve<M: MapSource>(
 /// runtime's workers). Map errors become [`Response::Error`]; a write is handed back.
 pub fn read<M: MapSource + ?Sized>(maps: &M, snap: &Snapshot, request: Request) -> Routed {
     let result: Result<Response, DataplaneError> = match request {
-        Request::Reload => return Routed::ToLoop(request),
+        Request::Reload | Request::Drain { .. } => return Routed::ToLoop(request),
         Request::Status => maps
             .forwarding()
             .and_then(|on| Ok((on, maps.counters()?)))
@@ -290,6 +290,7 @@ pub fn read<M: MapSource + ?Sized>(maps: &M, snap: &Snapshot, request: Request) 
             instances: snap.vrrp_views(),
         }),
         Request::Sync => Ok(Response::Sync(snap.sync_view())),
+        Request::Bgp => Ok(Response::Bgp(snap.bgp_view())),
     };
     Routed::Read(result.unwrap_or_else(|e| Response::Error {
         message: e.to_string(),
@@ -311,6 +312,7 @@ pub fn scrape<M: MapSource + ?Sized>(maps: &M, snap: &Snapshot) -> Result<Scrape
         health: health_views(snap, SystemTime::now()),
         vrrp: snap.vrrp_views(),
         sync: snap.sync_view(),
+        bgp: snap.bgp_view(),
     })
 }
 
@@ -528,6 +530,7 @@ virtual_addresses = ["198.51.100.10/24"]
             health: m.statuses(),
             vrrp,
             sync: None,
+            bgp: None,
         }
     }
 
@@ -817,7 +820,8 @@ virtual_addresses = ["198.51.100.10/24"]
         assert_eq!(s.health.len(), 2);
         assert_eq!(s.vrrp.len(), 1);
         assert!(s.status.forwarding);
-        let text = crate::metrics::render(&s.services, &s.status, &s.health, &s.vrrp, &s.sync);
+        let text =
+            crate::metrics::render(&s.services, &s.status, &s.health, &s.vrrp, &s.sync, &s.bgp);
         assert!(
             text.contains(r#"lb_backend_weight{service="web",backend="10.0.0.1"} 100"#),
             "{text}"

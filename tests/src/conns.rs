@@ -50,9 +50,24 @@ impl Holder {
         first_port: u16,
         count: u16,
     ) -> Result<(Holder, Vec<ConnState>)> {
-        let mut child = lab
-            .command_in("client", lb_conns)
-            .args(["hold", "--to", &format!("{VIP}:{port}")])
+        Holder::start_in(
+            lab.command_in("client", lb_conns),
+            &format!("{VIP}:{port}"),
+            first_port,
+            count,
+        )
+    }
+
+    /// The same from any namespace: `client` is the `lb_conns` binary as a command in
+    /// the client's namespace, `to` the VIP:port.
+    pub fn start_in(
+        mut client: std::process::Command,
+        to: &str,
+        first_port: u16,
+        count: u16,
+    ) -> Result<(Holder, Vec<ConnState>)> {
+        let mut child = client
+            .args(["hold", "--to", to])
             .args(["--first-port", &first_port.to_string()])
             .args(["--count", &count.to_string()])
             .args(["--interval-ms", "200", "--timeout-ms", "8000"])

@@ -4,6 +4,7 @@
 //! ([`conns`]) and the spoofed-frame sender ([`flood`]).
 
 pub mod conns;
+pub mod ecmp;
 pub mod flood;
 pub mod keepalived;
 pub mod lab;

@@ -191,7 +191,7 @@ fn limits_the_os_and_kernel_enforce_are_checked() {
         ("conn_table_size", "67108865", "1..=67108864"),
         ("max_services", "65537", "1..=65536"),
         ("max_backends", "65536", "1..=65535"),
-        ("maglev_table_size", "131071", "maximum 65537"),
+        ("maglev_table_size", "655379", "maximum 655373"),
     ] {
         let file = s.write(
             "lbd.toml",

@@ -10,7 +10,14 @@
 //! - the unit's capability set is exactly what lbd needs: lbd run as nobody (uid
 //!   65534) with only those capabilities (ambient) loads and pins the data plane,
 //!   attaches XDP, resolves a backend, becomes VRRP master, adds the VIP, reloads and
-//!   stops; without any one of them it exits with an error.
+//!   stops; without any one of them it exits with an error;
+//! - BGP (`[bgp]` with BIRD): `scripts/deploy/bird-lb-node.conf` and the DaemonSet's
+//!   bird.conf parse with `bird -p` (lbd's routes file empty, and as lbd writes it),
+//!   the drop-ins `lbd.service.d/bgp.conf` and `bird.service.d/lbd.conf` pass
+//!   `systemd-analyze verify` with their units and bind BIRD to lbd, and
+//!   `k8s/lbd-bgp-daemonset.yaml` embeds an lbd.toml lbd accepts and puts BIRD next to
+//!   lbd, sharing the routes file and the socket (each skipped with a note when bird,
+//!   systemd-analyze or python3-yaml is missing).
 //!
 //! The last test needs root, setpriv and iproute2. It works in two network
 //! namespaces it creates (veth lbc0 10.97.0.1/24 <-> lbc1 10.97.0.2/24) with a bpffs
@@ -732,4 +739,261 @@ fn unit_capabilities_are_sufficient_and_each_is_necessary() {
                 .collect::<String>()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------
+// BGP: BIRD's config for an LB node, the systemd drop-ins, the DaemonSet with BIRD
+
+const BIRD_NODE: &str = "scripts/deploy/bird-lb-node.conf";
+const BIRD_DROPIN: &str = "scripts/deploy/bird.service.d/lbd.conf";
+const LBD_DROPIN: &str = "scripts/deploy/lbd.service.d/bgp.conf";
+const BGP_DAEMONSET: &str = "scripts/deploy/k8s/lbd-bgp-daemonset.yaml";
+/// The routes file the deploy files agree on (lbd's default `routes_file`).
+const ROUTES_FILE: &str = "/var/lib/lbd/bird-vips.conf";
+
+/// `bird -p -c` (parse only) on `config` with lbd's routes file replaced by a scratch
+/// file holding each of: nothing (before lbd wrote it), an IPv4 VIP, both families.
+/// `None` (with a note) when BIRD is not installed. `tag` names the scratch directory.
+fn bird_parses(config: &str, what: &str, tag: &str) -> Option<()> {
+    let Ok(probe) = Command::new("bird").arg("--version").output() else {
+        eprintln!("NOTE: bird (Debian bird2) is not installed; BIRD parse of {what} skipped");
+        return None;
+    };
+    let _ = probe;
+    assert!(
+        config.contains(&format!("include \"{ROUTES_FILE}\";")),
+        "{what} includes lbd's routes file {ROUTES_FILE}"
+    );
+    let dir = TempDir::new(tag);
+    let routes = dir.0.join("vips.conf");
+    let file = dir.0.join("bird.conf");
+    fs::write(
+        &file,
+        config.replace(ROUTES_FILE, &routes.display().to_string()),
+    )
+    .unwrap();
+    for content in [
+        "",
+        "protocol static lb_vips4 {\n    ipv4;\n    route 10.0.9.100/32 blackhole;\n}\n\
+         protocol static lb_vips6 {\n    ipv6;\n}\n",
+        "protocol static lb_vips4 {\n    ipv4;\n    route 10.0.9.100/32 blackhole;\n}\n\
+         protocol static lb_vips6 {\n    ipv6;\n    route 2001:db8:9::100/128 blackhole;\n}\n",
+    ] {
+        fs::write(&routes, content).unwrap();
+        let out = Command::new("bird")
+            .arg("-p")
+            .arg("-c")
+            .arg(&file)
+            .output()
+            .expect("bird -p");
+        assert!(
+            out.status.success(),
+            "bird -p rejects {what} with routes file {content:?}: {}",
+            output_text(&out)
+        );
+    }
+    // The check is real: a broken include is refused.
+    fs::write(
+        &routes,
+        "protocol static lb_vips4 { ipv4; route 10.0.9.100/32 }\n",
+    )
+    .unwrap();
+    let out = Command::new("bird")
+        .arg("-p")
+        .arg("-c")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "bird -p accepts a broken routes file"
+    );
+    Some(())
+}
+
+/// What every BIRD config for an LB node must say (ecmp-notes.md's measured setup).
+fn check_bird_settings(text: &str, what: &str) {
+    for want in [
+        "protocol bfd",
+        "min rx interval 100 ms",
+        "multiplier 3",
+        "hold time 3",
+        "keepalive time 1",
+        "graceful restart off",
+        "bfd on",
+        "import none",
+        "proto = \"lb_vips4\"",
+    ] {
+        assert!(text.contains(want), "{what}: no `{want}`");
+    }
+}
+
+#[test]
+fn bird_node_config_parses() {
+    let text = fs::read_to_string(repo(BIRD_NODE)).expect(BIRD_NODE);
+    assert!(text.starts_with("# bird-lb-node.conf:"), "header comment");
+    check_bird_settings(&text, BIRD_NODE);
+    bird_parses(&text, BIRD_NODE, "bird-node");
+}
+
+#[test]
+fn bgp_dropins_verify() {
+    let bird_in = fs::read_to_string(repo(BIRD_DROPIN)).expect(BIRD_DROPIN);
+    let lbd_in = fs::read_to_string(repo(LBD_DROPIN)).expect(LBD_DROPIN);
+    assert!(
+        bird_in.starts_with("# bird.service.d/lbd.conf:"),
+        "header comment"
+    );
+    assert!(
+        lbd_in.starts_with("# lbd.service.d/bgp.conf:"),
+        "header comment"
+    );
+    assert_eq!(unit_values(&bird_in, "BindsTo"), ["lbd.service"]);
+    assert_eq!(unit_values(&bird_in, "After"), ["lbd.service"]);
+    // The unit's own ExecStartPre list is reset, then the routes file exists before
+    // `bird -p` parses the config that includes it.
+    let pre = unit_values(&bird_in, "ExecStartPre");
+    assert_eq!(
+        pre.first().map(String::as_str),
+        Some(""),
+        "ExecStartPre= reset first"
+    );
+    let touch = pre
+        .iter()
+        .position(|p| p.contains("touch") && p.contains(ROUTES_FILE));
+    let parse = pre.iter().position(|p| p.ends_with("bird -p"));
+    assert!(
+        touch.is_some() && parse.is_some() && touch < parse,
+        "the routes file is created before `bird -p`: {pre:?}"
+    );
+    assert_eq!(unit_values(&lbd_in, "Wants"), ["bird.service"]);
+    assert_eq!(unit_values(&lbd_in, "StateDirectory"), ["lbd"]);
+    assert_eq!(unit_values(&lbd_in, "SupplementaryGroups"), ["bird"]);
+    assert!(
+        ROUTES_FILE.starts_with("/var/lib/lbd/"),
+        "StateDirectory=lbd makes {ROUTES_FILE}'s directory writable"
+    );
+
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("NOTE: systemd-analyze is not installed; `systemd-analyze verify` skipped");
+        return;
+    };
+    assert!(probe.status.success());
+    // verify loads DIR/<unit>.d/*.conf next to the units it is given.
+    let dir = TempDir::new("dropins");
+    let unit = fs::read_to_string(repo(UNIT)).expect(UNIT);
+    fs::write(
+        dir.0.join("lbd.service"),
+        unit.replace("/usr/local/sbin/lbd", &binary("lbd").display().to_string()),
+    )
+    .unwrap();
+    fs::create_dir_all(dir.0.join("lbd.service.d")).unwrap();
+    fs::write(dir.0.join("lbd.service.d/bgp.conf"), &lbd_in).unwrap();
+    let mut units = vec![dir.0.join("lbd.service")];
+    match fs::read_to_string("/lib/systemd/system/bird.service") {
+        Ok(bird_unit) => {
+            fs::write(dir.0.join("bird.service"), bird_unit).unwrap();
+            fs::create_dir_all(dir.0.join("bird.service.d")).unwrap();
+            fs::write(dir.0.join("bird.service.d/lbd.conf"), &bird_in).unwrap();
+            units.push(dir.0.join("bird.service"));
+        }
+        Err(_) => eprintln!("NOTE: no bird.service (Debian bird2); its drop-in is not verified"),
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&units)
+        .output()
+        .expect("systemd-analyze verify");
+    let said = output_text(&out);
+    assert!(out.status.success(), "systemd-analyze verify: {said}");
+    for name in ["lbd.service", "bgp.conf", "bird.service", "lbd.conf"] {
+        assert!(
+            !said.contains(name),
+            "systemd-analyze verify complains about {name}: {said}"
+        );
+    }
+}
+
+#[test]
+fn bgp_manifest_parses_and_embeds_valid_configs() {
+    let text = fs::read_to_string(repo(BGP_DAEMONSET)).expect(BGP_DAEMONSET);
+    assert!(
+        text.starts_with("# lbd-bgp-daemonset.yaml:"),
+        "header comment"
+    );
+    let lbd_toml = block_scalar(&text, "lbd.toml").expect("the ConfigMap's lbd.toml");
+    let bird_conf = block_scalar(&text, "bird.conf").expect("the ConfigMap's bird.conf");
+    let dir = TempDir::new("k8s-bgp");
+    let config = dir.0.join("lbd.toml");
+    fs::write(&config, &lbd_toml).unwrap();
+    if let Err(e) = check_config(&config) {
+        panic!("the BGP DaemonSet's lbd.toml fails lbd --check-config:\n{e}\n{lbd_toml}");
+    }
+    for want in [
+        "[bgp]",
+        "[sync]",
+        "forwarding = \"active\"",
+        "bird_socket = \"/run/bird/bird.ctl\"",
+    ] {
+        assert!(lbd_toml.contains(want), "lbd.toml: no `{want}`");
+    }
+    assert!(lbd_toml.contains(&format!("routes_file = \"{ROUTES_FILE}\"")));
+    check_bird_settings(&bird_conf, "the DaemonSet's bird.conf");
+    bird_parses(&bird_conf, "the DaemonSet's bird.conf", "bird-k8s");
+
+    let caps = unit_caps();
+    let Some(docs) = parse_yaml(&[repo(BGP_DAEMONSET)]) else {
+        return;
+    };
+    let kinds: Vec<&str> = docs[0].iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ConfigMap", "DaemonSet"]);
+    assert_eq!(
+        docs[0][0]["data"]["lbd.toml"].as_str(),
+        Some(lbd_toml.as_str())
+    );
+    assert_eq!(
+        docs[0][0]["data"]["bird.conf"].as_str(),
+        Some(bird_conf.as_str())
+    );
+    let spec = pod_spec(&docs[0][1]);
+    check_pod(spec, "BGP DaemonSet", &caps);
+    let names: Vec<&str> = spec["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["lbd", "bird"]);
+    // Both containers see the routes file's directory and BIRD's socket directory
+    // through the same pod volume.
+    for c in spec["containers"].as_array().unwrap() {
+        let mounts: Vec<(String, String)> = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap_or("").to_owned(),
+                    m["mountPath"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        for path in ["/var/lib/lbd", "/run/bird"] {
+            assert!(
+                mounts.iter().any(|(n, p)| n == "bgp" && p == path),
+                "container {}: volume bgp at {path}: {mounts:?}",
+                c["name"]
+            );
+        }
+    }
+    let bird = &spec["containers"][1];
+    let command = bird["command"].to_string();
+    assert!(
+        command.contains("lbctl") && command.contains("touch") && command.contains("bird -f"),
+        "the BIRD container waits for lbd, creates the include, runs BIRD: {command}"
+    );
+    assert!(
+        bird["livenessProbe"].to_string().contains("lbctl"),
+        "BIRD's liveness follows lbd"
+    );
 }

@@ -27,7 +27,7 @@ const BPFFS: &str = "/run/lbdemo-bpf";
 const VIP: &str = "10.99.0.100";
 const PORT: u16 = 6443;
 const STEPS: usize = 7;
-const DEMO_PACKAGES: &[&str] = &[
+pub(crate) const DEMO_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
     "curl",
@@ -37,7 +37,7 @@ const DEMO_PACKAGES: &[&str] = &[
 ];
 
 /// Processes to kill on teardown (also from the Ctrl-C handler).
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+pub(crate) static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// Command-line options.
 #[derive(Debug, clap::Args)]
@@ -48,19 +48,23 @@ pub struct Args {
     /// Only tear down a lab left by `--keep`.
     #[arg(long)]
     down: bool,
+    /// The active-active scene instead: three LB nodes behind an ECMP router, each
+    /// announcing the VIP over BGP through BIRD (`[bgp]`, `[sync]`).
+    #[arg(long)]
+    ecmp: bool,
 }
 
 fn ns(node: &str) -> String {
     format!("{PREFIX}-{node}")
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
 }
 
-fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     println!("{text}");
 }
 
@@ -69,7 +73,7 @@ fn step(n: usize, text: &str) {
 }
 
 /// Run a command quietly; its stdout.
-fn output(program: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn output(program: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -84,7 +88,7 @@ fn output(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn spawn(program: &str, args: &[&str], dir: Option<&Path>, log: &Path) -> Result<Child> {
+pub(crate) fn spawn(program: &str, args: &[&str], dir: Option<&Path>, log: &Path) -> Result<Child> {
     let mut c = Command::new(program);
     c.args(args)
         .stdout(Stdio::null())
@@ -99,7 +103,7 @@ fn spawn(program: &str, args: &[&str], dir: Option<&Path>, log: &Path) -> Result
     Ok(child)
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if f() {
@@ -152,6 +156,9 @@ fn teardown(root: &Path) {
 
 /// `cargo xtask demo`.
 pub fn run(args: Args) -> Result<()> {
+    if args.ecmp {
+        return crate::demo_ecmp::run(args.keep, args.down);
+    }
     let root = repo_root()?;
     if args.down {
         teardown(&root);

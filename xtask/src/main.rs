@@ -8,6 +8,7 @@ mod bootstrap;
 mod build;
 mod cmd;
 mod demo;
+mod demo_ecmp;
 mod fuzz;
 mod test;
 
@@ -47,7 +48,8 @@ enum Command {
     Bench(bench::Args),
     /// The mutated-frame robustness test at scale (1M frames, fixed seed, time budget).
     Fuzz(fuzz::Args),
-    /// The narrated lab: traffic through the VIP, a backend failing, lbd killed -9.
+    /// The narrated lab: traffic through the VIP, a backend failing, lbd killed -9;
+    /// `--ecmp`: three LB nodes behind an ECMP router, the VIP announced over BGP.
     Demo(demo::Args),
     /// Build lbd (release) and run it with ARGS: `cargo xtask run -- ARGS`.
     Run {

@@ -20,6 +20,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "keepalived",
+    "bird2", // tests/tests/ecmp_e2e.rs: the BGP speakers of the ECMP lab
     "xdp-tools",
     "openssl",
     "python3-yaml",
@@ -130,6 +131,11 @@ pub fn run(args: Args) -> Result<()> {
     // and exits non-zero on the first that fails.
     if args.cargo_test_args.is_empty() {
         stages.push(("demo", Cmd::new("cargo").args(["xtask", "demo"])));
+        // The active-active scene: ECMP router, three LB nodes with BIRD (~25 s).
+        stages.push((
+            "demo --ecmp",
+            Cmd::new("cargo").args(["xtask", "demo", "--ecmp"]),
+        ));
     }
 
     let names: Vec<&str> = stages.iter().map(|(name, _)| *name).collect();

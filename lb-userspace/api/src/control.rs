@@ -11,7 +11,9 @@ use tokio::{
 };
 
 use crate::listen::{Accepted, Gate};
-use crate::view::{ConnView, ExplainView, HealthView, ServiceView, StatusView, SyncView, VrrpView};
+use crate::view::{
+    BgpView, ConnView, ExplainView, HealthView, ServiceView, StatusView, SyncView, VrrpView,
+};
 
 /// A request from lbctl.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +47,16 @@ pub enum Request {
     Vrrp,
     /// The flow sync: peers, entries sent and received, drops, resyncs.
     Sync,
+    /// BGP announcement: each VIP, announced or not and why; the speaker and its
+    /// sessions.
+    Bgp,
+    /// Drain this node: withdraw every VIP, keep forwarding what still arrives until
+    /// it stops arriving or `timeout_secs` (default `[bgp] drain_timeout`), then exit.
+    Drain {
+        /// Seconds to keep forwarding at most.
+        #[serde(default)]
+        timeout_secs: Option<u64>,
+    },
 }
 
 /// A response from lbd.
@@ -77,6 +89,8 @@ pub enum Response {
     },
     /// Answer to [`Request::Sync`].
     Sync(SyncView),
+    /// Answer to [`Request::Bgp`].
+    Bgp(BgpView),
     /// The request was carried out.
     Done {
         /// What happened.

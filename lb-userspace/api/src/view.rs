@@ -269,3 +269,58 @@ pub struct SyncPeerView {
     #[serde(default)]
     pub restarts: u64,
 }
+
+/// BGP announcement (`[bgp]`), as `lbctl bgp` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpView {
+    /// Whether `[bgp]` is configured (all other fields are empty when not).
+    pub enabled: bool,
+    /// The speaker lbd drives ("bird" or "command") and where (socket or program).
+    pub speaker: String,
+    /// Whether the last request to the speaker succeeded.
+    pub speaker_ok: bool,
+    /// The last error talking to the speaker, if the last attempt failed.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Requests to the speaker that failed (each is retried).
+    #[serde(default)]
+    pub errors: u64,
+    /// Announcement changes made (VIPs announced or withdrawn).
+    #[serde(default)]
+    pub changes: u64,
+    /// This node is draining (withdrawn; exits when traffic stops or at the timeout).
+    #[serde(default)]
+    pub draining: bool,
+    /// Each VIP: wanted announced or not, and what the speaker holds.
+    #[serde(default)]
+    pub vips: Vec<BgpVipView>,
+    /// The speaker's BGP sessions as it reports them (BIRD's `show protocols`; a
+    /// command speaker's `status_command` output, one line each).
+    #[serde(default)]
+    pub sessions: Vec<BgpSessionView>,
+}
+
+/// One VIP in [`BgpView`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpVipView {
+    /// The VIP.
+    pub vip: IpAddr,
+    /// lbd wants it announced.
+    pub wanted: bool,
+    /// The speaker was last told to announce it (it holds what lbd wants when the
+    /// last request succeeded).
+    pub announced: bool,
+    /// Why it is (or is not) wanted, in words.
+    pub reason: String,
+}
+
+/// One BGP session in [`BgpView`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpSessionView {
+    /// The speaker's name for it (BIRD's protocol name).
+    pub name: String,
+    /// Its state ("up", "start", ...).
+    pub state: String,
+    /// Details ("Established", "Active", the error, ...).
+    pub info: String,
+}

@@ -41,8 +41,9 @@ use serde::{Deserialize, Serialize, Serializer};
 /// Upper bounds of the `[global]` capacities and paths, checked by [`parse`]: what
 /// the kernel (map sizes) or the OS (socket paths) would refuse after lbd started.
 pub mod limits {
-    /// `maglev_table_size`: the slots of a service's table in the map value.
-    pub const MAX_TABLE_SIZE: u32 = lb_common::maps::MAX_TABLE_SIZE as u32;
+    /// `maglev_table_size`: the largest table (a big table, in its own map element;
+    /// up to [`lb_common::maps::MAX_TABLE_SIZE`] a table is in the service's value).
+    pub const MAX_TABLE_SIZE: u32 = lb_common::maps::MAX_BIG_TABLE_SIZE as u32;
     /// `max_backends`: backend indices are 16-bit (`u16::MAX` means none).
     pub const MAX_BACKENDS: u32 = lb_common::maps::MAX_BACKENDS;
     /// `max_services`: service ids index the preallocated per-CPU service counters
@@ -86,6 +87,9 @@ pub struct Config {
     /// Flow sync between LB nodes (`[sync]`); `None` when the section is absent
     /// (no sync). Where messages go: [`Config::sync_peers`].
     pub sync: Option<SyncConfig>,
+    /// VIP announcement through a BGP speaker (`[bgp]`); `None` when the section is
+    /// absent.
+    pub bgp: Option<BgpConfig>,
 }
 
 /// Node-wide settings (`[global]`).
@@ -105,7 +109,8 @@ pub struct Global {
     /// their backend across a failover (default `0x4c42_5345`).
     pub hash_seed: u32,
     /// Maglev lookup table size M: a prime no larger than
-    /// [`lb_common::maps::MAX_TABLE_SIZE`] (default 65537).
+    /// [`lb_common::maps::MAX_BIG_TABLE_SIZE`], or [`lb_common::maglev::AUTO_TABLE_SIZE`]
+    /// (0, `"auto"`, the default: per service by [`lb_common::maglev::table_size`]).
     pub maglev_table_size: u32,
     /// Capacity of the service map (default 256).
     pub max_services: u32,
@@ -146,7 +151,7 @@ impl Default for Global {
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9469))),
             pin_dir: PathBuf::from("/sys/fs/bpf/lbd"),
             hash_seed: 0x4c42_5345,
-            maglev_table_size: lb_common::maps::DEFAULT_TABLE_SIZE,
+            maglev_table_size: lb_common::maglev::AUTO_TABLE_SIZE,
             max_services: lb_common::maps::capacity::SERVICES,
             max_backends: lb_common::maps::capacity::BACKENDS,
             conn_table_size: lb_common::maps::capacity::CONNS,
@@ -559,6 +564,66 @@ impl fmt::Debug for SyncConfig {
             .field("max_queue", &self.max_queue)
             .finish()
     }
+}
+
+/// Announcing VIPs through a BGP speaker the operator runs (`[bgp]`): lbd asks the
+/// speaker to announce a VIP while this node can serve it and to withdraw it when it
+/// cannot (see the node core's `announce` module for the rule).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BgpConfig {
+    /// How lbd tells the speaker.
+    pub speaker: Speaker,
+    /// The VIPs announced; every service VIP when the file lists none.
+    pub vips: Vec<IpAddr>,
+    /// Usable backends each of a VIP's services needs for the VIP to be announced
+    /// (default 1).
+    pub min_healthy: u32,
+    /// `lbctl drain` (and SIGTERM with `drain_on_stop`): how long lbd keeps forwarding
+    /// after the withdrawal, at most, before it exits (default 60 s). It exits sooner
+    /// once no packet for a VIP arrived for a few seconds.
+    pub drain_timeout: Duration,
+    /// SIGTERM drains (withdraw, forward until quiet or `drain_timeout`) before lbd
+    /// exits (default false: withdraw and exit).
+    pub drain_on_stop: bool,
+    /// With `[sync]`: a node that has heard none of its sync peers for this long
+    /// withdraws (it cannot learn the flows the router moves to it). `None` (the
+    /// default) never withdraws for that: a node cannot tell a partition from its
+    /// peers' deaths, and the last node standing must keep serving.
+    pub isolated_after: Option<Duration>,
+}
+
+/// The speaker lbd drives (`[bgp] speaker`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Speaker {
+    /// BIRD 2 (the tested default): lbd writes the announced routes as `protocol
+    /// static` blocks (`lb_vips4`, `lb_vips6`) into `routes_file`, which bird.conf
+    /// includes at top level, and asks BIRD to `configure` over its control socket.
+    Bird {
+        /// BIRD's control socket (`birdc -s`; default `/run/bird/bird.ctl`).
+        socket: PathBuf,
+        /// The file lbd owns (default `/var/lib/lbd/bird-vips.conf`).
+        routes_file: PathBuf,
+    },
+    /// Any other speaker (FRR, GoBGP, ...): lbd runs `announce` or `withdraw` once per
+    /// VIP change, with `{prefix}` (e.g. `10.0.0.100/32`) and `{family}` (`ipv4` or
+    /// `ipv6`) replaced in each argument; `status`, when set, is run for `lbctl bgp`.
+    Command {
+        /// `announce_command`.
+        announce: Vec<String>,
+        /// `withdraw_command`.
+        withdraw: Vec<String>,
+        /// `status_command`.
+        status: Option<Vec<String>>,
+    },
+}
+
+impl BgpConfig {
+    /// Default BIRD control socket (Debian's bird2).
+    pub const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
+    /// Default file for the announced routes.
+    pub const DEFAULT_ROUTES_FILE: &str = "/var/lib/lbd/bird-vips.conf";
+    /// Default `drain_timeout`.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 }
 
 /// Where this node sends sync messages ([`Config::sync_peers`]).

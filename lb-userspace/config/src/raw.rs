@@ -32,6 +32,8 @@ pub(super) struct RawConfig {
     pub vrrp: Vec<RawVrrp>,
     /// `[sync]`.
     pub sync: Option<RawSync>,
+    /// `[bgp]`.
+    pub bgp: Option<RawBgp>,
 }
 
 /// `[global]`.
@@ -43,7 +45,7 @@ pub(super) struct RawGlobal {
     pub metrics_listen: Opt<String>,
     pub pin_dir: Opt<PathBuf>,
     pub hash_seed: Opt<u32>,
-    pub maglev_table_size: Opt<u32>,
+    pub maglev_table_size: Opt<RawTableSize>,
     pub max_services: Opt<u32>,
     pub max_backends: Opt<u32>,
     pub conn_table_size: Opt<u32>,
@@ -84,6 +86,23 @@ impl std::fmt::Debug for RawSync {
             .field("max_queue", &self.max_queue)
             .finish()
     }
+}
+
+/// `[bgp]`. Integers are read as `i64` so that range errors carry our message.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawBgp {
+    pub speaker: Opt<String>,
+    pub bird_socket: Opt<PathBuf>,
+    pub routes_file: Opt<PathBuf>,
+    pub announce_command: Opt<Vec<Spanned<String>>>,
+    pub withdraw_command: Opt<Vec<Spanned<String>>>,
+    pub status_command: Opt<Vec<Spanned<String>>>,
+    pub vips: Opt<Vec<Spanned<String>>>,
+    pub min_healthy: Opt<i64>,
+    pub drain_timeout: Opt<String>,
+    pub drain_on_stop: Opt<bool>,
+    pub isolated_after: Opt<String>,
 }
 
 /// `[[interface]]`.
@@ -198,4 +217,36 @@ pub(super) struct RawTrack {
     pub fall: Opt<u32>,
     pub rise: Opt<u32>,
     pub weight: Opt<i64>,
+}
+
+/// `[global] maglev_table_size` as written: a number or a word (`"auto"`), judged in
+/// validation so the error names the line.
+#[derive(Debug)]
+pub(super) enum RawTableSize {
+    /// An integer.
+    Size(i64),
+    /// A string.
+    Word(String),
+}
+
+impl<'de> Deserialize<'de> for RawTableSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawTableSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a prime table size or \"auto\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawTableSize, E> {
+                Ok(RawTableSize::Size(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawTableSize, E> {
+                Ok(RawTableSize::Size(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTableSize, E> {
+                Ok(RawTableSize::Word(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }

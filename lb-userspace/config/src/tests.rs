@@ -24,7 +24,7 @@ control_socket = "/run/lbd/lbd.sock"    # default
 metrics_listen = "127.0.0.1:9469"       # default; "" or "off" disables
 pin_dir = "/sys/fs/bpf/lbd"             # default; where maps and links are pinned (restart survival)
 hash_seed = 0x5eed                      # u32, default 0x4c42_5345; must be identical on every LB node (flows survive failover)
-maglev_table_size = 65537               # default 65537; must be a prime <= 65537
+maglev_table_size = 65537               # default "auto"; else a prime <= 655373
 max_services = 256                      # default 256 (map capacity)
 max_backends = 4096                     # default 4096, <= 65535
 conn_table_size = 1048576               # default 1<<20
@@ -118,6 +118,7 @@ fn full_example_parses_to_expected_struct() {
         }],
         vrrp: vec![],
         sync: None,
+        bgp: None,
     };
     assert_eq!(cfg, expected);
 }
@@ -145,7 +146,7 @@ fn minimal_config_gets_documented_defaults() {
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9469))),
             pin_dir: PathBuf::from("/sys/fs/bpf/lbd"),
             hash_seed: 0x4c42_5345,
-            maglev_table_size: 65537,
+            maglev_table_size: lb_common::maglev::AUTO_TABLE_SIZE,
             max_services: 256,
             max_backends: 4096,
             conn_table_size: 1 << 20,
@@ -183,6 +184,7 @@ fn minimal_config_gets_documented_defaults() {
         }],
         vrrp: vec![],
         sync: None,
+        bgp: None,
     };
     assert_eq!(cfg, expected);
     assert_eq!(cfg.global, Global::default());
@@ -702,8 +704,23 @@ fn bad_configs_name_file_line_and_field() {
         ),
         (
             "table size too big",
-            "[global]\nmaglev_table_size = 100003\n".to_owned() + &with_iface(""),
-            "lbd.toml:2: global.maglev_table_size: 100003 exceeds the maximum 65537",
+            "[global]\nmaglev_table_size = 655379\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.maglev_table_size: 655379 exceeds the maximum 655373",
+        ),
+        (
+            "table size 0",
+            "[global]\nmaglev_table_size = 0\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.maglev_table_size: 0 is not a prime",
+        ),
+        (
+            "table size negative",
+            "[global]\nmaglev_table_size = -7\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.maglev_table_size: -7 is not a prime",
+        ),
+        (
+            "table size a word",
+            "[global]\nmaglev_table_size = \"large\"\n".to_owned() + &with_iface(""),
+            "lbd.toml:2: global.maglev_table_size: \"large\" is not a table size: \"auto\" or a prime up to 655373",
         ),
         (
             "rise 0",
@@ -1933,4 +1950,105 @@ fn bad_sync_configs_name_file_line_and_field() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn bgp_section_defaults_and_errors() {
+    // Interface 1-2, service 3-6, backend 7-8, [bgp] on line 9.
+    let b = |extra: &str| {
+        svc(&format!(
+            "[[service.backend]]\naddress = \"10.0.0.2\"\n[bgp]\n{extra}"
+        ))
+    };
+    let cfg = p(&b("")).unwrap();
+    let bgp = cfg.bgp.expect("[bgp]");
+    assert_eq!(
+        bgp.speaker,
+        crate::Speaker::Bird {
+            socket: "/run/bird/bird.ctl".into(),
+            routes_file: "/var/lib/lbd/bird-vips.conf".into()
+        }
+    );
+    assert_eq!(bgp.min_healthy, 1);
+    assert_eq!(bgp.drain_timeout, Duration::from_secs(60));
+    assert!(!bgp.drain_on_stop && bgp.isolated_after.is_none() && bgp.vips.is_empty());
+    let cmd = p(&b(
+        "speaker = \"command\"\nannounce_command = [\"gobgp\", \"global\", \"rib\", \"-a\", \"{family}\", \"add\", \"{prefix}\"]\nwithdraw_command = [\"gobgp\", \"global\", \"rib\", \"-a\", \"{family}\", \"del\", \"{prefix}\"]\nvips = [\"10.0.0.1\"]\ndrain_on_stop = true\n",
+    ))
+    .unwrap()
+    .bgp
+    .unwrap();
+    assert!(
+        matches!(cmd.speaker, crate::Speaker::Command { ref announce, .. } if announce[6] == "{prefix}")
+    );
+    assert!(cmd.drain_on_stop);
+    for (what, text, want) in [
+        (
+            "unknown speaker",
+            b("speaker = \"quagga\"\n"),
+            "lbd.toml:10: bgp.speaker: unknown speaker \"quagga\"",
+        ),
+        (
+            "command without its commands",
+            b("speaker = \"command\"\n"),
+            "lbd.toml:9: bgp.announce_command: speaker = \"command\" needs announce_command",
+        ),
+        (
+            "a typo",
+            b("speaker = \"command\"\nrouters_file = 1\n"),
+            "lbd.toml:11: bgp.routers_file: unknown field `routers_file`",
+        ),
+        (
+            "command option on bird",
+            b("withdraw_command = [\"x\"]\n"),
+            "lbd.toml:10: bgp.withdraw_command: not used with speaker = \"bird\"",
+        ),
+        (
+            "unknown placeholder",
+            b("speaker = \"command\"\nannounce_command = [\"x\", \"{vip}\"]\nwithdraw_command = [\"x\"]\n"),
+            "lbd.toml:11: bgp.announce_command[1]: unknown placeholder in \"{vip}\"",
+        ),
+        (
+            "a VIP no service has",
+            b("vips = [\"10.9.9.9\"]\n"),
+            "lbd.toml:10: bgp.vips[0]: 10.9.9.9 is no service's VIP",
+        ),
+        (
+            "relative routes file",
+            b("routes_file = \"vips.conf\"\n"),
+            "lbd.toml:10: bgp.routes_file: must be an absolute path",
+        ),
+        (
+            "min_healthy 0",
+            b("min_healthy = 0\n"),
+            "lbd.toml:10: bgp.min_healthy: 0 is out of range 1..=65535",
+        ),
+        (
+            "isolated_after without sync",
+            b("isolated_after = \"5s\"\n"),
+            "lbd.toml:10: bgp.isolated_after: needs [sync]",
+        ),
+        (
+            "bad drain timeout",
+            b("drain_timeout = \"soon\"\n"),
+            "lbd.toml:10: bgp.drain_timeout: invalid duration \"soon\"",
+        ),
+    ] {
+        let err = p(&text).expect_err(what).to_string();
+        assert!(err.starts_with(want), "{what}: got {err:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn maglev_table_size_takes_auto_and_big_primes() {
+    for (value, want) in [
+        ("\"auto\"", lb_common::maglev::AUTO_TABLE_SIZE),
+        ("\"AUTO\"", lb_common::maglev::AUTO_TABLE_SIZE),
+        ("131071", 131071),
+        ("655373", 655373),
+        ("251", 251),
+    ] {
+        let text = format!("[global]\nmaglev_table_size = {value}\n") + &with_iface("");
+        assert_eq!(p(&text).unwrap().global.maglev_table_size, want, "{value}");
+    }
 }

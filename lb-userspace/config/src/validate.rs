@@ -19,6 +19,7 @@ use super::limits::{
     MAX_BACKENDS, MAX_CONN_TABLE_SIZE, MAX_SERVICES, MAX_SOCKET_PATH, MAX_SYNC_KEY_BYTES,
     MAX_SYNC_QUEUE, MAX_SYNC_RATE, MAX_TABLE_SIZE, MAX_TIMEOUT, MIN_SYNC_KEY_BYTES, MIN_TIMEOUT,
 };
+use super::raw::RawTableSize;
 use super::raw::{Opt, RawBackend, RawConfig, RawGlobal, RawHealth, RawInterface, RawKind};
 use super::raw::{RawService, RawStart, RawSync, RawTrack, RawVrrp};
 use super::{
@@ -26,6 +27,8 @@ use super::{
     Notify, Protocol, Scheduler, Service, SyncConfig, Track, V3Checksum, VrrpConfig, XdpMode,
 };
 use lb_vrrp::Version;
+
+mod bgp;
 
 /// Where the text came from, to locate errors.
 pub(super) struct Ctx<'a> {
@@ -67,6 +70,42 @@ impl Ctx<'_> {
 }
 
 /// The value if given, else `default`.
+/// `[global] maglev_table_size`: `"auto"` ([`lb_common::maglev::AUTO_TABLE_SIZE`]: each
+/// service's size from its backend count) or a prime up to [`MAX_TABLE_SIZE`] (above
+/// 65537 a service's table goes to the big-table map).
+fn table_size(ctx: &Ctx<'_>, v: &Spanned<RawTableSize>) -> Result<u32> {
+    let field = "global.maglev_table_size";
+    let m = match v.get_ref() {
+        RawTableSize::Word(w) if w.trim().eq_ignore_ascii_case("auto") => {
+            return Ok(lb_common::maglev::AUTO_TABLE_SIZE)
+        }
+        RawTableSize::Word(w) => {
+            return Err(ctx.at(
+                v,
+                field,
+                format!("{w:?} is not a table size: \"auto\" or a prime up to {MAX_TABLE_SIZE}"),
+            ))
+        }
+        RawTableSize::Size(m) => *m,
+    };
+    if m > MAX_TABLE_SIZE as i64 {
+        return Err(ctx.at(
+            v,
+            field,
+            format!("{m} exceeds the maximum {MAX_TABLE_SIZE} (the largest big table; \"auto\" picks the size per service)"),
+        ));
+    }
+    let prime = u32::try_from(m).is_ok_and(lb_common::maglev::is_prime);
+    if !prime {
+        return Err(ctx.at(
+            v,
+            field,
+            format!("{m} is not a prime (Maglev needs a prime table size, e.g. 65537, 65521, 32749, 251; or \"auto\")"),
+        ));
+    }
+    Ok(m as u32)
+}
+
 fn or<T: Clone>(value: &Opt<T>, default: T) -> T {
     value.as_ref().map_or(default, |v| v.get_ref().clone())
 }
@@ -86,12 +125,17 @@ pub(super) fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config> {
         Some(rs) => Some(sync(ctx, &vrrp, rs)?),
         None => None,
     };
+    let bgp = match &raw.bgp {
+        Some(rb) => Some(bgp::bgp(ctx, &services, raw.sync.is_some(), rb)?),
+        None => None,
+    };
     Ok(Config {
         global,
         interfaces,
         services,
         vrrp,
         sync,
+        bgp,
     })
 }
 
@@ -193,25 +237,10 @@ fn global(ctx: &Ctx<'_>, g: RawGlobal) -> Result<Global> {
         }
     };
 
-    let maglev_table_size = or(&g.maglev_table_size, d.maglev_table_size);
-    if let Some(v) = &g.maglev_table_size {
-        let m = *v.get_ref();
-        let field = "global.maglev_table_size";
-        if m > MAX_TABLE_SIZE {
-            return Err(ctx.at(
-                v,
-                field,
-                format!("{m} exceeds the maximum {MAX_TABLE_SIZE} (the slots a service's map value holds)"),
-            ));
-        }
-        if !lb_common::maglev::is_prime(m) {
-            return Err(ctx.at(
-                v,
-                field,
-                format!("{m} is not a prime (Maglev needs a prime table size, e.g. 65537, 65521, 32749, 251)"),
-            ));
-        }
-    }
+    let maglev_table_size = match &g.maglev_table_size {
+        None => d.maglev_table_size,
+        Some(v) => table_size(ctx, v)?,
+    };
 
     let max_services = or(&g.max_services, d.max_services);
     if let Some(v) = &g.max_services {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use lb_common::{
-    maps::{Backend, ConnKey, ConnValue, ServiceKey},
+    maps::{Backend, BigChunk, BigChunkKey, ConnKey, ConnValue, ServiceKey},
     select::{choose, service_keys, slot_hash, Choice, FlowState, Recorded},
 };
 
@@ -41,6 +41,8 @@ pub enum Explanation {
 struct Snapshot {
     backends: Vec<Backend>,
     conns: HashMap<ConnKey, ConnValue>,
+    /// The service's big-table chunks, by key (none for an inline table).
+    big: HashMap<BigChunkKey, Box<BigChunk>>,
 }
 
 impl FlowState for Snapshot {
@@ -56,6 +58,9 @@ impl FlowState for Snapshot {
     fn touch(&self, _key: &ConnKey, _now_ns: u64, _fin: bool) {}
     fn now_ns(&self) -> u64 {
         0
+    }
+    fn big_chunk(&self, key: &BigChunkKey) -> Option<&BigChunk> {
+        self.big.get(key).map(|c| &**c)
     }
 }
 
@@ -82,12 +87,30 @@ pub fn explain(
         Some(v) => HashMap::from([(*flow, v)]),
         None => HashMap::new(),
     };
+    // The table in the data plane's layout (a big one in chunks), so `choose` reads
+    // it exactly as the program does.
+    let (value, chunks) = table.to_maps(1).ok_or(DataplaneError::Table(
+        lb_common::maglev::MaglevError::TableTooLarge(table.len()),
+    ))?;
+    let big = chunks
+        .into_iter()
+        .enumerate()
+        .map(|(chunk, c)| {
+            let at = BigChunkKey {
+                id: value.id,
+                gen: value.big_gen as u16,
+                chunk: chunk as u16,
+            };
+            (at, c)
+        })
+        .collect();
     let state = Snapshot {
         backends: dp.backends()?,
         conns,
+        big,
     };
-    let hash = slot_hash(config.hash_seed, table.flags, flow);
-    Ok(match choose(&state, &table, hash, flow, syn, false) {
+    let hash = slot_hash(config.hash_seed, value.flags, flow);
+    Ok(match choose(&state, &value, hash, flow, syn, false) {
         Some((choice, _)) => {
             let backend = state.backends[choice.backend as usize];
             Explanation::Forward {

@@ -5,6 +5,7 @@
 //! - [`ops`]: the read ([`DataplaneRead`]) and write ([`DataplaneOps`]) sides as traits;
 //! - [`reconcile`]: desired state -> ordered, minimal map writes; settle;
 //! - [`explain`]: where a flow would go and why (the XDP program's own selection code);
+//! - [`table`]: a service's table, inline in its map value or in big-table chunks;
 //! - [`views`]: the maps as lbctl and metrics show them;
 //! - with the `testing` feature: [`memory`] (the maps in memory) and [`testing`]
 //!   (`BPF_PROG_TEST_RUN`, live frames, unpinned loads and attaches, raw
@@ -18,12 +19,14 @@ pub mod ops;
 mod pin;
 pub mod reconcile;
 mod sys;
+pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod views;
 
 pub use attach::{AttachMode, AttachedMode};
 pub use ops::{DataplaneOps, DataplaneRead};
+pub use table::Table;
 
 use std::{
     collections::HashMap as StdHashMap,
@@ -36,8 +39,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lb_common::maps::{
-    capacity, names, outcome, programs, Backend, ConnKey, ConnValue, DataplaneConfig, FlowGuard,
-    FragKey, IngressMac, ServiceKey, ServiceTable, TrafficStats, VIP_FILTER_WORDS,
+    capacity, names, outcome, programs, Backend, BigChunk, BigChunkKey, ConnKey, ConnValue,
+    DataplaneConfig, FlowGuard, FragKey, IngressMac, ServiceKey, ServiceTable, TrafficStats,
+    SVC_F_BIG_TABLE, VIP_FILTER_WORDS,
 };
 use lb_common::select::vip_filter_bit;
 
@@ -150,6 +154,17 @@ impl Default for Capacities {
     }
 }
 
+/// Capacity of `BIG_TABLES` for `services` services: two generations of a 655373-slot
+/// table each (82 chunks), at least [`capacity::BIG_CHUNKS`], at most 65536 (the
+/// kernel allocates elements as used, but the bucket array up front).
+fn big_chunks(services: u32) -> u32 {
+    let per_service =
+        2 * lb_common::maps::MAX_BIG_TABLE_SIZE.div_ceil(lb_common::maps::BIG_CHUNK_SLOTS) as u32;
+    services
+        .saturating_mul(per_service)
+        .clamp(capacity::BIG_CHUNKS, 1 << 16)
+}
+
 /// How to load the data plane.
 #[derive(Clone, Debug, Default)]
 pub struct DataplaneOptions {
@@ -173,7 +188,8 @@ pub struct ServiceSpec<'a> {
     pub flags: u32,
     /// Backends with weights (weight 0 = draining: no slots).
     pub backends: &'a [lb_common::maglev::MaglevBackend],
-    /// Maglev table size M (prime).
+    /// Maglev table size M (a prime up to `MAX_BIG_TABLE_SIZE`; above
+    /// `MAX_TABLE_SIZE` the table is a big one), or `lb_common::maglev::AUTO_TABLE_SIZE`.
     pub table_size: u32,
     /// Cluster-wide Maglev seed.
     pub seed: u64,
@@ -215,7 +231,8 @@ impl Dataplane {
             .map_max_entries(names::BACKEND_STATS, caps.backends)
             .map_max_entries(names::CONNS, caps.conns)
             .map_max_entries(names::TX_PORTS, caps.tx_ports)
-            .map_max_entries(names::FRAG_ROUTES, caps.services);
+            .map_max_entries(names::FRAG_ROUTES, caps.services)
+            .map_max_entries(names::BIG_TABLES, big_chunks(caps.services));
         let pin_paths: Vec<(&'static str, PathBuf)> = match &options.pin_dir {
             Some(dir) => {
                 pin::prepare(dir).map_err(|e| DataplaneError::PinDir {
@@ -422,20 +439,80 @@ impl Dataplane {
 
     /// Insert or atomically replace a service and its table.
     /// Its VIP filter bit is set first, so the program looks the service up as soon
-    /// as it exists.
-    pub fn set_service(&mut self, key: &ServiceKey, table: &ServiceTable) -> Result<()> {
+    /// as it exists. A big table ([`Table::is_big`]) is written to `BIG_TABLES` as a
+    /// new generation of chunks first, then the service's value naming it: packets see
+    /// the old table or the new one, whole. The previous generation stays until the
+    /// next write (a packet may still be reading it); older ones are removed, and all
+    /// of them once the table is inline again.
+    pub fn set_service(&mut self, key: &ServiceKey, table: &Table) -> Result<()> {
+        // Only a big table needs the generation the service's value names now.
+        let old = if table.is_big() {
+            self.service_value(key)?
+        } else {
+            None
+        };
+        let old_gen = old
+            .as_ref()
+            .filter(|v| v.flags & SVC_F_BIG_TABLE != 0 && v.id == table.id)
+            .map(|v| v.big_gen as u16);
+        let gen = old_gen.map_or(1, |g| g.wrapping_add(1));
+        let (value, chunks) = table.to_maps(gen).ok_or(DataplaneError::Table(
+            lb_common::maglev::MaglevError::TableTooLarge(table.len()),
+        ))?;
         if self.track_vip_key(key, true) {
             self.set_vip_bit(vip_filter_bit(&key.vip, key.proto), true)?;
+        }
+        if !chunks.is_empty() {
+            let mut map = self.big_map_mut()?;
+            for (chunk, part) in chunks.iter().enumerate() {
+                let at = BigChunkKey {
+                    id: table.id,
+                    gen,
+                    chunk: chunk as u16,
+                };
+                map.insert(at, part.as_ref(), 0)
+                    .map_err(map_err(names::BIG_TABLES))?;
+            }
         }
         let map = self.map_mut(names::SERVICES)?;
         let mut hash: HashMap<&mut MapData, ServiceKey, ServiceTable> =
             HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
-        hash.insert(key, table, 0).map_err(map_err(names::SERVICES))
+        hash.insert(key, value.as_ref(), 0)
+            .map_err(map_err(names::SERVICES))?;
+        let current = (!chunks.is_empty()).then_some(gen);
+        self.remove_big_chunks(table.id, |g| Some(g) != current && Some(g) != old_gen)
     }
 
-    /// Remove a service (missing is not an error), then clear its VIP filter bit if no
-    /// other installed service sets it.
+    fn big_map_mut(&mut self) -> Result<HashMap<&mut MapData, BigChunkKey, BigChunk>> {
+        HashMap::try_from(self.map_mut(names::BIG_TABLES)?).map_err(map_err(names::BIG_TABLES))
+    }
+
+    /// Remove service `id`'s big-table chunks of the generations `stale` picks.
+    fn remove_big_chunks(&mut self, id: u32, stale: impl Fn(u16) -> bool) -> Result<()> {
+        let mut map = self.big_map_mut()?;
+        let keys: Vec<BigChunkKey> = map
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.id == id && stale(k.gen))
+            .collect();
+        for k in keys {
+            match map.remove(&k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(map_err(names::BIG_TABLES)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove a service (missing is not an error), and its big table if it has one,
+    /// then clear its VIP filter bit if no other installed service sets it.
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
+        let big = self
+            .service_value(key)?
+            .filter(|v| v.flags & SVC_F_BIG_TABLE != 0)
+            .map(|v| v.id);
         let map = self.map_mut(names::SERVICES)?;
         let mut hash: HashMap<&mut MapData, ServiceKey, ServiceTable> =
             HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
@@ -443,6 +520,9 @@ impl Dataplane {
             Ok(()) => {}
             Err(MapError::KeyNotFound) => return Ok(()),
             Err(e) => return Err(map_err(names::SERVICES)(e)),
+        }
+        if let Some(id) = big {
+            self.remove_big_chunks(id, |_| true)?;
         }
         if self.track_vip_key(key, false) {
             self.set_vip_bit(vip_filter_bit(&key.vip, key.proto), false)?;
@@ -514,27 +594,77 @@ impl Dataplane {
         Ok(())
     }
 
-    /// The service at `key` with its table (read straight into the heap).
-    pub fn service(&self, key: &ServiceKey) -> Result<Option<Box<ServiceTable>>> {
+    /// The service at `key` with its table, big or inline (`None` also for a big
+    /// service missing a chunk).
+    pub fn service(&self, key: &ServiceKey) -> Result<Option<Table>> {
+        let Some(value) = self.service_value(key)? else {
+            return Ok(None);
+        };
+        let mut chunks = Vec::new();
+        for chunk in 0..Table::chunks_of(&value) {
+            let at = BigChunkKey {
+                id: value.id,
+                gen: value.big_gen as u16,
+                chunk,
+            };
+            match self.big_chunk(&at)? {
+                Some(c) => chunks.push(c),
+                None => return Ok(None),
+            }
+        }
+        Ok(Table::from_maps(&value, &chunks))
+    }
+
+    /// The `SERVICES` value at `key` (read straight into the heap).
+    fn service_value(&self, key: &ServiceKey) -> Result<Option<Box<ServiceTable>>> {
         let map = self.map(names::SERVICES)?;
         // The typed view checks the map's key and value sizes against the Pod types.
         let _: HashMap<&MapData, ServiceKey, ServiceTable> =
             HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
-        let aya::maps::Map::HashMap(data) = map else {
-            return Err(DataplaneError::Missing(format!(
-                "hash map {}",
-                names::SERVICES
-            )));
-        };
-        let mut table = ServiceTable::boxed(0, 0, &[])
+        let table = ServiceTable::boxed(0, 0, &[])
             .ok_or_else(|| DataplaneError::Missing("table".into()))?;
+        self.lookup_boxed(names::SERVICES, map, key, table)
+    }
+
+    /// One chunk of a big table (read straight into the heap).
+    pub fn big_chunk(&self, at: &BigChunkKey) -> Result<Option<Box<BigChunk>>> {
+        let map = self.map(names::BIG_TABLES)?;
+        let _: HashMap<&MapData, BigChunkKey, BigChunk> =
+            HashMap::try_from(map).map_err(map_err(names::BIG_TABLES))?;
+        let chunk = Box::new(BigChunk {
+            entries: [lb_common::maps::TableEntry::EMPTY; lb_common::maps::BIG_CHUNK_SLOTS],
+        });
+        self.lookup_boxed(names::BIG_TABLES, map, at, chunk)
+    }
+
+    /// Every big-table chunk key (tests and diagnostics).
+    pub fn big_chunk_keys(&self) -> Result<Vec<BigChunkKey>> {
+        let map: HashMap<&MapData, BigChunkKey, BigChunk> =
+            HashMap::try_from(self.map(names::BIG_TABLES)?).map_err(map_err(names::BIG_TABLES))?;
+        map.keys()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err(names::BIG_TABLES))
+    }
+
+    /// Look `key` up in the hash map `map` (named `name`), whose key and value sizes
+    /// the caller checked against `K` and `V`, into `value`.
+    fn lookup_boxed<K, V>(
+        &self,
+        name: &'static str,
+        map: &aya::maps::Map,
+        key: &K,
+        mut value: Box<V>,
+    ) -> Result<Option<Box<V>>> {
+        let aya::maps::Map::HashMap(data) = map else {
+            return Err(DataplaneError::Missing(format!("hash map {name}")));
+        };
         use std::os::fd::AsFd as _;
-        // SAFETY: the map's key and value sizes were checked just above.
-        match unsafe { sys::lookup_into(data.fd().as_fd(), key, &mut *table) } {
-            Ok(true) => Ok(Some(table)),
+        // SAFETY: the caller checked the map's key and value sizes.
+        match unsafe { sys::lookup_into(data.fd().as_fd(), key, &mut *value) } {
+            Ok(true) => Ok(Some(value)),
             Ok(false) => Ok(None),
             Err(io_error) => Err(DataplaneError::Map {
-                map: names::SERVICES,
+                map: name,
                 source: MapError::SyscallError(aya::sys::SyscallError {
                     call: "bpf_map_lookup_elem",
                     io_error,

@@ -6,12 +6,12 @@ use std::{cell::RefCell, collections::HashMap};
 
 use lb_common::maps::{
     outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FlowGuard, FragKey, ServiceKey,
-    ServiceTable, TrafficStats,
+    TrafficStats,
 };
 
 use crate::{
     ops::{DataplaneOps, DataplaneRead},
-    DataplaneError,
+    DataplaneError, Table,
 };
 
 /// One write, as [`MemoryDataplane`] records it.
@@ -32,8 +32,8 @@ pub enum Write {
 pub struct MemoryDataplane {
     /// The backend array.
     pub backends: Vec<Backend>,
-    /// Services (and their tables).
-    pub services: HashMap<ServiceKey, Box<ServiceTable>>,
+    /// Services (and their tables, big or inline).
+    pub services: HashMap<ServiceKey, Table>,
     /// The connection table.
     pub conns: HashMap<ConnKey, ConnValue>,
     /// Fragment routes.
@@ -76,12 +76,6 @@ impl MemoryDataplane {
     }
 }
 
-fn copy(table: &ServiceTable) -> Result<Box<ServiceTable>, DataplaneError> {
-    ServiceTable::boxed(table.id, table.flags, table.slots()).ok_or(DataplaneError::Table(
-        lb_common::maglev::MaglevError::TableTooLarge(table.len),
-    ))
-}
-
 impl DataplaneRead for MemoryDataplane {
     fn backends(&self) -> Result<Vec<Backend>, DataplaneError> {
         Ok(self.backends.clone())
@@ -89,8 +83,8 @@ impl DataplaneRead for MemoryDataplane {
     fn service_keys(&self) -> Result<Vec<ServiceKey>, DataplaneError> {
         Ok(self.services.keys().copied().collect())
     }
-    fn service(&self, key: &ServiceKey) -> Result<Option<Box<ServiceTable>>, DataplaneError> {
-        self.services.get(key).map(|t| copy(t)).transpose()
+    fn service(&self, key: &ServiceKey) -> Result<Option<Table>, DataplaneError> {
+        Ok(self.services.get(key).cloned())
     }
     fn frag_routes(&self) -> Result<HashMap<FragKey, ServiceKey>, DataplaneError> {
         Ok(self.routes.clone())
@@ -140,12 +134,15 @@ impl DataplaneOps for MemoryDataplane {
         self.log.push(Write::Backend(index, backend.state));
         Ok(())
     }
-    fn set_service(
-        &mut self,
-        key: &ServiceKey,
-        table: &ServiceTable,
-    ) -> Result<(), DataplaneError> {
-        self.services.insert(*key, copy(table)?);
+    fn set_service(&mut self, key: &ServiceKey, table: &Table) -> Result<(), DataplaneError> {
+        // What the live maps would refuse.
+        table.to_maps(1).ok_or(DataplaneError::Table(
+            lb_common::maglev::MaglevError::TableTooLarge(table.len()),
+        ))?;
+        self.services.insert(
+            *key,
+            Table::new(table.id, table.flags, table.entries.clone()),
+        );
         self.log.push(Write::Service(*key));
         Ok(())
     }

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use lb_common::maps::{
     outcome, Backend, ConnKey, ConnValue, DataplaneConfig, FlowGuard, FragKey, ServiceKey,
-    ServiceTable, TrafficStats,
+    TrafficStats,
 };
 
-use crate::{Dataplane, DataplaneError};
+use crate::{Dataplane, DataplaneError, Table};
 
 /// Reads of the data plane's maps and clock.
 pub trait DataplaneRead {
@@ -18,8 +18,8 @@ pub trait DataplaneRead {
     fn backends(&self) -> Result<Vec<Backend>, DataplaneError>;
     /// Keys of installed services and fragment routes.
     fn service_keys(&self) -> Result<Vec<ServiceKey>, DataplaneError>;
-    /// One installed service with its table.
-    fn service(&self, key: &ServiceKey) -> Result<Option<Box<ServiceTable>>, DataplaneError>;
+    /// One installed service with its table (inline or big).
+    fn service(&self, key: &ServiceKey) -> Result<Option<Table>, DataplaneError>;
     /// Every fragment route.
     fn frag_routes(&self) -> Result<HashMap<FragKey, ServiceKey>, DataplaneError>;
     /// The tracked connection for `key`.
@@ -37,7 +37,8 @@ pub trait DataplaneRead {
     /// The flood guard's and the event ring's counters, summed over CPUs (the window
     /// fields are zero).
     fn flow_guard(&self) -> Result<FlowGuard, DataplaneError>;
-    /// The data plane's clock (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) in nanoseconds.
+    /// The data plane's clock (CLOCK_MONOTONIC, which `bpf_ktime_get_coarse_ns` reads
+    /// at tick resolution) in nanoseconds.
     fn now_ns(&self) -> u64;
 }
 
@@ -46,8 +47,7 @@ pub trait DataplaneOps: DataplaneRead {
     /// Write a backend slot.
     fn set_backend(&mut self, index: u16, backend: &Backend) -> Result<(), DataplaneError>;
     /// Install or atomically replace a service.
-    fn set_service(&mut self, key: &ServiceKey, table: &ServiceTable)
-        -> Result<(), DataplaneError>;
+    fn set_service(&mut self, key: &ServiceKey, table: &Table) -> Result<(), DataplaneError>;
     /// Remove a service (missing is not an error).
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
     /// Route fragments of (VIP, protocol) to a service.
@@ -74,10 +74,7 @@ macro_rules! forward_read {
             fn service_keys(&self) -> Result<Vec<ServiceKey>, DataplaneError> {
                 (**self).service_keys()
             }
-            fn service(
-                &self,
-                key: &ServiceKey,
-            ) -> Result<Option<Box<ServiceTable>>, DataplaneError> {
+            fn service(&self, key: &ServiceKey) -> Result<Option<Table>, DataplaneError> {
                 (**self).service(key)
             }
             fn frag_routes(&self) -> Result<HashMap<FragKey, ServiceKey>, DataplaneError> {
@@ -120,7 +117,7 @@ impl DataplaneRead for Dataplane {
     fn service_keys(&self) -> Result<Vec<ServiceKey>, DataplaneError> {
         Dataplane::service_keys(self)
     }
-    fn service(&self, key: &ServiceKey) -> Result<Option<Box<ServiceTable>>, DataplaneError> {
+    fn service(&self, key: &ServiceKey) -> Result<Option<Table>, DataplaneError> {
         Dataplane::service(self, key)
     }
     fn frag_routes(&self) -> Result<HashMap<FragKey, ServiceKey>, DataplaneError> {
@@ -156,11 +153,7 @@ impl DataplaneOps for Dataplane {
     fn set_backend(&mut self, index: u16, backend: &Backend) -> Result<(), DataplaneError> {
         Dataplane::set_backend(self, index, backend)
     }
-    fn set_service(
-        &mut self,
-        key: &ServiceKey,
-        table: &ServiceTable,
-    ) -> Result<(), DataplaneError> {
+    fn set_service(&mut self, key: &ServiceKey, table: &Table) -> Result<(), DataplaneError> {
         Dataplane::set_service(self, key, table)
     }
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
@@ -187,7 +180,8 @@ impl DataplaneOps for Dataplane {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+/// CLOCK_MONOTONIC in nanoseconds: the clock the data plane reads
+/// (`bpf_ktime_get_coarse_ns`, the same clock at tick resolution).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -26,17 +26,20 @@ use lb_common::{
     hash::reduce,
     maglev::{self, MaglevBackend},
     maps::{
-        addr_words, Backend, ConnKey, DataplaneConfig, FragKey, ServiceKey, ServiceTable,
-        TableEntry, BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, NO_BACKEND,
+        addr_words, Backend, ConnKey, DataplaneConfig, FragKey, ServiceKey, TableEntry,
+        BACKEND_DOWN, BACKEND_DRAINING, BACKEND_UP, NO_BACKEND,
     },
     select::{covers, slot_hash},
 };
 
 pub use crate::ops::{monotonic_ns, DataplaneOps, DataplaneRead};
-use crate::{DataplaneError, ServiceSpec};
+use crate::{DataplaneError, ServiceSpec, Table};
 
 /// Build `spec`'s Maglev table and install it at `key`, unless the installed table
 /// already maps every slot the same way (then nothing is written and `None` returned).
+/// A `spec.table_size` of [`maglev::AUTO_TABLE_SIZE`] is sized from `spec.backends`
+/// (the reconciler passes the size for all the configured backends instead, so it
+/// does not follow health).
 /// With `keep_moved`, slots that move relative to the installed table are marked dirty
 /// (flows may be on it); without, moved slots are not marked (slots already dirty, a
 /// peer's, stay so). The reconciler's table step, and how tests and the bench install
@@ -46,8 +49,9 @@ pub fn install_service(
     key: &ServiceKey,
     spec: &ServiceSpec<'_>,
     keep_moved: bool,
-) -> Result<Option<Box<ServiceTable>>, DataplaneError> {
-    let fresh = maglev::build(spec.backends, spec.table_size, spec.seed)?;
+) -> Result<Option<Table>, DataplaneError> {
+    let size = maglev::table_size(spec.table_size, spec.backends.len());
+    let fresh = maglev::build(spec.backends, size, spec.seed)?;
     let old = dp.service(key)?;
     let unchanged = old.as_ref().is_some_and(|t| {
         t.flags == spec.flags
@@ -64,9 +68,7 @@ pub fn install_service(
     } else {
         maglev::carry_dirty(previous, &fresh)
     };
-    let table = ServiceTable::boxed(spec.id, spec.flags, &entries).ok_or(DataplaneError::Table(
-        maglev::MaglevError::TableTooLarge(spec.table_size),
-    ))?;
+    let table = Table::new(spec.id, spec.flags, entries);
     dp.set_service(key, &table)?;
     Ok(Some(table))
 }
@@ -113,7 +115,8 @@ pub struct ServiceInput {
 pub struct Desired {
     /// Services.
     pub services: Vec<ServiceInput>,
-    /// Maglev table size M.
+    /// Maglev table size M for every service, or [`maglev::AUTO_TABLE_SIZE`]: each
+    /// service's from its configured backends ([`maglev::table_size`]).
     pub table_size: u32,
     /// Maglev seed (cluster-wide).
     pub maglev_seed: u64,
@@ -479,18 +482,14 @@ impl Reconciler {
                     })
                 })
                 .collect();
+            // The size follows the configured backends (not the healthy ones): health
+            // never resizes a table.
+            let table_size = maglev::table_size(desired.table_size, svc.backends.len());
             // The table is a function of these inputs: unchanged inputs, nothing to build.
             let digest = {
                 use std::hash::{Hash, Hasher};
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                (
-                    id,
-                    svc.flags,
-                    &members,
-                    desired.table_size,
-                    desired.maglev_seed,
-                )
-                    .hash(&mut h);
+                (id, svc.flags, &members, table_size, desired.maglev_seed).hash(&mut h);
                 h.finish()
             };
             if state.installed != Some(digest) {
@@ -502,7 +501,7 @@ impl Reconciler {
                     id,
                     flags: svc.flags,
                     backends: &members,
-                    table_size: desired.table_size,
+                    table_size,
                     seed: desired.maglev_seed,
                 };
                 if let Some(table) = install_service(dp, &svc.key, &spec, used)? {
@@ -516,7 +515,7 @@ impl Reconciler {
                             .any(TableEntry::is_dirty)
                             .then_some(now);
                     }
-                    tracing::info!(service = %svc.name, backends = members.len(), "installed Maglev table");
+                    tracing::info!(service = %svc.name, backends = members.len(), table_size, "installed Maglev table");
                 }
                 if let Some(s) = self.services.get_mut(&svc.key) {
                     s.installed = Some(digest);
@@ -636,7 +635,7 @@ impl Reconciler {
             let Some(mut table) = dp.service(&key)? else {
                 continue;
             };
-            let len = table.len;
+            let len = table.len();
             let mut pinned: BTreeSet<u32> = BTreeSet::new();
             let mut by_slot: Vec<(u32, ConnKey)> = Vec::new();
             for (k, v) in conns.iter().filter(|(k, _)| covers(&key, k)) {

@@ -2,16 +2,18 @@
 //! without it): running packets through the balancer with `BPF_PROG_TEST_RUN`,
 //! unpinned attaches, raw connection-table and forwarding writes, and
 //! [`BenchPrograms`], the bench's own XDP object (`lb-bench`: a MAC-swap baseline, a
-//! traffic generator and a sink), which is kept out of the shipped object `lb`.
+//! traffic generator, a sink, a pass-only floor and a flow rotator), which is kept out
+//! of the shipped object `lb`.
 
 use std::time::Duration;
 
 use aya::{
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    maps::ProgramArray,
+    programs::{ProgramFd, TestRun, TestRunAttrs, TestRunOptions, Xdp},
     Ebpf,
 };
 use lb_common::{
-    bench::programs as bench_names,
+    bench::{programs as bench_names, ROTATE_NEXT},
     maps::{programs, DataplaneConfig},
 };
 
@@ -79,6 +81,13 @@ impl Dataplane {
         test_run(xdp(&self.ebpf, programs::LB)?, programs::LB, packet, repeat)
     }
 
+    /// The loaded balancer program (for the bench's rotator to tail-call).
+    pub fn program_fd(&self) -> Result<&ProgramFd> {
+        xdp(&self.ebpf, programs::LB)?
+            .fd()
+            .map_err(program_err(programs::LB))
+    }
+
     /// Attach the balancer to `interface` without a pinned link: it is detached when
     /// this value is dropped. [`AttachMode::Auto`] tries driver mode and falls back to
     /// skb mode, logging why.
@@ -116,17 +125,21 @@ pub enum BenchProgram {
     /// The sink: drops generated frames, passes everything else.
     Sink,
     /// Passes everything (test labs: the bridge side of a veth whose peer sends
-    /// `XDP_TX` frames).
+    /// `XDP_TX` frames; the per-packet bench's floor).
     Pass,
+    /// Moves each frame to the next of many flows, then tail-calls the program set
+    /// with [`BenchPrograms::rotate_into`].
+    Rotate,
 }
 
 impl BenchProgram {
     /// Every bench program.
-    pub const ALL: [BenchProgram; 4] = [
+    pub const ALL: [BenchProgram; 5] = [
         BenchProgram::MacSwap,
         BenchProgram::Generator,
         BenchProgram::Sink,
         BenchProgram::Pass,
+        BenchProgram::Rotate,
     ];
 
     /// Its name in the object.
@@ -136,11 +149,13 @@ impl BenchProgram {
             BenchProgram::Generator => bench_names::GENERATOR,
             BenchProgram::Sink => bench_names::SINK,
             BenchProgram::Pass => bench_names::PASS,
+            BenchProgram::Rotate => bench_names::ROTATE,
         }
     }
 }
 
-/// The bench object loaded, every program in the kernel. The programs use no maps.
+/// The bench object loaded, every program in the kernel. Their one map is the
+/// rotator's program array.
 pub struct BenchPrograms {
     ebpf: Ebpf,
     /// Unpinned attachments: they end with this value.
@@ -160,6 +175,30 @@ impl BenchPrograms {
             ebpf,
             attached: Vec::new(),
         })
+    }
+
+    /// Make the rotator hand its frames to `next` (the balancer's
+    /// [`Dataplane::program_fd`]); `None`: to this object's `lb_pass`, the floor.
+    pub fn rotate_into(&mut self, next: Option<&ProgramFd>) -> Result<()> {
+        let pass;
+        let next = match next {
+            Some(fd) => fd,
+            None => {
+                pass = xdp(&self.ebpf, bench_names::PASS)?
+                    .fd()
+                    .map_err(program_err(bench_names::PASS))?
+                    .try_clone()
+                    .map_err(|e| DataplaneError::Missing(format!("a program fd: {e}")))?;
+                &pass
+            }
+        };
+        let map = self
+            .ebpf
+            .map_mut(ROTATE_NEXT)
+            .ok_or_else(|| DataplaneError::Missing(format!("map {ROTATE_NEXT}")))?;
+        let mut array: ProgramArray<_> =
+            ProgramArray::try_from(map).map_err(crate::map_err(ROTATE_NEXT))?;
+        array.set(0, next, 0).map_err(crate::map_err(ROTATE_NEXT))
     }
 
     /// Run `packet` through `program` with `BPF_PROG_TEST_RUN` (see

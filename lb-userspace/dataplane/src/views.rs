@@ -104,7 +104,7 @@ pub fn from_maps_with(
                 "maglev".into()
             },
             id: table.id,
-            table_size: table.len,
+            table_size: table.len(),
             dirty_slots: table.slots().iter().filter(|e| e.is_dirty()).count(),
             traffic: dp.service_stats(table.id)?.into(),
             backends: views,
@@ -306,7 +306,7 @@ pub fn explain_view(e: &Explanation) -> ExplainView {
 
 #[cfg(test)]
 mod tests {
-    use lb_common::maps::{addr_words, proto, ServiceKey, ServiceTable, TableEntry, BACKEND_UP};
+    use lb_common::maps::{addr_words, proto, ServiceKey, TableEntry, BACKEND_UP};
 
     use super::*;
     use crate::memory::MemoryDataplane;
@@ -327,7 +327,7 @@ mod tests {
             prev: lb_common::maps::NO_BACKEND,
         }; 7];
         dp.services
-            .insert(key, ServiceTable::boxed(1, 0, &slots).unwrap());
+            .insert(key, crate::Table::new(1, 0, slots.to_vec()));
         dp
     }
 

@@ -92,6 +92,17 @@ enum Command {
     /// Flow sync between LB nodes: peers, last seen, entries sent and received, drops,
     /// resyncs (needs lbd).
     Sync,
+    /// BGP announcement: the speaker, each VIP (wanted, announced, why) and the
+    /// speaker's sessions (needs lbd).
+    Bgp,
+    /// Withdraw this node's VIPs, keep forwarding what still arrives until nothing has
+    /// arrived for 2 s or the timeout, then stop lbd: maintenance without a reset
+    /// (needs lbd and [bgp]).
+    Drain {
+        /// Keep forwarding at most this many seconds [default: `[bgp] drain_timeout`].
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
     /// Convert a keepalived.conf (vrrp_instance, vrrp_script, virtual_server, real_server,
     /// checks, includes) into an lbd config. Every option not carried over is listed on
     /// stderr with its file, line and why; the result passes `lbd --check-config`.
@@ -271,7 +282,12 @@ fn from_maps(
             protocol,
             syn,
         } => Response::Explain(views::explain_flow(dp, *src, *dst, protocol, *syn)?),
-        Request::Health | Request::Reload | Request::Vrrp | Request::Sync => {
+        Request::Health
+        | Request::Reload
+        | Request::Vrrp
+        | Request::Sync
+        | Request::Bgp
+        | Request::Drain { .. } => {
             bail!("lbd is not running; this needs lbd")
         }
     })
@@ -451,6 +467,27 @@ async fn run(cli: Cli) -> Result<()> {
             let r = ctx.ask_lbd(Request::Sync, "sync").await?;
             ctx.print(&r, |r| match r {
                 Response::Sync(view) => Some(cli::render_sync(view)),
+                _ => None,
+            })
+        }
+        Command::Bgp => {
+            let r = ctx.ask_lbd(Request::Bgp, "bgp").await?;
+            ctx.print(&r, |r| match r {
+                Response::Bgp(view) => Some(cli::render_bgp(view)),
+                _ => None,
+            })
+        }
+        Command::Drain { timeout } => {
+            let r = ctx
+                .ask_lbd(
+                    Request::Drain {
+                        timeout_secs: timeout,
+                    },
+                    "drain",
+                )
+                .await?;
+            ctx.print(&r, |r| match r {
+                Response::Done { message } => Some(format!("{message}\n")),
                 _ => None,
             })
         }

@@ -11,8 +11,8 @@ mod table;
 pub use docs::generate_docs;
 pub use flow::parse_flow;
 pub use render::{
-    rates, render_conns, render_explain, render_health, render_list, render_rates, render_status,
-    render_sync, render_vrrp, BackendRate, PerSecond, ServiceRate,
+    rates, render_bgp, render_conns, render_explain, render_health, render_list, render_rates,
+    render_status, render_sync, render_vrrp, BackendRate, PerSecond, ServiceRate,
 };
 
 pub use lb_api::fmt::endpoint;

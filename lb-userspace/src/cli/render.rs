@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{duration, endpoint, human, latency, table::Table};
 use lb_api::view::{
-    BackendView, ConnView, ExplainView, HealthView, ServiceView, StatusView, SyncView, Traffic,
-    VrrpView,
+    BackendView, BgpView, ConnView, ExplainView, HealthView, ServiceView, StatusView, SyncView,
+    Traffic, VrrpView,
 };
 
 /// Per-second traffic over a sampling interval.
@@ -379,6 +379,64 @@ pub fn render_sync(v: &SyncView) -> String {
     out.push_str(&t.render());
     for (reason, n) in &v.rejected {
         out.push_str(&format!("rejected {reason}: {n}\n"));
+    }
+    out
+}
+
+/// `lbctl bgp`: the speaker, one row per VIP (wanted, told, why), then the speaker's
+/// sessions.
+pub fn render_bgp(v: &BgpView) -> String {
+    if !v.enabled {
+        return "BGP announcement is off: no [bgp] section in the config\n".into();
+    }
+    let mut out = format!(
+        "speaker {}: {}{}; {} changes, {} failed requests\n",
+        v.speaker,
+        if v.speaker_ok {
+            "in sync"
+        } else {
+            "NOT in sync"
+        },
+        v.last_error
+            .as_ref()
+            .map_or(String::new(), |e| format!(" (last error: {e})")),
+        v.changes,
+        v.errors,
+    );
+    if v.draining {
+        out.push_str("draining: every VIP withdrawn; lbd stops when traffic stops\n");
+    }
+    let mut t = Table::new(&[false, false, false, false]);
+    t.row(
+        ["VIP", "Wanted", "Announced", "Why"]
+            .map(String::from)
+            .to_vec(),
+    );
+    for x in &v.vips {
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+        t.row(vec![
+            x.vip.to_string(),
+            yes(x.wanted),
+            yes(x.announced),
+            x.reason.clone(),
+        ]);
+    }
+    out.push_str(&t.render());
+    // BIRD's sessions have names; a command speaker's status is its output's lines.
+    let (named, raw): (Vec<_>, Vec<_>) = v.sessions.iter().partition(|x| !x.name.is_empty());
+    if !named.is_empty() {
+        let mut t = Table::new(&[false, false, false]);
+        t.row(["Session", "State", "Info"].map(String::from).to_vec());
+        for x in named {
+            t.row(vec![x.name.clone(), x.state.clone(), x.info.clone()]);
+        }
+        out.push_str(&t.render());
+    }
+    if !raw.is_empty() {
+        out.push_str("speaker status (status_command, as of the last poll):\n");
+        for x in raw {
+            out.push_str(&format!("  {}\n", x.info));
+        }
     }
     out
 }

@@ -9,6 +9,7 @@
 //! (`node::adopt`, so the first apply writes nothing), and swaps its program into the
 //! pinned links.
 
+pub mod bgp;
 mod commands;
 pub mod sync;
 mod tasks;
@@ -95,6 +96,9 @@ struct Shell {
         sync::SyncStatus,
         mpsc::Sender<lb_dataplane::reconcile::PeerDirty>,
     )>,
+    bgp: Option<bgp::Handle>,
+    /// Where [`Effect::HoldTimer`]s answer.
+    hold_tx: mpsc::Sender<(IpAddr, u64)>,
     snapshot: watch::Sender<Arc<Snapshot>>,
 }
 
@@ -103,9 +107,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let config = config::load(&config_path)?;
     let pin_dir = config.global.pin_dir.clone();
     crate::bpffs::ensure(&pin_dir)?;
+    // A running data plane is there when its service map is pinned; maps a newer
+    // lbd adds (e.g. LB_BIG_TABLES) are created beside an older lbd's pins.
     let adopting = Dataplane::pin_paths(&pin_dir)
         .iter()
-        .all(|(_, p)| p.exists());
+        .any(|(name, p)| *name == lb_common::maps::names::SERVICES && p.exists());
     let dp = Dataplane::load(&DataplaneOptions {
         pin_dir: Some(pin_dir.clone()),
         capacities: Capacities {
@@ -136,6 +142,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let (loop_tx, mut loop_rx) = mpsc::channel::<LoopRequest>(64);
     let (vrrp_tx, mut vrrp_rx) = mpsc::channel::<vrrp::Event>(64);
     let (script_tx, mut script_rx) = mpsc::channel::<(PathBuf, bool)>(64);
+    let (hold_tx, mut hold_rx) = mpsc::channel::<(IpAddr, u64)>(64);
     let mut vrrp_handles = Vec::new();
     for v in &config.vrrp {
         let inherited = start.inherited_masters.contains(&v.name);
@@ -157,6 +164,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let control_socket = config.global.control_socket.clone();
     let metrics_listen = config.global.metrics_listen;
 
+    let bgp = bgp::spawn(&config);
+    let isolated_after = config.bgp.as_ref().and_then(|b| b.isolated_after);
     let (node, effects) = Node::new(config_path, config, start);
     let mut node = node;
     let mut shell = Shell {
@@ -168,6 +177,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         attached: Vec::new(),
         vrrp: vrrp_handles,
         sync: None,
+        bgp,
+        hold_tx,
         snapshot: watch::channel(Arc::new(Snapshot::empty(&node))).0,
     };
     // The first apply and attach must work, or lbd does not start.
@@ -213,6 +224,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let mut term = sig(SignalKind::terminate(), "SIGTERM")?;
     let mut int = sig(SignalKind::interrupt(), "SIGINT")?;
     let mut settle = tokio::time::interval(node.settle_every());
+    // A drain in progress (`lbctl drain`, SIGTERM with `[bgp] drain_on_stop`).
+    let mut drain: Option<crate::node::drain::Drain> = None;
+    let mut drain_check = tokio::time::interval(crate::node::drain::CHECK_EVERY);
+    // `[bgp] isolated_after`: when a sync peer was last heard.
+    let mut isolation_check = tokio::time::interval(Duration::from_secs(1));
+    let mut last_heard = Instant::now();
     let (reload_tx, reload_rx) = mpsc::channel::<tasks::ReloadReply>(tasks::RELOADS_QUEUED);
     let (loaded_tx, mut loaded_rx) = mpsc::channel(tasks::RELOADS_QUEUED);
     tasks::spawn_config_reader(node.config_path().to_path_buf(), reload_rx, loaded_tx);
@@ -232,6 +249,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             Some((interface, up)) = link_rx.recv() => Event::Link { interface, up },
             Some((script, ok)) = script_rx.recv() => Event::Script { script, ok },
             Some(update) = peer_rx.recv() => Event::Peer(update),
+            Some((vip, generation)) = hold_rx.recv() => Event::HoldOver { vip, generation },
             _ = async {
                 match sync_ready.as_mut() {
                     Some(ready) => drop(ready.await),
@@ -247,6 +265,19 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             }
             Some((request, reply)) = loop_rx.recv() => {
                 match request {
+                    Request::Drain { timeout_secs } => {
+                        let Some(b) = &node.config().bgp else {
+                            let _ = reply.send(Response::Error {
+                                message: "drain withdraws this node's BGP announcements: it has no [bgp] (with VRRP, stop lbd: a graceful stop hands the VIPs over)".into(),
+                            });
+                            continue;
+                        };
+                        let timeout = timeout_secs.map_or(b.drain_timeout, Duration::from_secs);
+                        let message = shell.start_drain(&mut drain, timeout);
+                        let _ = reply.send(Response::Done { message });
+                        let effects = node.handle(Event::Drain);
+                        let _ = shell.execute(&mut node, effects, false);
+                    }
                     // Answered when the read is done and the node has the result.
                     Request::Reload => {
                         if let Err(
@@ -284,7 +315,31 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
                 continue;
             }
             _ = settle.tick() => Event::SettleTick,
-            _ = term.recv() => break,
+            _ = drain_check.tick(), if drain.is_some() => {
+                let forwarded = shell.forwarded();
+                if let Some(done) = drain.as_mut().and_then(|d| d.observe(Instant::now(), forwarded)) {
+                    tracing::info!(?done, "drain over: lbd stops");
+                    break;
+                }
+                continue;
+            }
+            _ = isolation_check.tick(), if isolated_after.is_some() && shell.sync.is_some() => {
+                let Some(after) = isolated_after else { continue };
+                if shell.peer_heard_within(after) {
+                    last_heard = Instant::now();
+                }
+                Event::Isolated(last_heard.elapsed() > after)
+            }
+            _ = term.recv() => {
+                match &node.config().bgp {
+                    Some(b) if b.drain_on_stop && drain.is_none() => {
+                        let message = shell.start_drain(&mut drain, b.drain_timeout);
+                        tracing::info!("SIGTERM: {message} (a second SIGTERM stops at once)");
+                        Event::Drain
+                    }
+                    _ => break,
+                }
+            }
             _ = int.recv() => break,
         };
         let mut effects = node.handle(event);
@@ -311,6 +366,17 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         let _ = shell.execute(&mut node, effects, false);
         if let Some(done) = applied {
             let _ = done.send(());
+        }
+    }
+    // Withdraw before anything else stops: the router moves the flows to the other
+    // nodes while this data plane still forwards what arrives meanwhile.
+    if let Some(b) = shell.bgp.as_mut() {
+        if b.withdraw_all("stopping: lbd exits", Duration::from_secs(3))
+            .await
+        {
+            tracing::info!("BGP: every VIP withdrawn");
+        } else {
+            tracing::warn!("BGP: the speaker did not confirm the withdrawal within 3 s");
         }
     }
     // A graceful stop hands the VIPs over (priority 0: the backup takes over within
@@ -398,9 +464,25 @@ impl Shell {
                 }
                 Effect::Settle(timeouts) => self.settle(&timeouts),
                 Effect::InstallPeer(update) => {
-                    self.install_peer(update, &node.timeouts(), node.forwarding())
+                    self.install_peer(update, &node.timeouts(), node.carries_flows())
                 }
                 Effect::ReloadDone(result) => reload = Some(result),
+                Effect::HoldTimer {
+                    vip,
+                    generation,
+                    after,
+                } => {
+                    let tx = self.hold_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = tx.send((vip, generation)).await;
+                    });
+                }
+                Effect::Announce(decisions) => {
+                    if let Some(b) = &self.bgp {
+                        b.set(decisions);
+                    }
+                }
             }
         }
         self.publish(node);
@@ -423,6 +505,50 @@ impl Shell {
             self.attached.push((iface.name.clone(), got));
         }
         Ok(())
+    }
+
+    /// Begin a drain (once): the node withdraws its VIPs, and lbd stops when traffic
+    /// stops arriving or at `timeout`.
+    fn start_drain(
+        &mut self,
+        drain: &mut Option<crate::node::drain::Drain>,
+        timeout: Duration,
+    ) -> String {
+        if drain.is_some() {
+            return "already draining".into();
+        }
+        *drain = Some(crate::node::drain::Drain::new(Instant::now(), timeout));
+        if let Some(b) = &self.bgp {
+            b.mark_draining();
+        }
+        format!(
+            "draining: VIPs withdrawn; forwarding what still arrives; lbd stops when nothing arrived for {:?}, or in {timeout:?}",
+            crate::node::drain::QUIET
+        )
+    }
+
+    /// Packets the data plane forwarded, all CPUs, all outcomes (0 if unreadable).
+    fn forwarded(&self) -> u64 {
+        lb_dataplane::views::counters(&self.dp)
+            .map(|c| {
+                c.0.iter()
+                    .filter(|(name, _)| name.starts_with("forwarded_"))
+                    .map(|(_, v)| *v)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Whether any sync peer sent a valid datagram within `window`.
+    fn peer_heard_within(&self, window: Duration) -> bool {
+        let Some((status, _)) = &self.sync else {
+            return false;
+        };
+        let view = status.lock().map(|v| v.clone()).unwrap_or_default();
+        view.peers.iter().any(|p| {
+            p.last_seen_secs
+                .is_some_and(|s| s < window.as_secs().max(1))
+        })
     }
 
     /// Publish what observers read.
@@ -448,6 +574,7 @@ impl Shell {
                 })
                 .collect(),
             sync: self.sync.as_ref().map(|(status, _)| status.clone()),
+            bgp: self.bgp.as_ref().map(|b| b.status.clone()),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }

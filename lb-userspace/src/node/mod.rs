@@ -12,12 +12,16 @@
 //!   health checks (pure);
 //! - [`track`]: tracked services and scripts -> a VRRP priority delta or FAULT;
 //! - [`adopt`]: what a pinned data plane already does -> the starting health and MACs;
+//! - [`announce`]: which VIPs the BGP speaker should announce, and why;
+//! - [`drain`]: when a drain is over;
 //! - [`snapshot`]: what observers read.
 //!
 //! A new subsystem (flow sync, a BGP announcer) plugs in as one module: its events
 //! become [`Event`] variants, its actions [`Effect`] variants, its state a field here.
 
 pub mod adopt;
+pub mod announce;
+pub mod drain;
 pub mod snapshot;
 pub mod track;
 pub mod translate;
@@ -107,6 +111,18 @@ pub enum Event {
     SyncReady,
     /// The result of the last [`Effect::Apply`].
     Applied(Result<(), String>),
+    /// Drain (`lbctl drain`, SIGTERM with `[bgp] drain_on_stop`), or stop: withdraw
+    /// every VIP; the data plane keeps forwarding.
+    Drain,
+    /// Whether the flow sync has heard no peer for longer than `[bgp] isolated_after`.
+    Isolated(bool),
+    /// An [`Effect::HoldTimer`] ran out.
+    HoldOver {
+        /// The VIP.
+        vip: IpAddr,
+        /// The health generation the timer was set for.
+        generation: u64,
+    },
 }
 
 /// Something the shell must do, returned by [`Node::handle`] and [`Node::flush`], in order.
@@ -142,6 +158,17 @@ pub enum Effect {
     InstallPeer(PeerUpdate),
     /// A reload finished: its message for the operator (`Ok` applied, `Err` rejected).
     ReloadDone(Result<String, String>),
+    /// Make the BGP speaker announce exactly the VIPs decided so (`[bgp]`).
+    Announce(Vec<announce::VipDecision>),
+    /// Answer with [`Event::HoldOver`] after `after` (a VIP's health view settling).
+    HoldTimer {
+        /// The VIP.
+        vip: IpAddr,
+        /// Its health generation now.
+        generation: u64,
+        /// Wait.
+        after: Duration,
+    },
 }
 
 /// A tracking result as last sent to an instance.
@@ -189,6 +216,20 @@ pub struct Node {
     /// the VIPs (preempt) before it knows the flows its peer tracks.
     sync_ready: bool,
     reload: Option<PendingReload>,
+    /// The first apply succeeded.
+    installed: bool,
+    /// Draining or stopping: every VIP withdrawn.
+    draining: bool,
+    /// No sync peer heard for longer than `[bgp] isolated_after`.
+    isolated: bool,
+    /// The announcement decisions last emitted (`[bgp]`).
+    announced: Vec<announce::VipDecision>,
+    /// Per VIP: health or MAC changes in its services so far (`[bgp]` hold-down).
+    vip_changes: HashMap<IpAddr, u64>,
+    /// Per VIP: the generation a hold timer confirmed quiet.
+    vip_quiet: HashMap<IpAddr, u64>,
+    /// Per VIP: the generation a hold timer was asked for.
+    vip_timer: HashMap<IpAddr, u64>,
 }
 
 /// What a node starts from: the config, and what a pinned data plane already does
@@ -236,6 +277,13 @@ impl Node {
             up: start.adopted,
             cpus: start.cpus.max(1),
             sync_ready,
+            installed: false,
+            draining: false,
+            isolated: false,
+            announced: Vec::new(),
+            vip_changes: HashMap::new(),
+            vip_quiet: HashMap::new(),
+            vip_timer: HashMap::new(),
         };
         let mut effects = vec![node.checks()];
         effects.extend(node.flush());
@@ -274,6 +322,16 @@ impl Node {
         self.timeouts().check_every()
     }
 
+    /// The VIP announcement decisions last emitted (`[bgp]`; empty without).
+    pub fn announcements(&self) -> &[announce::VipDecision] {
+        &self.announced
+    }
+
+    /// Draining or stopping.
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
     /// The per-protocol timeouts from `[global]`.
     pub fn timeouts(&self) -> Timeouts {
         translate::timeouts(&self.config.global)
@@ -294,6 +352,14 @@ impl Node {
         }
     }
 
+    /// Whether flows of this node's own may cross its data plane: it forwards, and
+    /// with `[bgp]` it may have been announced (it is announced only once the flow sync
+    /// holds its peers' state, so before that the router sends it nothing). A node
+    /// that carries none takes its peers' dirty slots on a resync.
+    pub fn carries_flows(&self) -> bool {
+        self.forwarding() && (self.config.bgp.is_none() || self.sync_ready)
+    }
+
     /// What the data plane should hold now.
     pub fn desired(&self) -> Desired {
         let mut desired =
@@ -310,8 +376,9 @@ impl Node {
         match event {
             Event::Reload(result) => self.on_reload(*result),
             Event::Health { key, up } => {
-                if self.health.insert(key, up) != Some(up) {
+                if self.health.insert(key.clone(), up) != Some(up) {
                     self.dirty = true;
+                    self.vip_changed(|s| s.name == key.0);
                     return self.update_tracking();
                 }
                 Vec::new()
@@ -352,18 +419,112 @@ impl Node {
                     return Vec::new();
                 }
                 tracing::info!("flow sync: holding the peers' state; VRRP priority restored");
-                self.update_tracking()
+                let mut effects = self.update_tracking();
+                effects.extend(self.announce_changes());
+                effects
             }
             Event::Applied(result) => self.on_applied(result),
+            Event::Drain => {
+                if !std::mem::replace(&mut self.draining, true) {
+                    tracing::info!("draining: withdrawing every VIP; forwarding continues");
+                }
+                self.announce_changes()
+            }
+            Event::HoldOver { vip, generation } => {
+                if self.vip_changes.get(&vip).copied().unwrap_or(0) == generation {
+                    self.vip_quiet.insert(vip, generation);
+                }
+                self.announce_changes()
+            }
+            Event::Isolated(isolated) => {
+                if std::mem::replace(&mut self.isolated, isolated) != isolated {
+                    tracing::warn!(isolated, "flow sync: isolation from every peer changed");
+                }
+                self.announce_changes()
+            }
+        }
+    }
+
+    /// The VIP announcements, if they changed since last emitted (`[bgp]`).
+    fn announce_changes(&mut self) -> Vec<Effect> {
+        if self.config.bgp.is_none() && self.announced.is_empty() {
+            return Vec::new();
+        }
+        let state = announce::NodeState {
+            installed: self.installed,
+            forwarding: self.forwarding(),
+            sync_ready: self.sync_ready,
+            isolated: self.isolated,
+            draining: self.draining,
+        };
+        let announced: HashSet<IpAddr> = self
+            .announced
+            .iter()
+            .filter(|d| d.announce)
+            .map(|d| d.vip)
+            .collect();
+        let settled = |vip: IpAddr| {
+            announced.contains(&vip)
+                || self.vip_quiet.get(&vip)
+                    == Some(&self.vip_changes.get(&vip).copied().unwrap_or(0))
+        };
+        let now = announce::decide(&self.config, &self.health, &self.links, state, &settled);
+        let mut effects = Vec::new();
+        // Every VIP's health view is timed from its last change, whatever else holds
+        // the announcement back, so a node that catches up with its peers later is
+        // not held again.
+        for d in &now {
+            let generation = self.vip_changes.get(&d.vip).copied().unwrap_or(0);
+            if self.vip_quiet.get(&d.vip) != Some(&generation)
+                && self.vip_timer.insert(d.vip, generation) != Some(generation)
+            {
+                effects.push(Effect::HoldTimer {
+                    vip: d.vip,
+                    generation,
+                    after: announce::hold(&self.config, d.vip),
+                });
+            }
+        }
+        if now == self.announced {
+            return effects;
+        }
+        for d in &now {
+            let before = self.announced.iter().find(|b| b.vip == d.vip);
+            if before.map(|b| b.announce) != Some(d.announce) {
+                tracing::info!(vip = %d.vip, announce = d.announce, reason = %d.reason, "BGP announcement changed");
+            }
+        }
+        self.announced = now.clone();
+        effects.push(Effect::Announce(now));
+        effects
+    }
+
+    /// A health or MAC change in the services `which` selects: their VIPs' health
+    /// views start settling again (`[bgp]` hold-down).
+    fn vip_changed(&mut self, which: impl Fn(&lb_config::Service) -> bool) {
+        if self.config.bgp.is_none() {
+            return;
+        }
+        let vips: HashSet<IpAddr> = self
+            .config
+            .services
+            .iter()
+            .filter(|s| which(s))
+            .map(|s| s.vip)
+            .collect();
+        for vip in vips {
+            *self.vip_changes.entry(vip).or_insert(0) += 1;
         }
     }
 
     /// One apply for everything that changed since the last one, if anything did.
     pub fn flush(&mut self) -> Vec<Effect> {
-        if !std::mem::take(&mut self.dirty) {
-            return Vec::new();
+        let mut effects = Vec::new();
+        if std::mem::take(&mut self.dirty) {
+            effects.push(Effect::Apply(self.desired()));
         }
-        vec![Effect::Apply(self.desired())]
+        effects.extend(self.announce_changes());
+        effects
     }
 
     fn checks(&self) -> Effect {
@@ -410,12 +571,14 @@ impl Node {
                 }
                 self.links.insert(ip, link);
                 self.dirty = true;
+                self.vip_changed(|s| s.backends.iter().any(|b| b.address == ip));
                 effects
             }
             Err(reason) => {
                 if self.links.remove(&ip).is_some() {
                     tracing::warn!(backend = %ip, %reason, "backend MAC lost; backend unusable until resolved");
                     self.dirty = true;
+                    self.vip_changed(|s| s.backends.iter().any(|b| b.address == ip));
                 } else {
                     tracing::warn!(backend = %ip, %reason, "backend MAC unknown; backend unusable until resolved; retrying");
                 }
@@ -531,6 +694,23 @@ impl Node {
             tracing::warn!("[sync] changes need an lbd restart; keeping the running flow sync");
             new.sync = self.config.sync.clone();
         }
+        // The BGP task drives the speaker it started with; VIPs, min_healthy and the
+        // drain settings follow the new file.
+        match (&self.config.bgp, &mut new.bgp) {
+            (Some(running), Some(b)) if running.speaker != b.speaker => {
+                tracing::warn!(
+                    "[bgp] speaker changes need an lbd restart; keeping the running speaker"
+                );
+                b.speaker = running.speaker.clone();
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                tracing::warn!(
+                    "adding or removing [bgp] needs an lbd restart; keeping the running [bgp]"
+                );
+                new.bgp = self.config.bgp.clone();
+            }
+            _ => {}
+        }
         let previous = std::mem::replace(&mut self.config, Arc::new(new));
         self.backends = backends_of(&self.config);
         self.reload = Some(PendingReload {
@@ -548,11 +728,14 @@ impl Node {
     }
 
     fn on_applied(&mut self, result: Result<(), String>) -> Vec<Effect> {
+        if result.is_ok() && !self.installed {
+            self.installed = true;
+        }
         let Some(reload) = self.reload.take() else {
             if let Err(e) = result {
                 tracing::error!(error = %e, "data plane update failed; will retry on the next event");
             }
-            return Vec::new();
+            return self.announce_changes();
         };
         match result {
             Err(e) => {
@@ -593,6 +776,7 @@ impl Node {
                 tracing::info!("{msg}");
                 self.last_reload = msg.clone();
                 let mut effects = self.update_tracking();
+                effects.extend(self.announce_changes());
                 effects.push(Effect::ReloadDone(Ok(msg)));
                 effects
             }

@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub vrrp: Vec<VrrpSource>,
     /// The flow sync's live status, if `[sync]` is configured.
     pub sync: Option<crate::daemon::sync::SyncStatus>,
+    /// The BGP announcer's live status, if `[bgp]` is configured.
+    pub bgp: Option<crate::daemon::bgp::BgpStatus>,
 }
 
 impl Snapshot {
@@ -55,6 +57,7 @@ impl Snapshot {
             health: Default::default(),
             vrrp: Vec::new(),
             sync: None,
+            bgp: None,
         }
     }
 
@@ -63,6 +66,14 @@ impl Snapshot {
         match &self.sync {
             Some(s) => s.lock().map(|v| v.clone()).unwrap_or_default(),
             None => lb_api::view::SyncView::default(),
+        }
+    }
+
+    /// The BGP announcer as `lbctl bgp` shows it (not enabled without `[bgp]`).
+    pub fn bgp_view(&self) -> lb_api::view::BgpView {
+        match &self.bgp {
+            Some(s) => s.lock().map(|v| v.clone()).unwrap_or_default(),
+            None => lb_api::view::BgpView::default(),
         }
     }
 

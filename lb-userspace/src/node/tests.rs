@@ -516,3 +516,202 @@ fn with_sync_a_vrrp_node_waits_at_the_lowest_priority_for_its_peers_state() {
     );
     assert!(n.handle(Event::SyncReady).is_empty(), "once");
 }
+
+const BGP: &str = r#"
+[bgp]
+speaker = "bird"
+bird_socket = "/run/bird/t.ctl"
+routes_file = "/tmp/lbd-vips.conf"
+"#;
+
+/// Flush, then answer every apply.
+fn flushed(n: &mut Node) -> Vec<Effect> {
+    let effects = n.flush();
+    settle_applies(n, effects)
+}
+
+/// The hold timers in `effects` run out (time passes with no health change): the
+/// node's answers.
+fn holds_over(n: &mut Node, effects: &[Effect]) -> Vec<Effect> {
+    let mut out = Vec::new();
+    for e in effects {
+        if let Effect::HoldTimer {
+            vip, generation, ..
+        } = e
+        {
+            out.extend(n.handle(Event::HoldOver {
+                vip: *vip,
+                generation: *generation,
+            }));
+        }
+    }
+    out
+}
+
+/// The last announcement effect: VIPs to announce.
+fn last_announce(effects: &[Effect]) -> Option<Vec<IpAddr>> {
+    effects.iter().rev().find_map(|e| match e {
+        Effect::Announce(d) => Some(d.iter().filter(|v| v.announce).map(|v| v.vip).collect()),
+        _ => None,
+    })
+}
+
+#[test]
+fn bgp_announces_after_install_while_backends_are_usable_and_withdraws_on_drain() {
+    let (mut n, effects) = node(&format!("{BASE}{BGP}"));
+    assert_eq!(
+        last_announce(&effects),
+        Some(vec![]),
+        "nothing before the data plane is installed"
+    );
+    let effects = settle_applies(&mut n, effects);
+    assert_eq!(
+        last_announce(&effects),
+        Some(vec![]),
+        "installed, but no usable backend: a new reason, nothing announced"
+    );
+    assert!(n.announcements()[0]
+        .reason
+        .contains("0 of 2 backends usable"));
+    let mut effects = n.handle(Event::Resolved {
+        ip: ip("10.0.0.1"),
+        result: Ok(link(1)),
+    });
+    effects.extend(up(&mut n, "10.0.0.1", true));
+    assert_eq!(last_announce(&effects), None, "health only marks dirty");
+    let effects = flushed(&mut n);
+    assert_eq!(
+        last_announce(&effects),
+        Some(vec![]),
+        "usable, but its health view is settling"
+    );
+    assert!(n.announcements()[0]
+        .reason
+        .starts_with("health view settling"));
+    let timers: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::HoldTimer { after, .. } => Some(*after),
+            _ => None,
+        })
+        .collect();
+    // start = down, interval 2 s (default), rise 1, timeout 1 s: one round is 5 s.
+    assert_eq!(timers, [Duration::from_secs(5)]);
+    // The other backend comes up during the hold: the timer that ends now is stale.
+    let mut later = n.handle(Event::Resolved {
+        ip: ip("10.0.0.2"),
+        result: Ok(link(2)),
+    });
+    later.extend(up(&mut n, "10.0.0.2", true));
+    later.extend(flushed(&mut n));
+    assert_eq!(
+        last_announce(&holds_over(&mut n, &effects)),
+        None,
+        "a stale timer"
+    );
+    let effects = holds_over(&mut n, &later);
+    assert_eq!(last_announce(&effects), Some(vec![ip("10.0.0.100")]));
+    // Announced: a backend failing that keeps min_healthy keeps it announced.
+    up(&mut n, "10.0.0.2", false);
+    assert_eq!(
+        last_announce(&flushed(&mut n)),
+        Some(vec![ip("10.0.0.100")]),
+        "only the reason changed"
+    );
+    // The last backend fails: withdrawn at once.
+    up(&mut n, "10.0.0.1", false);
+    let effects = flushed(&mut n);
+    assert_eq!(last_announce(&effects), Some(vec![]));
+    up(&mut n, "10.0.0.1", true);
+    let effects = flushed(&mut n);
+    assert_eq!(
+        last_announce(&effects),
+        Some(vec![]),
+        "held again after the withdrawal"
+    );
+    assert_eq!(
+        last_announce(&holds_over(&mut n, &effects)),
+        Some(vec![ip("10.0.0.100")])
+    );
+    // Drain: withdrawn, and it stays withdrawn whatever health does.
+    let effects = n.handle(Event::Drain);
+    assert_eq!(last_announce(&effects), Some(vec![]));
+    assert!(n.draining());
+    n.handle(Event::Resolved {
+        ip: ip("10.0.0.2"),
+        result: Ok(link(2)),
+    });
+    up(&mut n, "10.0.0.2", true);
+    assert_eq!(last_announce(&flushed(&mut n)), None);
+    assert!(n.announcements()[0].reason.contains("draining"));
+}
+
+#[test]
+fn bgp_with_sync_waits_for_the_peers_state_and_withdraws_when_isolated() {
+    let text = format!(
+        "{BASE}{BGP}isolated_after = \"10s\"\n[sync]\nkey = \"0123456789abcdef0123\"\npeers = [\"10.0.0.9\"]\n"
+    );
+    let (mut n, effects) = node(&text);
+    settle_applies(&mut n, effects);
+    n.handle(Event::Resolved {
+        ip: ip("10.0.0.1"),
+        result: Ok(link(1)),
+    });
+    up(&mut n, "10.0.0.1", true);
+    let effects = flushed(&mut n);
+    assert!(n.announcements()[0]
+        .reason
+        .contains("waiting for the peers"));
+    // The hold runs while the node catches up.
+    holds_over(&mut n, &effects);
+    assert!(
+        !n.carries_flows(),
+        "not announced yet: a resync's dirty slots are taken"
+    );
+    let effects = n.handle(Event::SyncReady);
+    assert_eq!(last_announce(&effects), Some(vec![ip("10.0.0.100")]));
+    assert!(n.carries_flows());
+    assert_eq!(
+        last_announce(&n.handle(Event::Isolated(true))),
+        Some(vec![])
+    );
+    assert_eq!(last_announce(&n.handle(Event::Isolated(true))), None);
+    assert_eq!(
+        last_announce(&n.handle(Event::Isolated(false))),
+        Some(vec![ip("10.0.0.100")])
+    );
+}
+
+#[test]
+fn bgp_with_vrrp_announces_on_the_master_only() {
+    let (mut n, effects) = node(&format!("{BASE}{VRRP}{BGP}"));
+    settle_applies(&mut n, effects);
+    n.handle(Event::Resolved {
+        ip: ip("10.0.0.1"),
+        result: Ok(link(1)),
+    });
+    up(&mut n, "10.0.0.1", true);
+    let effects = flushed(&mut n);
+    holds_over(&mut n, &effects);
+    assert!(n.announcements()[0].reason.contains("not a VRRP master"));
+    let effects = n.handle(Event::Vrrp {
+        instance: "VI".into(),
+        forward: true,
+    });
+    let effects = settle_applies(&mut n, effects);
+    assert_eq!(last_announce(&effects), Some(vec![ip("10.0.0.100")]));
+}
+
+#[test]
+fn bgp_speaker_changes_wait_for_a_restart_but_vips_follow_a_reload() {
+    let (mut n, effects) = node(&format!("{BASE}{BGP}"));
+    settle_applies(&mut n, effects);
+    let changed = format!("{BASE}{BGP}min_healthy = 2\n").replace("t.ctl", "other.ctl");
+    let effects = n_reload(&mut n, &changed);
+    settle_applies(&mut n, effects);
+    let bgp = n.config().bgp.as_ref().unwrap();
+    assert_eq!(bgp.min_healthy, 2);
+    assert!(
+        matches!(&bgp.speaker, lb_config::Speaker::Bird { socket, .. } if socket.ends_with("t.ctl"))
+    );
+}

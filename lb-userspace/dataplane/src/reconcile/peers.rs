@@ -99,7 +99,7 @@ pub fn peer_dirty(dp: &(impl DataplaneRead + ?Sized)) -> Result<Vec<PeerDirty>, 
         if !slots.is_empty() {
             out.push(PeerDirty {
                 key,
-                table_len: table.len,
+                table_len: table.len(),
                 slots,
             });
         }
@@ -168,7 +168,7 @@ impl Reconciler {
             let Some(mut table) = dp.service(&service)? else {
                 continue;
             };
-            let len = table.len;
+            let len = table.len();
             let mut marked = 0;
             for k in keys {
                 let slot = reduce(slot_hash(seed, table.flags, &k), len) as usize;
@@ -213,10 +213,10 @@ impl Reconciler {
         let Some(mut table) = dp.service(&dirty.key)? else {
             return Ok(0);
         };
-        if table.len != dirty.table_len {
+        if table.len() != dirty.table_len {
             return Ok(0);
         }
-        let len = table.len as usize;
+        let len = table.len() as usize;
         let mut marked = 0;
         for (slot, prev) in &dirty.slots {
             let Some(&index) = by_addr.get(prev) else {
@@ -267,10 +267,10 @@ impl Reconciler {
         let Some(mut table) = dp.service(&settled.key)? else {
             return Ok(0);
         };
-        if table.len != settled.table_len {
+        if table.len() != settled.table_len {
             return Ok(0);
         }
-        let len = table.len as usize;
+        let len = table.len() as usize;
         let mut repointed = 0;
         for (slot, current) in &settled.slots {
             let Some(&index) = by_addr.get(current) else {

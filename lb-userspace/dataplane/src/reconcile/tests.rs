@@ -316,7 +316,7 @@ fn settle_cleans_slots_without_live_tracked_flows() {
                 _pad: 0,
                 _pad2: 0,
             })
-            .find(|k| reduce(slot_hash(9, 0, k), table.len) as usize == slot)
+            .find(|k| reduce(slot_hash(9, 0, k), table.len()) as usize == slot)
             .unwrap()
     };
     let live = flow_on(dirty[0]);
@@ -532,7 +532,7 @@ fn peer_entries_install_by_address_and_mark_their_clean_slots() {
     ra.apply(&mut a, &all, t0).unwrap();
     let table = a.services[&key(80)].clone();
     let dirty_slot =
-        |k: &ConnKey| table.slots()[reduce(slot_hash(9, 0, k), table.len) as usize].is_dirty();
+        |k: &ConnKey| table.slots()[reduce(slot_hash(9, 0, k), table.len()) as usize].is_dirty();
     let on_dirty = (1..60000).map(flow).find(dirty_slot).unwrap();
     let on_clean = (1..60000).map(flow).find(|k| !dirty_slot(k)).unwrap();
     let b3 = ra.index_of(&key(80), ip("10.0.0.3")).unwrap();
@@ -574,7 +574,7 @@ fn peer_entries_install_by_address_and_mark_their_clean_slots() {
     }
     let after = b.services[&key(80)].clone();
     for k in [on_dirty, on_clean] {
-        let slot = reduce(slot_hash(9, 0, &k), after.len) as usize;
+        let slot = reduce(slot_hash(9, 0, &k), after.len()) as usize;
         if before.slots()[slot].is_dirty() {
             continue;
         }
@@ -734,7 +734,7 @@ fn a_closing_flow_holds_its_slot_only_for_the_tcpfin_timeout() {
     let idx2 = r.index_of(&key(80), ip("10.0.0.2")).unwrap();
     let k = (1..60000)
         .map(flow)
-        .find(|k| table.slots()[reduce(slot_hash(9, 0, k), table.len) as usize].is_dirty())
+        .find(|k| table.slots()[reduce(slot_hash(9, 0, k), table.len()) as usize].is_dirty())
         .unwrap();
     f.now_ns = 1_000 * 1_000_000_000;
     // Seen 200 s ago: alive for timeout_tcp (900 s), not for timeout_tcpfin (120 s).
@@ -745,7 +745,7 @@ fn a_closing_flow_holds_its_slot_only_for_the_tcpfin_timeout() {
         tcpfin: Duration::from_secs(120),
         udp: Duration::from_secs(300),
     };
-    let slot = reduce(slot_hash(9, 0, &k), table.len) as usize;
+    let slot = reduce(slot_hash(9, 0, &k), table.len()) as usize;
     f.conns.insert(
         k,
         ConnValue {
@@ -825,4 +825,56 @@ fn a_node_bringing_its_backends_up_takes_a_peers_dirty_slots_on_empty_slots() {
             assert_eq!(prev_addr(&a, x), prev_addr(&b, y));
         }
     }
+}
+
+/// `n` healthy backends 10.1.x.y.
+fn many(n: u16) -> Vec<BackendInput> {
+    (0..n)
+        .map(|i| BackendInput {
+            address: ip(&format!("10.1.{}.{}", i / 256, i % 256)),
+            ..backend(1, 1, true)
+        })
+        .collect()
+}
+
+/// `table_size = "auto"` sizes each service by its configured backends: a failed
+/// backend never resizes the table (only its slots move, marked dirty), a config with
+/// many more backends grows it into a big table, flows on moved slots kept.
+#[test]
+fn auto_sizes_follow_configured_backends_not_health() {
+    let mut f = Fake::new(1024);
+    let limits = Limits {
+        max_services: 8,
+        max_backends: 1024,
+    };
+    let mut r = Reconciler::new(limits);
+    let mut d = desired(many(200));
+    d.table_size = maglev::AUTO_TABLE_SIZE;
+    d.keep_moved = true;
+    r.apply(&mut f, &d, Instant::now()).unwrap();
+    assert_eq!(f.services[&key(80)].len(), 65537);
+
+    // One of 300 fails: still 131071 slots, now with dirty ones.
+    d.services[0].backends = many(300);
+    r.apply(&mut f, &d, Instant::now()).unwrap();
+    let grown = f.services[&key(80)].clone();
+    assert_eq!(grown.len(), 131071);
+    assert!(grown.is_big());
+    assert!(
+        grown.slots().iter().any(|e| e.is_dirty()),
+        "a resize marks moved flows' slots"
+    );
+    d.services[0].backends[7].healthy = false;
+    r.apply(&mut f, &d, Instant::now()).unwrap();
+    let failed = &f.services[&key(80)];
+    assert_eq!(failed.len(), 131071, "health does not resize");
+    let gone = r
+        .index_of(&key(80), d.services[0].backends[7].address)
+        .unwrap();
+    assert!(failed.slots().iter().all(|e| e.backend != gone));
+
+    // An explicit size is kept whatever the backends.
+    d.table_size = 65537;
+    r.apply(&mut f, &d, Instant::now()).unwrap();
+    assert_eq!(f.services[&key(80)].len(), 65537);
 }

@@ -1,11 +1,14 @@
 //! `cargo xtask bench`: per-packet cost of each data-plane path through
-//! BPF_PROG_TEST_RUN, each next to the MAC-swap baseline measured in the same run,
-//! and control-plane figures (Maglev build time, slots moved). Writes `report.md`
+//! BPF_PROG_TEST_RUN, each next to the MAC-swap baseline and the XDP_PASS floor
+//! measured in the same run (one hot flow, and 1M flows rotating through the
+//! bench object's rotator), and control-plane figures (Maglev build time, slots moved). Writes `report.md`
 //! and `report.json` (machine, kernel, min/median/max per figure) to `--out`.
 //! Needs root. Numbers are reported, never asserted.
 
 mod bpfstats;
 mod controller;
+mod ecmp;
+mod maglev;
 mod observers;
 mod proxies;
 mod rate;
@@ -15,10 +18,7 @@ use std::{fmt::Write as _, fs, path::PathBuf, time::Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use lb_common::{
-    maglev::{build, MaglevBackend},
-    maps::{outcome, proto, BACKEND_DRAINING, BACKEND_UP},
-};
+use lb_common::maps::{outcome, proto, BACKEND_DRAINING, BACKEND_UP};
 use lb_dataplane::{
     testing::{BenchProgram, BenchPrograms},
     Dataplane,
@@ -33,7 +33,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only the sections whose name contains this (packet, maglev, scale, rate,
-    /// proxies, control, observers, backend, vrrp, sync).
+    /// proxies, control, observers, backend, vrrp, sync, ecmp).
     #[arg(long)]
     only: Option<String>,
     /// Output directory for report.md and report.json.
@@ -61,6 +61,13 @@ struct Figure {
     median: f64,
     max: f64,
     ratio: Option<f64>,
+    /// Per-packet figures: median - floor, the program's own cost above the XDP_PASS
+    /// floor (the test harness's own per-run work), in ns.
+    above_floor: Option<f64>,
+    /// Per-packet figures: (median - floor) / (baseline - floor), the cost above the
+    /// floor as a multiple of the baseline's; `None` where the baseline is too close to
+    /// the floor to divide by.
+    net_ratio: Option<f64>,
     note: String,
 }
 
@@ -75,8 +82,23 @@ impl Figure {
             median,
             max,
             ratio: None,
+            above_floor: None,
+            net_ratio: None,
             note,
         }
+    }
+
+    /// A per-packet figure next to the MAC-swap baseline (median `swap`) and the
+    /// XDP_PASS floor (median `floor`), both measured in the same run: the raw ratio,
+    /// and the ratio net of the floor when the baseline is at least
+    /// [`MIN_NET_DENOMINATOR_NS`] above it (the kernel reports whole nanoseconds).
+    fn vs_floor(self, swap: f64, floor: f64) -> Figure {
+        let mut f = self.vs(swap);
+        f.above_floor = Some(f.median - floor);
+        let denominator = swap - floor;
+        f.net_ratio =
+            (denominator >= MIN_NET_DENOMINATOR_NS).then(|| (f.median - floor) / denominator);
+        f
     }
 
     /// Compared with something whose median is `base` (no ratio if `base` is 0).
@@ -86,12 +108,17 @@ impl Figure {
     }
 }
 
-/// What a per-packet figure times: the balancer, or the MAC-swap baseline (the bench
-/// object's, never shipped in lbd's).
+/// The least (MAC swap - floor) a net ratio is computed with, in ns: below it, one
+/// nanosecond of rounding (the kernel reports whole nanoseconds) would swing the ratio
+/// by a third or more.
+const MIN_NET_DENOMINATOR_NS: f64 = 3.0;
+
+/// What a per-packet figure times: the balancer, or a program of the bench object
+/// (the MAC-swap baseline, the XDP_PASS floor; never shipped in lbd's object).
 #[derive(Clone, Copy)]
 enum Timed<'a> {
     Lb(&'a Dataplane),
-    Baseline(&'a BenchPrograms),
+    Bench(&'a BenchPrograms, BenchProgram),
 }
 
 /// A client port whose new TCP flow 192.0.2.1:port -> 198.51.100.10:80 goes to
@@ -113,7 +140,7 @@ fn per_packet(timed: Timed<'_>, frame: &[u8], repeat: u32, runs: usize) -> Resul
         .map(|_| {
             let out = match timed {
                 Timed::Lb(dp) => dp.test_run(frame, repeat)?,
-                Timed::Baseline(bench) => bench.test_run(BenchProgram::MacSwap, frame, repeat)?,
+                Timed::Bench(bench, program) => bench.test_run(program, frame, repeat)?,
             };
             Ok(out.duration_ns as f64)
         })
@@ -159,14 +186,18 @@ fn main() -> Result<()> {
         let v6 = Packet::tcp("[2001:db8:1::1]:40000", "[2001:db8::10]:443").build();
         let other = Packet::tcp("192.0.2.1:40000", "198.51.100.99:80").build();
 
-        let baseline = Figure::new(
-            "baseline: MAC swap + XDP_TX".into(),
-            "ns/packet",
-            per_packet(Timed::Baseline(&bench), &syn, repeat, runs)?,
-            "minimal DR forwarder, same harness".into(),
-        );
-        let base = baseline.median;
-        figures.push(baseline.vs(base));
+        // The floor (a program that only returns XDP_PASS: what BPF_PROG_TEST_RUN
+        // itself costs per run) and the MAC-swap baseline, each measured before and
+        // after the balancer's figures, the samples pooled.
+        let floor_samples =
+            per_packet(Timed::Bench(&bench, BenchProgram::Pass), &syn, repeat, runs)?;
+        let swap_samples = per_packet(
+            Timed::Bench(&bench, BenchProgram::MacSwap),
+            &syn,
+            repeat,
+            runs,
+        )?;
+        let mut lb_figures = Vec::new();
         // Each figure states the path its timed runs must take (the counters that may
         // move); the bench fails if they took another.
         let mut measure =
@@ -186,15 +217,12 @@ fn main() -> Result<()> {
                     got == want,
                     "{name}: the timed runs moved counters {paths:?}, expected {expect:?}"
                 );
-                figures.push(
-                    Figure::new(
-                        name.into(),
-                        "ns/packet",
-                        samples,
-                        format!("{note}; counters moved: {}", paths.join(", ")),
-                    )
-                    .vs(base),
-                );
+                lb_figures.push(Figure::new(
+                    name.into(),
+                    "ns/packet",
+                    samples,
+                    format!("{note}; counters moved: {}", paths.join(", ")),
+                ));
                 Ok(())
             };
         measure(
@@ -254,42 +282,66 @@ fn main() -> Result<()> {
             .syn()
             .build();
         measure(
-            "new TCP flow (SYN), dirty slot (connection-table insert)",
+            "TCP SYN again, dirty slot (its connection-table entry rewritten)",
             &dirty_syn,
-            "after a drain",
+            "after a drain; one SYN repeated: after the first run an existing, unchanged \
+             entry (a retransmitted SYN: no new entry, no event); the rotating SYN figure \
+             below inserts",
             &["forwarded_tx"],
             &f,
         )?;
+        let rotating = [
+            rotating_flows(&args, repeat, runs, false)?,
+            rotating_flows(&args, repeat, runs, true)?,
+        ];
+
+        let mut floor_samples = floor_samples;
+        floor_samples.extend(per_packet(
+            Timed::Bench(&bench, BenchProgram::Pass),
+            &syn,
+            repeat,
+            runs,
+        )?);
+        let mut swap_samples = swap_samples;
+        swap_samples.extend(per_packet(
+            Timed::Bench(&bench, BenchProgram::MacSwap),
+            &syn,
+            repeat,
+            runs,
+        )?);
+        let (floor, base) = (median(floor_samples.clone()), median(swap_samples.clone()));
+        figures.push(
+            Figure::new(
+                "floor: XDP_PASS only".into(),
+                "ns/packet",
+                floor_samples,
+                "what BPF_PROG_TEST_RUN costs per run with a program that does nothing; \
+                 measured before and after the figures below"
+                    .into(),
+            )
+            .vs(base),
+        );
+        figures.push(
+            Figure::new(
+                "baseline: MAC swap + XDP_TX".into(),
+                "ns/packet",
+                swap_samples,
+                "minimal DR forwarder, same harness; measured before and after the figures below"
+                    .into(),
+            )
+            .vs_floor(base, floor),
+        );
+        figures.extend(lb_figures.into_iter().map(|f| f.vs_floor(base, floor)));
+        for r in rotating {
+            let (rot_floor, rot_lb) = r.figures(floor);
+            figures.push(rot_floor.vs(base));
+            figures.push(rot_lb.vs_floor(base, floor));
+        }
     }
 
     // ---- control plane: Maglev ----
     if want("maglev") {
-        for n in [3usize, 100, 1000] {
-            let backends: Vec<MaglevBackend> = (0..n)
-                .map(|i| MaglevBackend {
-                    id: format!("10.0.{}.{}", i / 250, i % 250).into_bytes(),
-                    index: i as u16,
-                    weight: 1,
-                })
-                .collect();
-            let samples: Vec<f64> = (0..runs)
-                .map(|_| {
-                    let t = Instant::now();
-                    let _ = build(&backends, 65537, 1);
-                    t.elapsed().as_secs_f64() * 1e3
-                })
-                .collect();
-            let full = build(&backends, 65537, 1)?;
-            let less = build(&backends[1..], 65537, 1)?;
-            let moved = full.iter().zip(&less).filter(|(a, b)| a != b).count();
-            let removed_slots = full.iter().filter(|b| **b == 0).count();
-            figures.push(Figure::new(format!("Maglev build, M=65537, {n} backends"), "ms", samples, format!(
-                "removing one backend moves {moved} slots ({:.2}% of M; its own share {:.2}%, ideal 1/N = {:.2}%)",
-                100.0 * moved as f64 / 65537.0,
-                100.0 * removed_slots as f64 / 65537.0,
-                100.0 / n as f64
-            )));
-        }
+        maglev::maglev(&args, repeat, runs, &mut figures)?;
     }
     if want("scale") {
         per_packet_scaling(&args, repeat, runs, &mut figures)?;
@@ -316,8 +368,186 @@ fn main() -> Result<()> {
     if want("sync") {
         sync::flow_sync(&args, &mut figures)?;
     }
+    if want("ecmp") {
+        ecmp::ecmp(&args, &mut figures)?;
+    }
 
     write_report(&args, repeat, runs, &figures)
+}
+
+/// The rotating-flows runs: the balancer behind the flow rotator, and the rotator in
+/// front of the floor program.
+struct Rotating {
+    /// The balancer's figure: its name and what it measures.
+    name: String,
+    note: String,
+    /// Rotator + tail call + balancer, per run.
+    lb: Vec<f64>,
+    /// Rotator + tail call + `lb_pass`, per run.
+    floor: Vec<f64>,
+}
+
+impl Rotating {
+    /// The rotating floor, and the balancer's figure net of the rotator: each run less
+    /// the rotating floor's median, plus the plain floor's (`floor`), so it reads like
+    /// the one-flow figures.
+    fn figures(self, floor: f64) -> (Figure, Figure) {
+        let rot_floor = median(self.floor.clone());
+        let raw = median(self.lb.clone());
+        let net: Vec<f64> = self.lb.iter().map(|x| x - rot_floor + floor).collect();
+        (
+            Figure::new(
+                format!(
+                    "floor for \"{}\": rotator + tail call + XDP_PASS",
+                    self.name
+                ),
+                "ns/packet",
+                self.floor,
+                "what the rotating runs cost without the balancer".into(),
+            ),
+            Figure::new(
+                self.name,
+                "ns/packet",
+                net,
+                format!(
+                    "{}; per run: rotator + balancer ({raw:.0} ns median) less the rotating \
+                     floor ({rot_floor:.0} ns) plus the XDP_PASS floor",
+                    self.note
+                ),
+            ),
+        )
+    }
+}
+
+/// Packets on dirty slots over many flows (1,048,576; 65,536 with `--quick`): the
+/// bench object's rotator moves each run's frame to the next flow and tail-calls the
+/// balancer. ACKs (`syn` false): the connection table holds every flow (a warm-up pass
+/// records them), each packet a hit. SYNs: the table holds a sixteenth of the flows,
+/// so each packet is a new entry (and an LRU eviction). The same frame through the
+/// rotator into `lb_pass` is the floor to subtract. Each run repeats at least once per
+/// flow.
+fn rotating_flows(args: &Args, repeat: u32, runs: usize, syn: bool) -> Result<Rotating> {
+    use lb_common::{
+        bench::{Trailer, MAGIC},
+        maps::ServiceKey,
+    };
+    use lb_dataplane::{Capacities, DataplaneOptions};
+
+    let flows: u32 = if args.quick { 1 << 16 } else { 1 << 20 };
+    let dp = Dataplane::load(&DataplaneOptions {
+        pin_dir: None,
+        capacities: Capacities {
+            services: 8,
+            backends: 64,
+            conns: if syn { flows / 16 } else { flows * 2 },
+            tx_ports: 8,
+        },
+    })?;
+    let mut f = Fixture::from_dataplane(dp);
+    let mut config = f.dp.config()?;
+    config.insert_limit = 0;
+    f.dp.set_config(&config)?;
+    for i in 0..3 {
+        f.backend_state(i, BACKEND_UP, 1);
+        f.loop_back_mac(i);
+    }
+    f.service(
+        "198.51.100.10",
+        80,
+        proto::TCP,
+        0,
+        0,
+        &[(0, 1), (1, 1), (2, 1)],
+    );
+    // Every slot dirty, as right after a change and before settling (each slot's
+    // previous backend is its current one, so a flow stays where it is).
+    let key = ServiceKey {
+        vip: lb_tests::words("198.51.100.10"),
+        port: 80,
+        proto: proto::TCP,
+        _pad: 0,
+    };
+    let mut table = f.dp.service(&key)?.context("the service's table")?;
+    let len = table.len() as usize;
+    for e in &mut table.entries[..len] {
+        e.prev = e.backend;
+    }
+    f.dp.set_service(&key, &table)?;
+
+    let trailer = Trailer {
+        magic: MAGIC,
+        dst_mac: lb_tests::packet::LB_MAC,
+        src_mac: lb_tests::packet::LB_MAC,
+        src_ip: [192, 0, 2, 1],
+        src_port: 40000u16.to_be_bytes(),
+        _pad: 0,
+        flow_mask: flows - 1,
+    };
+    let mut payload = trailer.to_bytes().to_vec();
+    payload.extend_from_slice(&0u32.to_ne_bytes());
+    let frame = Packet::tcp("192.0.2.1:40000", "198.51.100.10:80");
+    let frame = if syn { frame.syn() } else { frame }
+        .payload(&payload)
+        .build();
+
+    // Its own bench object: the rotator's program array belongs to these runs.
+    let mut bench = BenchPrograms::load()?;
+    bench.rotate_into(Some(f.dp.program_fd()?))?;
+    // Warm up: one pass over every flow records it (untracked on a dirty slot), or
+    // fills the table.
+    bench.test_run(BenchProgram::Rotate, &frame, flows)?;
+    let before = f.dp.global_stats()?;
+    let lb = per_packet(
+        Timed::Bench(&bench, BenchProgram::Rotate),
+        &frame,
+        repeat.max(flows),
+        runs,
+    )?;
+    let after = f.dp.global_stats()?;
+    let moved: Vec<&str> = (0..outcome::COUNT as usize)
+        .filter(|i| after[*i] > before[*i])
+        .map(|i| outcome::NAMES[i])
+        .collect();
+    let expect: &[&str] = if syn {
+        &["forwarded_tx"]
+    } else {
+        &["forwarded_tx", "conntrack_hit"]
+    };
+    anyhow::ensure!(
+        moved == expect,
+        "rotating flows: the timed runs moved counters {moved:?}, expected {expect:?}"
+    );
+    bench.rotate_into(None)?;
+    let floor = per_packet(
+        Timed::Bench(&bench, BenchProgram::Rotate),
+        &frame,
+        repeat.max(flows),
+        runs,
+    )?;
+    let (name, note) = if syn {
+        (
+            format!("new TCP flow (SYN), dirty slot, {flows} flows rotating: every packet a connection-table insert"),
+            format!(
+                "every slot dirty; a {}-entry table, so each SYN inserts (evicting the \
+                 least recently used); the event ring is not drained here, so the event \
+                 is reserved but not written; counters moved: forwarded_tx",
+                flows / 16
+            ),
+        )
+    } else {
+        (
+            format!("tracked TCP flow, dirty slot, {flows} flows rotating (cache misses)"),
+            "every slot dirty, every flow tracked, each packet the next flow in a scattered \
+             order; counters moved: forwarded_tx, conntrack_hit"
+                .to_string(),
+        )
+    };
+    Ok(Rotating {
+        name,
+        note,
+        lb,
+        floor,
+    })
 }
 
 /// Cold apply of many services through the real reconciler and maps, then a no-op
@@ -513,9 +743,12 @@ fn headlines(figures: &[Figure]) -> Vec<String> {
         get("new TCP flow (SYN), clean slot"),
         get("established TCP flow, clean slot"),
     ) {
+        let floor = get("floor: XDP_PASS only").map_or(0.0, |f| f.median);
         out.push(format!(
-            "per packet (BPF_PROG_TEST_RUN): new flow {:.1}x, established flow {:.1}x the MAC-swap baseline",
+            "per packet (BPF_PROG_TEST_RUN): new flow {:.0} ns ({:.1}x), established flow {:.0} ns ({:.1}x) the MAC-swap baseline; the XDP_PASS floor {floor:.0} ns",
+            new.median,
             new.ratio.unwrap_or_default(),
+            est.median,
             est.ratio.unwrap_or_default()
         ));
     }
@@ -557,6 +790,7 @@ fn headlines(figures: &[Figure]) -> Vec<String> {
         }
     }
     out.extend(sync::headlines(figures));
+    out.extend(ecmp::headlines(figures));
     out
 }
 
@@ -586,14 +820,23 @@ fn write_report(args: &Args, repeat: u32, runs: usize, figures: &[Figure]) -> Re
     }
     writeln!(
         md,
-        "| figure | unit | min | median | max | x baseline | note |\n|---|---|---|---|---|---|---|"
+        "| figure | unit | min | median | max | x baseline | above floor | x baseline, net of floor | note |\n|---|---|---|---|---|---|---|---|---|"
     )?;
     for fig in figures {
         let ratio = fig.ratio.map(|r| format!("{r:.2}x")).unwrap_or_default();
+        let above = fig
+            .above_floor
+            .map(|a| format!("{a:.0}"))
+            .unwrap_or_default();
+        let net = match (fig.above_floor, fig.net_ratio) {
+            (_, Some(r)) => format!("{r:.2}x"),
+            (Some(_), None) => "(baseline within 3 ns of the floor)".into(),
+            _ => String::new(),
+        };
         writeln!(
             md,
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
-            fig.name, fig.unit, fig.min, fig.median, fig.max, ratio, fig.note
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            fig.name, fig.unit, fig.min, fig.median, fig.max, ratio, above, net, fig.note
         )?;
     }
     let json = json!({
@@ -601,7 +844,9 @@ fn write_report(args: &Args, repeat: u32, runs: usize, figures: &[Figure]) -> Re
         "quick": args.quick, "repeat": repeat, "runs": runs,
         "figures": figures.iter().map(|f| json!({
             "name": f.name, "unit": f.unit, "min": f.min, "median": f.median, "max": f.max,
-            "ratio_to_baseline": f.ratio, "note": f.note,
+            "ratio_to_baseline": f.ratio, "above_floor": f.above_floor,
+            "ratio_to_baseline_net_of_floor": f.net_ratio,
+            "note": f.note,
         })).collect::<Vec<_>>(),
     });
     fs::write(args.out.join("report.md"), &md)?;
@@ -869,7 +1114,12 @@ fn per_packet_scaling(
             },
             true,
         )?;
-        let base = median(per_packet(Timed::Baseline(&bench), &syn, repeat, runs)?);
+        let base = median(per_packet(
+            Timed::Bench(&bench, BenchProgram::MacSwap),
+            &syn,
+            repeat,
+            runs,
+        )?);
         let samples = per_packet(Timed::Lb(&dp), &syn, repeat, runs)?;
         figures.push(
             Figure::new(
@@ -935,7 +1185,12 @@ fn per_packet_scaling(
             },
         )?;
     }
-    let base = median(per_packet(Timed::Baseline(&bench), &tracked, repeat, runs)?);
+    let base = median(per_packet(
+        Timed::Bench(&bench, BenchProgram::MacSwap),
+        &tracked,
+        repeat,
+        runs,
+    )?);
     figures.push(
         Figure::new(
             format!("tracked TCP flow, dirty slot, {entries} other connections tracked"),

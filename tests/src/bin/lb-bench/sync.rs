@@ -61,7 +61,7 @@ use lb_api::{
 };
 use lb_common::{
     hash::reduce,
-    maps::{proto, ConnKey, ServiceKey, ServiceTable},
+    maps::{proto, ConnKey, ServiceKey},
     select::slot_hash,
 };
 use lb_dataplane::Dataplane;
@@ -639,7 +639,7 @@ struct Flow {
 /// Fresh spoofed flows (sources in 198.18.0.0/15, never repeated within a lab), each
 /// on a slot the change moved, by the master's own table and hash seed.
 struct DirtyFlows {
-    table: Box<ServiceTable>,
+    table: lb_dataplane::Table,
     seed: u32,
     next: u64,
 }
@@ -678,7 +678,10 @@ impl DirtyFlows {
                 &format!("{VIP}:{PORT}"),
                 proto::TCP,
             );
-            let slot = reduce(slot_hash(self.seed, self.table.flags, &key), self.table.len);
+            let slot = reduce(
+                slot_hash(self.seed, self.table.flags, &key),
+                self.table.len(),
+            );
             if self.table.entries[slot as usize].is_dirty() {
                 return Ok(Flow { src, sport, key });
             }

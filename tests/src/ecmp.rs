@@ -731,12 +731,7 @@ impl EcmpLab {
     /// them, e.g. "forwarded_tx"); `None` if lbd does not answer.
     pub fn counter(&self, node: &str, name: &str) -> Option<u64> {
         match self.ask(node, Request::Status)? {
-            Response::Status(status) => status
-                .counters
-                .0
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| *v),
+            Response::Status(status) => status.counters.get(name),
             _ => None,
         }
     }

@@ -583,12 +583,7 @@ impl Lab {
     /// such counter.
     pub fn counter_on(&self, node: &str, name: &str) -> Option<u64> {
         match self.ask_on(node, Request::Status)? {
-            Response::Status(status) => status
-                .counters
-                .0
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| *v),
+            Response::Status(status) => status.counters.get(name),
             _ => None,
         }
     }

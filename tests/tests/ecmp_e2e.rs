@@ -776,8 +776,11 @@ fn speaker_goes_away() {
     let now = held.check("speaker-dead").expect("lb-conns hold");
     assert_kept(&lab, "lb1's BIRD dead", &now, |_| true);
 
-    // 3. BIRD is back: lb1 announces again, lbd says so, flows move back.
+    // 3. BIRD is back: lb1 announces again, lbd says so, flows move back. The routes
+    // file is emptied first (as the systemd drop-in does at BIRD's start), so the
+    // route comes back only if lbd tells the returning BIRD again.
     held.phase("speaker-back").expect("lb-conns hold");
+    fs::write(lab.routes_file("lb1"), "").expect("empty lb1's routes file");
     lab.start_bird("lb1");
     lab.wait_nexthops(&NODES, Duration::from_secs(20));
     wait_until(

@@ -223,16 +223,27 @@ fn explore_hint(root: &Path) {
 }
 
 struct Demo {
-    lbd: PathBuf,
-    lbctl: PathBuf,
+    nodes: Nodes,
     servers: Vec<Option<Child>>,
 }
 
-impl Demo {
-    fn lbctl(&self, node: &str, args: &[&str]) -> Result<String> {
-        let space = ns(node);
-        let sock = format!("{STATE}/lbd-{node}.sock");
-        let conf = format!("{STATE}/lbd-{node}.toml");
+/// lbd and lbctl on a demo's LB nodes: node `n` is the namespace `{prefix}-n`, its
+/// config, control socket and log are `{state}/lbd-n.{toml,sock,log}`, and its
+/// `node_name` is `{name}-n`.
+pub(crate) struct Nodes {
+    pub(crate) lbd: PathBuf,
+    pub(crate) lbctl: PathBuf,
+    pub(crate) prefix: &'static str,
+    pub(crate) state: &'static str,
+    pub(crate) name: &'static str,
+}
+
+impl Nodes {
+    /// `lbctl ARGS` on `node`; its standard output.
+    pub(crate) fn lbctl(&self, node: &str, args: &[&str]) -> Result<String> {
+        let (space, state) = (format!("{}-{node}", self.prefix), self.state);
+        let sock = format!("{state}/lbd-{node}.sock");
+        let conf = format!("{state}/lbd-{node}.toml");
         let mut full = vec![
             "netns",
             "exec",
@@ -244,39 +255,55 @@ impl Demo {
         output("ip", &full)
     }
 
-    fn start_lbd(&mut self, node: &str) -> Result<()> {
-        let log = PathBuf::from(format!("{STATE}/lbd-{node}.log"));
-        let lbd = self.lbd.to_str().unwrap_or("lbd").to_string();
-        spawn(
+    /// `lbctl --json ARGS` on `node`, parsed.
+    pub(crate) fn json(&self, node: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let mut full = vec!["--json"];
+        full.extend(args);
+        let text = self.lbctl(node, &full)?;
+        serde_json::from_str(&text).with_context(|| format!("lbctl --json {args:?}: {text}"))
+    }
+
+    /// Start lbd on `node` and wait until it answers on its control socket.
+    pub(crate) fn start_lbd(&self, node: &str) -> Result<Child> {
+        let state = self.state;
+        let child = spawn(
             "ip",
             &[
                 "netns",
                 "exec",
-                &ns(node),
-                &lbd,
+                &format!("{}-{node}", self.prefix),
+                self.lbd.to_str().unwrap_or("lbd"),
                 "--config",
-                &format!("{STATE}/lbd-{node}.toml"),
+                &format!("{state}/lbd-{node}.toml"),
             ],
             None,
-            &log,
+            Path::new(&format!("{state}/lbd-{node}.log")),
         )?;
         // lbctl falls back to the pinned maps when lbd is down; only a live lbd knows
         // its node name, so wait for that.
         wait_for(
-            "lbd to answer on its control socket",
+            &format!("lbd on {node} answering on its control socket"),
             Duration::from_secs(20),
             || {
                 self.lbctl(node, &["--json", "status"])
-                    .map(|s| s.contains(&format!("demo-{node}")))
-                    .unwrap_or(false)
+                    .is_ok_and(|s| s.contains(&format!("{}-{node}", self.name)))
             },
-        )
+        )?;
+        Ok(child)
+    }
+}
+
+impl Demo {
+    fn lbctl(&self, node: &str, args: &[&str]) -> Result<String> {
+        self.nodes.lbctl(node, args)
+    }
+
+    fn start_lbd(&mut self, node: &str) -> Result<()> {
+        self.nodes.start_lbd(node).map(drop)
     }
 
     fn json(&self, node: &str, args: &[&str]) -> Result<serde_json::Value> {
-        let mut full = vec!["--json"];
-        full.extend(args);
-        Ok(serde_json::from_str(&self.lbctl(node, &full)?)?)
+        self.nodes.json(node, args)
     }
 
     fn health(&self, node: &str) -> BTreeMap<String, bool> {
@@ -432,8 +459,13 @@ name = "master3"
 fn demo(root: &Path) -> Result<()> {
     let target = target_dir(root).join("release");
     let mut d = Demo {
-        lbd: target.join("lbd"),
-        lbctl: target.join("lbctl"),
+        nodes: Nodes {
+            lbd: target.join("lbd"),
+            lbctl: target.join("lbctl"),
+            prefix: PREFIX,
+            state: STATE,
+            name: "demo",
+        },
         servers: vec![None, None, None],
     };
 

@@ -34,7 +34,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::{
     bootstrap,
     cmd::Cmd,
-    demo::{output, say, spawn, target_dir, wait_for, CHILDREN, DEMO_PACKAGES},
+    demo::{output, say, spawn, target_dir, wait_for, Nodes, CHILDREN, DEMO_PACKAGES},
     repo_root,
 };
 
@@ -115,8 +115,13 @@ pub fn run(keep: bool, down: bool) -> Result<()> {
     let target = target_dir(&root).join("release");
     let mut d = Demo {
         root: root.clone(),
-        lbd: target.join("lbd"),
-        lbctl: target.join("lbctl"),
+        nodes: Nodes {
+            lbd: target.join("lbd"),
+            lbctl: target.join("lbctl"),
+            prefix: PREFIX,
+            state: STATE,
+            name: "ecmp",
+        },
         lbds: BTreeMap::new(),
         birds: BTreeMap::new(),
     };
@@ -194,7 +199,7 @@ fn explore_hint(d: &Demo) {
         println!(
             "  ip netns exec {} {} --socket {STATE}/lbd-lb3.sock --config {STATE}/lbd-lb3.toml {args}",
             ns("lb3"),
-            d.lbctl.display()
+            d.nodes.lbctl.display()
         );
     }
     println!(
@@ -208,8 +213,7 @@ fn explore_hint(d: &Demo) {
 
 struct Demo {
     root: PathBuf,
-    lbd: PathBuf,
-    lbctl: PathBuf,
+    nodes: Nodes,
     lbds: BTreeMap<String, Child>,
     birds: BTreeMap<String, Child>,
 }
@@ -312,25 +316,11 @@ fall = 2
 
 impl Demo {
     fn lbctl(&self, node: &str, args: &[&str]) -> Result<String> {
-        let space = ns(node);
-        let sock = format!("{STATE}/lbd-{node}.sock");
-        let conf = format!("{STATE}/lbd-{node}.toml");
-        let mut full = vec![
-            "netns",
-            "exec",
-            &space,
-            self.lbctl.to_str().unwrap_or("lbctl"),
-        ];
-        full.extend(["--socket", &sock, "--config", &conf]);
-        full.extend(args);
-        output("ip", &full)
+        self.nodes.lbctl(node, args)
     }
 
     fn json(&self, node: &str, args: &[&str]) -> Result<serde_json::Value> {
-        let mut full = vec!["--json"];
-        full.extend(args);
-        let text = self.lbctl(node, &full)?;
-        serde_json::from_str(&text).with_context(|| format!("lbctl --json {args:?}: {text}"))
+        self.nodes.json(node, args)
     }
 
     /// Data-plane counter `name` of `node`'s lbd (`lbctl --json status`).
@@ -399,31 +389,9 @@ impl Demo {
     }
 
     fn start_lbd(&mut self, node: &str) -> Result<()> {
-        let lbd = self.lbd.to_str().unwrap_or("lbd").to_string();
-        let child = spawn(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &ns(node),
-                &lbd,
-                "--config",
-                &format!("{STATE}/lbd-{node}.toml"),
-            ],
-            None,
-            Path::new(&format!("{STATE}/lbd-{node}.log")),
-        )?;
+        let child = self.nodes.start_lbd(node)?;
         self.lbds.insert(node.to_string(), child);
-        // lbctl falls back to the pinned maps when lbd is down; only a live lbd knows
-        // its node name.
-        wait_for(
-            &format!("lbd on {node} answering on its control socket"),
-            Duration::from_secs(20),
-            || {
-                self.lbctl(node, &["--json", "status"])
-                    .is_ok_and(|s| s.contains(&format!("ecmp-{node}")))
-            },
-        )
+        Ok(())
     }
 
     fn kill(map: &mut BTreeMap<String, Child>, role: &str) {

@@ -46,14 +46,9 @@ pub async fn run(argv: &[String]) -> Result<String, BgpError> {
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let work = async {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.take(MAX_OUTPUT as u64).read_to_end(&mut out).await;
-        }
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.take(MAX_OUTPUT as u64).read_to_end(&mut err).await;
-        }
+        // Both pipes at once: a command that fills one while lbd reads the other
+        // would stall until the timeout.
+        let (out, err) = tokio::join!(read_some(stdout.as_mut()), read_some(stderr.as_mut()));
         let status = child.wait().await;
         (status, out, err)
     };
@@ -75,6 +70,15 @@ pub async fn run(argv: &[String]) -> Result<String, BgpError> {
         )));
     }
     Ok(out)
+}
+
+/// At most [`MAX_OUTPUT`] bytes of a pipe (nothing without one).
+async fn read_some(pipe: Option<&mut (impl tokio::io::AsyncRead + Unpin)>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(p) = pipe {
+        let _ = p.take(MAX_OUTPUT as u64).read_to_end(&mut buf).await;
+    }
+    buf
 }
 
 #[cfg(test)]

@@ -8,23 +8,27 @@ use std::path::PathBuf;
 
 use crate::{bird, command, BgpError, Session};
 
-/// How lbd reaches the speaker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How lbd reaches the speaker (`[bgp] speaker` in lbd's config, which uses this type).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Driver {
-    /// BIRD 2 over its control socket, with the routes file lbd owns.
+    /// BIRD 2 (the tested default): lbd writes the announced routes as `protocol
+    /// static` blocks (`lb_vips4`, `lb_vips6`) into `routes_file`, which bird.conf
+    /// includes at top level, and asks BIRD to `configure` over its control socket.
     Bird {
-        /// Control socket.
+        /// BIRD's control socket (`birdc -s`; default `/run/bird/bird.ctl`).
         socket: PathBuf,
-        /// Routes file (included by bird.conf).
+        /// The file lbd owns (default `/var/lib/lbd/bird-vips.conf`).
         routes_file: PathBuf,
     },
-    /// Commands per VIP.
+    /// Any other speaker (FRR, GoBGP, ...): lbd runs `announce` or `withdraw` once per
+    /// VIP change, with `{prefix}` (e.g. `10.0.0.100/32`) and `{family}` (`ipv4` or
+    /// `ipv6`) replaced in each argument; `status`, when set, is run for `lbctl bgp`.
     Command {
-        /// Announce one VIP.
+        /// `announce_command`.
         announce: Vec<String>,
-        /// Withdraw one VIP.
+        /// `withdraw_command`.
         withdraw: Vec<String>,
-        /// Report status (optional).
+        /// `status_command`.
         status: Option<Vec<String>>,
     },
 }

@@ -592,30 +592,8 @@ pub struct BgpConfig {
     pub isolated_after: Option<Duration>,
 }
 
-/// The speaker lbd drives (`[bgp] speaker`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub enum Speaker {
-    /// BIRD 2 (the tested default): lbd writes the announced routes as `protocol
-    /// static` blocks (`lb_vips4`, `lb_vips6`) into `routes_file`, which bird.conf
-    /// includes at top level, and asks BIRD to `configure` over its control socket.
-    Bird {
-        /// BIRD's control socket (`birdc -s`; default `/run/bird/bird.ctl`).
-        socket: PathBuf,
-        /// The file lbd owns (default `/var/lib/lbd/bird-vips.conf`).
-        routes_file: PathBuf,
-    },
-    /// Any other speaker (FRR, GoBGP, ...): lbd runs `announce` or `withdraw` once per
-    /// VIP change, with `{prefix}` (e.g. `10.0.0.100/32`) and `{family}` (`ipv4` or
-    /// `ipv6`) replaced in each argument; `status`, when set, is run for `lbctl bgp`.
-    Command {
-        /// `announce_command`.
-        announce: Vec<String>,
-        /// `withdraw_command`.
-        withdraw: Vec<String>,
-        /// `status_command`.
-        status: Option<Vec<String>>,
-    },
-}
+/// The speaker lbd drives (`[bgp] speaker`): the driver's own description.
+pub use lb_bgp::speaker::Driver as Speaker;
 
 impl BgpConfig {
     /// Default BIRD control socket (Debian's bird2).

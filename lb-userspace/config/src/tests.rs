@@ -2006,7 +2006,32 @@ fn bgp_section_defaults_and_errors() {
         (
             "unknown placeholder",
             b("speaker = \"command\"\nannounce_command = [\"x\", \"{vip}\"]\nwithdraw_command = [\"x\"]\n"),
-            "lbd.toml:11: bgp.announce_command[1]: unknown placeholder in \"{vip}\"",
+            "lbd.toml:11: bgp.announce_command[1]: unknown placeholder {vip} in \"{vip}\"",
+        ),
+        (
+            "a command that names no VIP",
+            b("speaker = \"command\"\nannounce_command = [\"sh\", \"-c\", \"f() { x; }; f\"]\nwithdraw_command = [\"x\", \"{prefix}\"]\n"),
+            "lbd.toml:11: bgp.announce_command: no argument holds {prefix}",
+        ),
+        (
+            "BIRD's own config as the routes file",
+            b("routes_file = \"/etc/bird/bird.conf\"\n"),
+            "lbd.toml:10: bgp.routes_file: names BIRD's own config file",
+        ),
+        (
+            "a glob in the routes file",
+            b("routes_file = \"/var/lib/lbd/*.conf\"\n"),
+            "lbd.toml:10: bgp.routes_file: contains a NUL, a quote, a newline or a glob",
+        ),
+        (
+            "min_healthy above a service's backends",
+            b("min_healthy = 2\n"),
+            "lbd.toml:10: bgp.min_healthy: 2 but service \"web\" has 1 backends",
+        ),
+        (
+            "a zero drain timeout",
+            b("drain_timeout = \"0s\"\n"),
+            "lbd.toml:10: bgp.drain_timeout: 1s to 24h",
         ),
         (
             "a VIP no service has",

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lb_api::view::{BgpSessionView, BgpView, BgpVipView};
-use lb_bgp::speaker::{Driver, Speaker};
-use lb_config::{BgpConfig, Config};
+use lb_bgp::speaker::Speaker;
+use lb_config::Config;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -52,6 +52,16 @@ impl Handle {
         lock(&self.status).draining = true;
     }
 
+    /// The generation of the last decisions handed to the task.
+    pub fn generation(&self) -> u64 {
+        self.want.borrow().0
+    }
+
+    /// Whether the speaker holds what decisions `generation` (or later) wanted.
+    pub fn applied(&self, generation: u64) -> bool {
+        *self.applied.borrow() >= generation
+    }
+
     /// Withdraw every VIP and wait (at most `timeout`) until the speaker was told.
     pub async fn withdraw_all(&mut self, reason: &str, timeout: Duration) -> bool {
         let decisions: Vec<VipDecision> = self
@@ -73,11 +83,45 @@ impl Handle {
     }
 }
 
-/// Start the announcer when `[bgp]` is configured.
+/// Withdraw every VIP before lbd exits: through the task, within a budget that grows
+/// with the VIPs (a command speaker runs one command each); if the task does not
+/// confirm (a slow poll, a hung command), straight to the speaker. Logs what may
+/// still be announced.
+pub async fn withdraw_at_exit(handle: &mut Handle, config: &Config) {
+    let Some(bgp) = &config.bgp else { return };
+    let all = crate::node::announce::candidates(config, bgp);
+    let budget = Duration::from_secs(3).max(Duration::from_millis(500) * all.len() as u32);
+    if handle.withdraw_all("stopping: lbd exits", budget).await {
+        tracing::info!("BGP: every VIP withdrawn");
+        return;
+    }
+    let mut direct = Speaker::new(bgp.speaker.clone());
+    match tokio::time::timeout(budget, direct.apply(&BTreeSet::new(), &all)).await {
+        Ok(Ok(())) => {
+            tracing::info!("BGP: every VIP withdrawn (directly, the task did not answer)")
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, vips = ?all, "BGP: the withdrawal failed; the speaker may still announce these VIPs")
+        }
+        Err(_) => {
+            tracing::error!(vips = ?all, "BGP: no withdrawal within {budget:?}; the speaker may still announce these VIPs")
+        }
+    }
+}
+
+/// Start the announcer when `[bgp]` is configured. BIRD's routes file is emptied
+/// first, before anything else can fail: a BIRD that (re)starts with lbd must not
+/// announce what a previous lbd left in it.
 pub fn spawn(config: &Config) -> Option<Handle> {
     let bgp = config.bgp.as_ref()?;
-    let driver = driver(bgp);
-    let speaker = Speaker::new(driver);
+    if let lb_config::Speaker::Bird { routes_file, .. } = &bgp.speaker {
+        let empty = lb_bgp::bird::routes_file(&BTreeSet::new());
+        if let Err(e) = lb_bgp::bird::write_file(routes_file, &empty) {
+            tracing::warn!(error = %e, "could not empty the BIRD routes file at start; retrying with the first announcement");
+        }
+    }
+    let all = crate::node::announce::candidates(config, bgp);
+    let speaker = Speaker::new(bgp.speaker.clone());
     let status: BgpStatus = Arc::new(Mutex::new(BgpView {
         enabled: true,
         speaker: speaker.describe(),
@@ -85,7 +129,7 @@ pub fn spawn(config: &Config) -> Option<Handle> {
     }));
     let (want_tx, want_rx) = watch::channel((0, Vec::new()));
     let (applied_tx, applied_rx) = watch::channel(0);
-    tokio::spawn(run(speaker, want_rx, applied_tx, status.clone()));
+    tokio::spawn(run(speaker, all, want_rx, applied_tx, status.clone()));
     Some(Handle {
         status,
         want: want_tx,
@@ -93,36 +137,18 @@ pub fn spawn(config: &Config) -> Option<Handle> {
     })
 }
 
-fn driver(bgp: &BgpConfig) -> Driver {
-    match &bgp.speaker {
-        lb_config::Speaker::Bird {
-            socket,
-            routes_file,
-        } => Driver::Bird {
-            socket: socket.clone(),
-            routes_file: routes_file.clone(),
-        },
-        lb_config::Speaker::Command {
-            announce,
-            withdraw,
-            status,
-        } => Driver::Command {
-            announce: announce.clone(),
-            withdraw: withdraw.clone(),
-            status: status.clone(),
-        },
-    }
-}
-
+/// Make the speaker hold what the node last decided, whatever fails; poll its
+/// sessions. `all`: every VIP the config may announce (a command speaker's first apply
+/// withdraws those not wanted, in case a previous lbd left them announced).
 async fn run(
     mut speaker: Speaker,
+    mut all: BTreeSet<IpAddr>,
     mut want_rx: watch::Receiver<Want>,
     applied_tx: watch::Sender<u64>,
     status: BgpStatus,
 ) {
-    // Every VIP ever decided on: a command speaker's first apply withdraws those not
-    // wanted, in case a previous lbd left them announced.
-    let mut all: BTreeSet<IpAddr> = BTreeSet::new();
+    // The last wanted set that was applied (what `changes` counts against).
+    let mut last_want: Option<BTreeSet<IpAddr>> = None;
     let mut in_sync = false;
     let mut reachable: Option<bool> = None;
     let mut last_error: Option<String> = None;
@@ -154,17 +180,15 @@ async fn run(
             in_sync = false;
             next_reassert = Instant::now() + REASSERT;
         }
-        if !in_sync || speaker.held() != want {
-            let before = speaker.held();
+        // Nothing is applied before the node's first decision (generation 1).
+        if generation > 0 && (!in_sync || speaker.held() != want) {
             match speaker.apply(&want, &all).await {
                 Ok(()) => {
                     if last_error.take().is_some() {
                         tracing::info!(speaker = %speaker.describe(), "BGP speaker accepts requests again");
                     }
-                    if before != want {
-                        let mut s = lock(&status);
-                        s.changes += before.symmetric_difference(&want).count() as u64;
-                    }
+                    let before = last_want.replace(want.clone()).unwrap_or_default();
+                    lock(&status).changes += before.symmetric_difference(&want).count() as u64;
                     in_sync = true;
                 }
                 Err(e) => {
@@ -186,7 +210,11 @@ async fn run(
         let mut sessions = None;
         if Instant::now() >= next_poll {
             next_poll = Instant::now() + POLL;
-            let result = speaker.sessions().await;
+            // A new decision cuts a slow poll short: withdrawals do not wait on it.
+            let result = tokio::select! {
+                r = speaker.sessions() => r,
+                _ = want_rx.changed() => continue,
+            };
             let up = result.is_ok();
             if reachable != Some(up) {
                 match &result {
@@ -206,6 +234,7 @@ async fn run(
             match result {
                 Ok(list) => sessions = Some(list),
                 Err(e) => {
+                    lock(&status).errors += 1;
                     if last_error.is_none() {
                         last_error = Some(e.to_string());
                     }

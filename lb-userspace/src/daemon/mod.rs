@@ -165,7 +165,6 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let metrics_listen = config.global.metrics_listen;
 
     let bgp = bgp::spawn(&config);
-    let isolated_after = config.bgp.as_ref().and_then(|b| b.isolated_after);
     let (node, effects) = Node::new(config_path, config, start);
     let mut node = node;
     let mut shell = Shell {
@@ -226,9 +225,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let mut settle = tokio::time::interval(node.settle_every());
     // A drain in progress (`lbctl drain`, SIGTERM with `[bgp] drain_on_stop`).
     let mut drain: Option<crate::node::drain::Drain> = None;
+    // Ticks missed while not polled are skipped, not fired in a burst.
     let mut drain_check = tokio::time::interval(crate::node::drain::CHECK_EVERY);
+    drain_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // `[bgp] isolated_after`: when a sync peer was last heard.
     let mut isolation_check = tokio::time::interval(Duration::from_secs(1));
+    isolation_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_heard = Instant::now();
     let (reload_tx, reload_rx) = mpsc::channel::<tasks::ReloadReply>(tasks::RELOADS_QUEUED);
     let (loaded_tx, mut loaded_rx) = mpsc::channel(tasks::RELOADS_QUEUED);
@@ -317,14 +319,17 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             _ = settle.tick() => Event::SettleTick,
             _ = drain_check.tick(), if drain.is_some() => {
                 let forwarded = shell.forwarded();
-                if let Some(done) = drain.as_mut().and_then(|d| d.observe(Instant::now(), forwarded)) {
+                let withdrawn = shell.withdrawn();
+                if let Some(done) = drain.as_mut().and_then(|d| d.observe(Instant::now(), forwarded, withdrawn)) {
                     tracing::info!(?done, "drain over: lbd stops");
                     break;
                 }
                 continue;
             }
-            _ = isolation_check.tick(), if isolated_after.is_some() && shell.sync.is_some() => {
-                let Some(after) = isolated_after else { continue };
+            _ = isolation_check.tick(), if shell.sync.is_some() => {
+                let Some(after) = node.config().bgp.as_ref().and_then(|b| b.isolated_after) else {
+                    continue;
+                };
                 if shell.peer_heard_within(after) {
                     last_heard = Instant::now();
                 }
@@ -371,13 +376,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     // Withdraw before anything else stops: the router moves the flows to the other
     // nodes while this data plane still forwards what arrives meanwhile.
     if let Some(b) = shell.bgp.as_mut() {
-        if b.withdraw_all("stopping: lbd exits", Duration::from_secs(3))
-            .await
-        {
-            tracing::info!("BGP: every VIP withdrawn");
-        } else {
-            tracing::warn!("BGP: the speaker did not confirm the withdrawal within 3 s");
-        }
+        bgp::withdraw_at_exit(b, node.config()).await;
     }
     // A graceful stop hands the VIPs over (priority 0: the backup takes over within
     // skew time). The data plane keeps forwarding whatever still arrives here, to the
@@ -522,21 +521,26 @@ impl Shell {
             b.mark_draining();
         }
         format!(
-            "draining: VIPs withdrawn; forwarding what still arrives; lbd stops when nothing arrived for {:?}, or in {timeout:?}",
+            "draining: withdrawing the VIPs; forwarding what still arrives; lbd stops once the speaker confirmed and nothing arrived for {:?}, or in {timeout:?}",
             crate::node::drain::QUIET
         )
     }
 
-    /// Packets the data plane forwarded, all CPUs, all outcomes (0 if unreadable).
-    fn forwarded(&self) -> u64 {
-        lb_dataplane::views::counters(&self.dp)
-            .map(|c| {
-                c.0.iter()
-                    .filter(|(name, _)| name.starts_with("forwarded_"))
-                    .map(|(_, v)| *v)
-                    .sum()
-            })
-            .unwrap_or(0)
+    /// Packets the data plane forwarded, all CPUs, all outcomes (`None` if unreadable,
+    /// which a drain does not take for quiet).
+    fn forwarded(&self) -> Option<u64> {
+        lb_dataplane::views::counters(&self.dp).ok().map(|c| {
+            c.0.iter()
+                .filter(|(name, _)| name.starts_with("forwarded_"))
+                .map(|(_, v)| *v)
+                .sum()
+        })
+    }
+
+    /// Whether the speaker confirmed the node's latest decisions (the drain's
+    /// withdrawal); true without `[bgp]`.
+    fn withdrawn(&self) -> bool {
+        self.bgp.as_ref().is_none_or(|b| b.applied(b.generation()))
     }
 
     /// Whether any sync peer sent a valid datagram within `window`.
@@ -547,7 +551,7 @@ impl Shell {
         let view = status.lock().map(|v| v.clone()).unwrap_or_default();
         view.peers.iter().any(|p| {
             p.last_seen_secs
-                .is_some_and(|s| s < window.as_secs().max(1))
+                .is_some_and(|s| Duration::from_secs(s) < window)
         })
     }
 

@@ -3,7 +3,8 @@
 //! the result when it differs from the last.
 //!
 //! A VIP is announced while this node can serve it:
-//! - the data plane is installed (the first apply succeeded: XDP attached, maps filled);
+//! - the data plane is installed (the last apply succeeded: XDP attached, maps as
+//!   decided) and past its start-up grace (table changes keep moved flows);
 //! - the node forwards (always-active mode, or a VRRP master);
 //! - with `[sync]`, the node holds its peers' flows (caught up after a start), and is
 //!   not isolated from every peer past `isolated_after` (when set);
@@ -42,8 +43,11 @@ pub struct VipDecision {
 /// What the node knows that the decision depends on, besides config and health.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeState {
-    /// The first apply succeeded (XDP attached, maps installed).
+    /// The last apply succeeded (XDP attached, maps as decided).
     pub installed: bool,
+    /// Past the start-up grace (or adopted a running data plane): table changes keep
+    /// moved flows from now on.
+    pub started: bool,
     /// The node forwards.
     pub forwarding: bool,
     /// The flow sync holds the peers' state (always true without `[sync]`).
@@ -94,7 +98,9 @@ pub fn decide(
     let node_wide = if state.draining {
         Some("draining: withdrawn until lbd stops".to_owned())
     } else if !state.installed {
-        Some("the data plane is not installed yet".to_owned())
+        Some("the data plane is not installed (or the last update failed)".to_owned())
+    } else if !state.started {
+        Some("starting: the first health results are not in yet (start-up grace)".to_owned())
     } else if !state.forwarding {
         Some(if config.vrrp.is_empty() {
             "forwarding is off ([global] forwarding)".to_owned()
@@ -212,6 +218,7 @@ speaker = "bird"
     fn up() -> NodeState {
         NodeState {
             installed: true,
+            started: true,
             forwarding: true,
             sync_ready: true,
             isolated: false,
@@ -242,7 +249,8 @@ speaker = "bird"
 
     #[test]
     fn min_healthy_and_unknown_macs() {
-        let c = config("min_healthy = 2");
+        // Only web's VIP is announced (dns has one backend, below min_healthy).
+        let c = config("vips = [\"10.0.0.100\"]\nmin_healthy = 2");
         let health: HashMap<BackendKey, bool> = [
             (("web".to_owned(), "10.0.0.11".parse().unwrap()), true),
             (("web".to_owned(), "10.0.0.12".parse().unwrap()), true),
@@ -256,13 +264,13 @@ speaker = "bird"
             &|_| true,
         );
         assert!(announced(&d).is_empty(), "{d:?}");
+        assert_eq!(d.len(), 1, "{d:?}");
         assert!(
-            d[1].reason
+            d[0].reason
                 .contains("web: 1 of 2 backends usable, min_healthy 2"),
             "{}",
-            d[1].reason
+            d[0].reason
         );
-        assert!(d[0].reason.contains("dns: 1 of 1"), "{}", d[0].reason);
         let d = decide(
             &c,
             &health,
@@ -291,6 +299,13 @@ speaker = "bird"
                     ..up()
                 },
                 "not installed",
+            ),
+            (
+                NodeState {
+                    started: false,
+                    ..up()
+                },
+                "start-up grace",
             ),
             (
                 NodeState {

@@ -1,6 +1,7 @@
 //! When a drain is over: lbd withdrew its VIPs and keeps forwarding whatever still
-//! arrives, until no packet was forwarded for [`QUIET`] (the router moved every flow
-//! to the other nodes) or the drain timeout. Pure, on the caller's clock.
+//! arrives, until the speaker confirmed the withdrawal and no packet was forwarded for
+//! [`QUIET`] since (the router moved every flow to the other nodes), or the drain
+//! timeout. Pure, on the caller's clock.
 
 use std::time::{Duration, Instant};
 
@@ -40,10 +41,18 @@ impl Drain {
         }
     }
 
-    /// Take in the forwarded-packet count read at `now`; `Some` when the drain is over.
-    pub fn observe(&mut self, now: Instant, forwarded: u64) -> Option<Done> {
-        if self.last_count != Some(forwarded) {
-            self.last_count = Some(forwarded);
+    /// Take in the forwarded-packet count read at `now` (`None`: unreadable) and
+    /// whether the speaker confirmed the withdrawal; `Some` when the drain is over.
+    /// Quiet counts only from a confirmed withdrawal and a readable count: idle flows
+    /// whose route still points here are not mistaken for flows that moved away.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        forwarded: Option<u64>,
+        withdrawn: bool,
+    ) -> Option<Done> {
+        if !withdrawn || forwarded.is_none() || self.last_count != forwarded {
+            self.last_count = forwarded;
             self.last_change = now;
         }
         if now.saturating_duration_since(self.last_change) >= QUIET {
@@ -65,12 +74,41 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Drain::new(t0, Duration::from_secs(60));
         let ms = |n| t0 + Duration::from_millis(n);
-        assert_eq!(d.observe(ms(0), 100), None);
-        assert_eq!(d.observe(ms(1000), 150), None, "still arriving");
-        assert_eq!(d.observe(ms(2500), 150), None, "quiet for 1.5 s only");
+        assert_eq!(d.observe(ms(0), Some(100), true), None);
+        assert_eq!(d.observe(ms(1000), Some(150), true), None, "still arriving");
         assert_eq!(
-            d.observe(ms(3000), 150),
+            d.observe(ms(2500), Some(150), true),
+            None,
+            "quiet for 1.5 s only"
+        );
+        assert_eq!(
+            d.observe(ms(3000), Some(150), true),
             Some(Done::Quiet(Duration::from_secs(3)))
+        );
+    }
+
+    #[test]
+    fn quiet_counts_from_the_confirmed_withdrawal() {
+        let t0 = Instant::now();
+        let mut d = Drain::new(t0, Duration::from_secs(60));
+        let s = |n| t0 + Duration::from_secs(n);
+        // Idle flows, the speaker not answering: no end but the timeout.
+        for n in 0..10 {
+            assert_eq!(d.observe(s(n), Some(7), false), None);
+        }
+        assert_eq!(
+            d.observe(s(10), None, true),
+            None,
+            "unreadable is not quiet"
+        );
+        assert_eq!(
+            d.observe(s(11), Some(7), true),
+            None,
+            "confirmed: quiet starts now"
+        );
+        assert_eq!(
+            d.observe(s(13), Some(7), true),
+            Some(Done::Quiet(Duration::from_secs(13)))
         );
     }
 
@@ -79,10 +117,13 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Drain::new(t0, Duration::from_secs(5));
         for s in 0..5 {
-            assert_eq!(d.observe(t0 + Duration::from_secs(s), s * 10), None);
+            assert_eq!(
+                d.observe(t0 + Duration::from_secs(s), Some(s * 10), true),
+                None
+            );
         }
         assert_eq!(
-            d.observe(t0 + Duration::from_secs(5), 999),
+            d.observe(t0 + Duration::from_secs(5), Some(999), true),
             Some(Done::Timeout(Duration::from_secs(5)))
         );
     }

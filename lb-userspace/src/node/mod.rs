@@ -411,7 +411,7 @@ impl Node {
                     );
                     self.up = true;
                 }
-                Vec::new()
+                self.announce_changes()
             }
             Event::Peer(update) => vec![Effect::InstallPeer(update)],
             Event::SyncReady => {
@@ -452,6 +452,7 @@ impl Node {
         }
         let state = announce::NodeState {
             installed: self.installed,
+            started: self.up,
             forwarding: self.forwarding(),
             sync_ready: self.sync_ready,
             isolated: self.isolated,
@@ -728,9 +729,9 @@ impl Node {
     }
 
     fn on_applied(&mut self, result: Result<(), String>) -> Vec<Effect> {
-        if result.is_ok() && !self.installed {
-            self.installed = true;
-        }
+        // The announcements follow the data plane: a failed apply (retried at the
+        // next event) withdraws until one succeeds.
+        self.installed = result.is_ok();
         let Some(reload) = self.reload.take() else {
             if let Err(e) = result {
                 tracing::error!(error = %e, "data plane update failed; will retry on the next event");

@@ -564,11 +564,13 @@ fn bgp_announces_after_install_while_backends_are_usable_and_withdraws_on_drain(
         Some(vec![]),
         "nothing before the data plane is installed"
     );
-    let effects = settle_applies(&mut n, effects);
+    settle_applies(&mut n, effects);
+    assert!(n.announcements()[0].reason.contains("start-up grace"));
+    let effects = n.handle(Event::StartupDone);
     assert_eq!(
         last_announce(&effects),
         Some(vec![]),
-        "installed, but no usable backend: a new reason, nothing announced"
+        "installed and started, but no usable backend: a new reason, nothing announced"
     );
     assert!(n.announcements()[0]
         .reason
@@ -653,6 +655,7 @@ fn bgp_with_sync_waits_for_the_peers_state_and_withdraws_when_isolated() {
     );
     let (mut n, effects) = node(&text);
     settle_applies(&mut n, effects);
+    n.handle(Event::StartupDone);
     n.handle(Event::Resolved {
         ip: ip("10.0.0.1"),
         result: Ok(link(1)),
@@ -686,6 +689,7 @@ fn bgp_with_sync_waits_for_the_peers_state_and_withdraws_when_isolated() {
 fn bgp_with_vrrp_announces_on_the_master_only() {
     let (mut n, effects) = node(&format!("{BASE}{VRRP}{BGP}"));
     settle_applies(&mut n, effects);
+    n.handle(Event::StartupDone);
     n.handle(Event::Resolved {
         ip: ip("10.0.0.1"),
         result: Ok(link(1)),

@@ -87,13 +87,25 @@ pub(super) fn bgp(
                     if !v.get_ref().is_absolute() {
                         return Err(ctx.at(v, field, "must be an absolute path"));
                     }
-                    if bytes.contains(&0) || bytes.contains(&b'"') || bytes.contains(&b'\n') {
+                    if bytes
+                        .iter()
+                        .any(|b| matches!(b, 0 | b'"' | b'\n' | b'*' | b'?' | b'['))
+                    {
                         return Err(ctx.at(
                             v,
                             field,
-                            "contains a NUL, a quote or a newline: BIRD's include cannot name it",
+                            "contains a NUL, a quote, a newline or a glob character (* ? [): BIRD's include cannot name it as one file",
                         ));
                     }
+                }
+            }
+            if let (Some(v), Some(name)) = (&rb.routes_file, routes_file.file_name()) {
+                if name == "bird.conf" || name == "bird6.conf" {
+                    return Err(ctx.at(
+                        v,
+                        "bgp.routes_file",
+                        "names BIRD's own config file: lbd rewrites routes_file whole; give it a file of its own that bird.conf includes",
+                    ));
                 }
             }
             Speaker::Bird {
@@ -117,6 +129,19 @@ pub(super) fn bgp(
             };
             let announce = need(&rb.announce_command, "announce_command")?;
             let withdraw = need(&rb.withdraw_command, "withdraw_command")?;
+            for (argv, value, field) in [
+                (&announce, &rb.announce_command, "bgp.announce_command"),
+                (&withdraw, &rb.withdraw_command, "bgp.withdraw_command"),
+            ] {
+                if !argv.iter().any(|a| a.contains("{prefix}")) {
+                    let span = value.as_ref().map(Spanned::span);
+                    return Err(ctx.err(
+                        span,
+                        field,
+                        "no argument holds {prefix}: the command would not say which VIP",
+                    ));
+                }
+            }
             let status = match &rb.status_command {
                 Some(list) => Some(argv(ctx, list, "status_command")?),
                 None => None,
@@ -162,6 +187,25 @@ pub(super) fn bgp(
         Some(v) => int_in(ctx, v, "bgp.min_healthy", 1..=65535, " (usable backends)")?,
         None => 1,
     };
+    // A VIP one of whose services has fewer backends than min_healthy would never be
+    // announced.
+    let listed = |ip: &IpAddr| vips.is_empty() || vips.contains(ip);
+    if let Some(short) = services
+        .iter()
+        .find(|svc| listed(&svc.vip) && (svc.backends.len() as u32) < min_healthy)
+    {
+        let span = rb.min_healthy.as_ref().map(Spanned::span);
+        return Err(ctx.err(
+            span,
+            "bgp.min_healthy",
+            format!(
+                "{min_healthy} but service {:?} has {} backends: its VIP {} would never be announced",
+                short.name,
+                short.backends.len(),
+                short.vip
+            ),
+        ));
+    }
     let drain_timeout = duration(
         ctx,
         &rb.drain_timeout,
@@ -169,8 +213,10 @@ pub(super) fn bgp(
         BgpConfig::DEFAULT_DRAIN_TIMEOUT,
     )?;
     if let Some(v) = &rb.drain_timeout {
-        if drain_timeout > std::time::Duration::from_secs(86_400) {
-            return Err(ctx.at(v, "bgp.drain_timeout", "at most 24h"));
+        if drain_timeout > std::time::Duration::from_secs(86_400)
+            || drain_timeout < std::time::Duration::from_secs(1)
+        {
+            return Err(ctx.at(v, "bgp.drain_timeout", "1s to 24h"));
         }
     }
     let isolated_after = match &rb.isolated_after {
@@ -189,11 +235,11 @@ pub(super) fn bgp(
                 "bgp.isolated_after",
                 Default::default(),
             )?;
-            if d < std::time::Duration::from_secs(1) {
+            if d < std::time::Duration::from_secs(3) {
                 return Err(ctx.at(
                     v,
                     "bgp.isolated_after",
-                    "at least 1s (leave it out to never withdraw for isolation)",
+                    "at least 3s: peers send a hello every second (leave it out to never withdraw for isolation)",
                 ));
             }
             Some(d)
@@ -228,22 +274,27 @@ fn argv(ctx: &Ctx<'_>, list: &Spanned<Vec<Spanned<String>>>, field: &str) -> Res
         if s.contains('\0') {
             return Err(ctx.at(arg, format!("{field}[{k}]"), "contains a NUL character"));
         }
+        // `{name}` with a lower-case name is a placeholder; any other brace (a shell
+        // function, JSON) is the command's own.
         let mut rest = s.as_str();
         while let Some(open) = rest.find('{') {
-            let tail = &rest[open..];
-            let known = ["{prefix}", "{family}"]
-                .iter()
-                .find(|p| tail.starts_with(**p));
-            match known {
-                Some(p) => rest = &tail[p.len()..],
-                None => {
-                    return Err(ctx.at(
-                        arg,
-                        format!("{field}[{k}]"),
-                        format!("unknown placeholder in {s:?}: only {PLACEHOLDERS}"),
-                    ))
-                }
+            let tail = &rest[open + 1..];
+            let name_len = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..name_len];
+            if !name.is_empty()
+                && tail[name_len..].starts_with('}')
+                && name != "prefix"
+                && name != "family"
+            {
+                return Err(ctx.at(
+                    arg,
+                    format!("{field}[{k}]"),
+                    format!("unknown placeholder {{{name}}} in {s:?}: only {PLACEHOLDERS}"),
+                ));
             }
+            rest = tail;
         }
         out.push(s.clone());
     }

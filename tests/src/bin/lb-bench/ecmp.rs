@@ -59,7 +59,7 @@ use lb_tests::{
     lab::binary,
 };
 
-use crate::{Args, Figure};
+use crate::{sync::lb_conns, Args, Figure};
 
 /// `[bgp] drain_timeout` in the lab (a drain ends sooner, once traffic stops).
 const DRAIN_TIMEOUT_S: u64 = 20;
@@ -206,33 +206,6 @@ const DRAIN_WITHDRAWN: &str = "ECMP: lbctl drain to the router dropping the node
 
 // ---------------------------------------------------------------------------------
 // The lab
-
-/// The `lb-conns` helper, built with this bench's profile (release).
-fn lb_conns() -> Result<PathBuf> {
-    let workspace = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "-q", "-p", "lb-tests", "--bin", "lb-conns"]);
-    if !cfg!(debug_assertions) {
-        cargo.arg("--release");
-    }
-    let built = cargo.current_dir(&workspace).status();
-    ensure!(
-        built.as_ref().is_ok_and(|s| s.success()),
-        "building lb-conns failed: {built:?}"
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"));
-    let path = target
-        .join(if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        })
-        .join("lb-conns");
-    ensure!(path.is_file(), "no lb-conns at {}", path.display());
-    Ok(path)
-}
 
 /// VIP:80/tcp over the backends in `members`, TCP checks every 300 ms.
 fn services(members: [bool; 3]) -> String {

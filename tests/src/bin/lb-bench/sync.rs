@@ -191,8 +191,9 @@ pub fn headlines(figures: &[Figure]) -> Vec<String> {
 // ---------------------------------------------------------------------------------
 // The lab
 
-/// The `lb-conns` helper, built with this bench's profile (release).
-fn lb_conns() -> Result<PathBuf> {
+/// The `lb-conns` helper, built with this bench's profile (release); the `ecmp`
+/// section's too.
+pub(crate) fn lb_conns() -> Result<PathBuf> {
     let workspace = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let mut cargo = Command::new(env!("CARGO"));
     cargo.args(["build", "-q", "-p", "lb-tests", "--bin", "lb-conns"]);

@@ -139,9 +139,6 @@ pub struct Choice {
     pub how: How,
     /// The selection tried to record the flow and the table refused.
     pub insert_failed: bool,
-    /// The flood guard kept the flow from being recorded (it went by the untracked
-    /// rule).
-    pub guarded: bool,
 }
 
 /// Refresh a tracked entry's `last_seen_ns` at most this often.
@@ -196,7 +193,6 @@ pub fn choose<'a, S: FlowState>(
                 slot,
                 how: How::CleanSlot,
                 insert_failed: false,
-                guarded: false,
             },
             b,
         ));
@@ -224,7 +220,6 @@ pub fn choose<'a, S: FlowState>(
                             slot,
                             how: How::Tracked,
                             insert_failed: false,
-                            guarded: false,
                         },
                         b,
                     ));
@@ -249,9 +244,8 @@ pub fn choose<'a, S: FlowState>(
         slot,
         how,
         insert_failed: recorded == Recorded::Failed,
-        guarded: recorded == Recorded::Guarded,
     };
-    if recorded == Recorded::Yes || matches!(how, How::PreChange | How::Current) {
+    if recorded == Recorded::Yes || absent {
         return Some((choice, b));
     }
     // Not recorded (no entry existed for the flow, and none was made): its next

@@ -19,7 +19,7 @@ use lb_common::{
         outcome, Backend, ConnEvent, ConnKey, ConnValue, FlowGuard, ServiceKey, ServiceTable,
         CONN_F_FIN, IFINDEX_LOCAL,
     },
-    select::{choose, frag_key, slot_hash, vip_filter_bit, FlowState, How, Recorded},
+    select::{choose, frag_key, service_keys, slot_hash, vip_filter_bit, FlowState, How, Recorded},
 };
 use lb_ebpf::access::{field, put};
 use maps::{
@@ -170,16 +170,11 @@ fn rewrite_macs(eth: *mut u8, backend: &Backend) {
 fn find_service(pkt: &Parsed) -> Option<&'static ServiceTable> {
     // SAFETY (all lookups): SERVICES is not preallocated, so its elements are replaced,
     // never reused in place; FRAG_ROUTES values are copied out at once.
-    let exact = |port: u16| ServiceKey {
-        vip: pkt.flow.dst,
-        port,
-        proto: pkt.flow.proto,
-        _pad: 0,
-    };
     if let Kind::Fragment { first_dport } = pkt.kind {
         // A datagram whose first fragment is for a port no service has is not ours.
         if let Some(dport) = first_dport {
-            if !served(&exact(dport)) && !served(&exact(0)) {
+            let (exact, whole_vip) = service_keys(&ConnKey { dport, ..pkt.flow });
+            if !served(&exact) && !served(&whole_vip) {
                 return None;
             }
         }
@@ -194,12 +189,11 @@ fn find_service(pkt: &Parsed) -> Option<&'static ServiceTable> {
         };
         return unsafe { SERVICES.get(route) };
     }
-    // The exact (VIP, port, protocol), else the whole-VIP service (port 0; its key
-    // is only built when needed).
-    if let Some(service) = unsafe { SERVICES.get(exact(pkt.flow.dport)) } {
+    let (exact, whole_vip) = service_keys(&pkt.flow);
+    if let Some(service) = unsafe { SERVICES.get(exact) } {
         return Some(service);
     }
-    unsafe { SERVICES.get(exact(0)) }
+    unsafe { SERVICES.get(whole_vip) }
 }
 
 /// Whether (destination, protocol) may have a service: its VIP filter bit is set.

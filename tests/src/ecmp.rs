@@ -1039,6 +1039,26 @@ pub fn failed_probes(probes: &[Probe]) -> Vec<String> {
         .collect()
 }
 
+/// The lab's service: VIP:80/tcp over the backends marked in `members`, TCP checks
+/// every 300 ms (fall 2, rise 1).
+pub fn services(members: [bool; 3]) -> String {
+    let mut s = format!(
+        "[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\n\n\
+         [service.health]\nkind = \"tcp\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n\
+         rise = 1\nfall = 2\n\n"
+    );
+    for (i, on) in members.iter().enumerate() {
+        if *on {
+            s.push_str(&format!(
+                "[[service.backend]]\naddress = \"{}\"\nname = \"b{}\"\n\n",
+                BACKENDS[i],
+                i + 1
+            ));
+        }
+    }
+    s
+}
+
 /// Long-lived connections from the client to VIP:[`PORT`], each exchanging a line
 /// every 200 ms and reporting when it breaks: [`crate::conns::Holder`] started in this
 /// lab's client namespace. Killed on drop.

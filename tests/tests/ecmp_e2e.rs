@@ -56,7 +56,7 @@ use lb_api::{
 };
 use lb_tests::{
     conns::{tally, ConnState, Holder},
-    ecmp::{addrs, failed_probes, EcmpLab, FlowProber, Held, BACKENDS, NODES, VIP},
+    ecmp::{addrs, failed_probes, services, EcmpLab, FlowProber, Held, NODES, VIP},
     lab::wait_until,
 };
 
@@ -174,26 +174,6 @@ const PROBE_PORT: u16 = 50000;
 const DRAIN_TIMEOUT_S: u64 = 600;
 /// How long the drained lbd may take to exit (it exits 2 s after the last packet).
 const DRAIN_WAIT: Duration = Duration::from_secs(60);
-
-/// The service: VIP:80/tcp over the backends marked in `members`, TCP checks every
-/// 300 ms (fall 2, rise 1).
-fn services(members: [bool; 3]) -> String {
-    let mut s = format!(
-        "[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\n\n\
-         [service.health]\nkind = \"tcp\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n\
-         rise = 1\nfall = 2\n\n"
-    );
-    for (i, on) in members.iter().enumerate() {
-        if *on {
-            s.push_str(&format!(
-                "[[service.backend]]\naddress = \"{}\"\nname = \"b{}\"\n\n",
-                BACKENDS[i],
-                i + 1
-            ));
-        }
-    }
-    s
-}
 
 fn write_configs(lab: &EcmpLab, members: [bool; 3]) {
     for node in NODES {

@@ -103,6 +103,20 @@ pub(crate) fn spawn(program: &str, args: &[&str], dir: Option<&Path>, log: &Path
     Ok(child)
 }
 
+/// A demo's state directory, and its bpffs (mounted once) for the pins lbd leaves.
+pub(crate) fn state_dirs(state: &str, bpffs: &str) -> Result<()> {
+    fs::create_dir_all(state)?;
+    fs::create_dir_all(bpffs)?;
+    let mounted = Command::new("mountpoint")
+        .args(["-q", bpffs])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        output("mount", &["-t", "bpf", "bpf", bpffs])?;
+    }
+    Ok(())
+}
+
 pub(crate) fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < timeout {
@@ -480,16 +494,7 @@ fn demo(root: &Path) -> Result<()> {
         .success()
         .then_some(())
         .context("scripts/lab.sh up failed")?;
-    fs::create_dir_all(STATE)?;
-    fs::create_dir_all(BPFFS)?;
-    if Command::new("mountpoint")
-        .args(["-q", BPFFS])
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true)
-    {
-        output("mount", &["-t", "bpf", "bpf", BPFFS])?;
-    }
+    state_dirs(STATE, BPFFS)?;
     output(
         "openssl",
         &[

@@ -34,7 +34,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::{
     bootstrap,
     cmd::Cmd,
-    demo::{output, say, spawn, target_dir, wait_for, Nodes, CHILDREN, DEMO_PACKAGES},
+    demo::{output, say, spawn, state_dirs, target_dir, wait_for, Nodes, CHILDREN, DEMO_PACKAGES},
     repo_root,
 };
 
@@ -755,16 +755,7 @@ fn show(counts: &BTreeMap<String, usize>) -> String {
 
 /// Namespaces, links, addresses, sysctls, the backends' servers.
 fn lab_up(root: &Path) -> Result<()> {
-    fs::create_dir_all(STATE)?;
-    fs::create_dir_all(BPFFS)?;
-    if Command::new("mountpoint")
-        .args(["-q", BPFFS])
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true)
-    {
-        output("mount", &["-t", "bpf", "bpf", BPFFS])?;
-    }
+    state_dirs(STATE, BPFFS)?;
     for role in ROLES {
         output("ip", &["netns", "add", &ns(role)])?;
         output("ip", &["-n", &ns(role), "link", "set", "lo", "up"])?;

@@ -136,13 +136,12 @@ impl DataplaneOps for MemoryDataplane {
     }
     fn set_service(&mut self, key: &ServiceKey, table: &Table) -> Result<(), DataplaneError> {
         // What the live maps would refuse.
-        table.to_maps(1).ok_or(DataplaneError::Table(
-            lb_common::maglev::MaglevError::TableTooLarge(table.len()),
-        ))?;
-        self.services.insert(
-            *key,
-            Table::new(table.id, table.flags, table.entries.clone()),
-        );
+        if table.entries.len() > lb_common::maps::MAX_BIG_TABLE_SIZE {
+            return Err(DataplaneError::Table(
+                lb_common::maglev::MaglevError::TableTooLarge(table.len()),
+            ));
+        }
+        self.services.insert(*key, table.clone());
         self.log.push(Write::Service(*key));
         Ok(())
     }

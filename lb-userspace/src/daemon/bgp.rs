@@ -47,9 +47,9 @@ impl Handle {
         });
     }
 
-    /// Show the node as draining.
-    pub fn mark_draining(&self) {
-        lock(&self.status).draining = true;
+    /// Show whether the node drains (the node core's state, published with it).
+    pub fn set_draining(&self, draining: bool) {
+        lock(&self.status).draining = draining;
     }
 
     /// The generation of the last decisions handed to the task.

@@ -109,9 +109,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     crate::bpffs::ensure(&pin_dir)?;
     // A running data plane is there when its service map is pinned; maps a newer
     // lbd adds (e.g. LB_BIG_TABLES) are created beside an older lbd's pins.
-    let adopting = Dataplane::pin_paths(&pin_dir)
-        .iter()
-        .any(|(name, p)| *name == lb_common::maps::names::SERVICES && p.exists());
+    let adopting = pin_dir.join(lb_common::maps::names::SERVICES).exists();
     let dp = Dataplane::load(&DataplaneOptions {
         pin_dir: Some(pin_dir.clone()),
         capacities: Capacities {
@@ -232,6 +230,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let mut isolation_check = tokio::time::interval(Duration::from_secs(1));
     isolation_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_heard = Instant::now();
+    let mut was_isolated = false;
     let (reload_tx, reload_rx) = mpsc::channel::<tasks::ReloadReply>(tasks::RELOADS_QUEUED);
     let (loaded_tx, mut loaded_rx) = mpsc::channel(tasks::RELOADS_QUEUED);
     tasks::spawn_config_reader(node.config_path().to_path_buf(), reload_rx, loaded_tx);
@@ -333,7 +332,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
                 if shell.peer_heard_within(after) {
                     last_heard = Instant::now();
                 }
-                Event::Isolated(last_heard.elapsed() > after)
+                let isolated = last_heard.elapsed() > after;
+                if std::mem::replace(&mut was_isolated, isolated) == isolated {
+                    continue;
+                }
+                Event::Isolated(isolated)
             }
             _ = term.recv() => {
                 match &node.config().bgp {
@@ -517,9 +520,6 @@ impl Shell {
             return "already draining".into();
         }
         *drain = Some(crate::node::drain::Drain::new(Instant::now(), timeout));
-        if let Some(b) = &self.bgp {
-            b.mark_draining();
-        }
         format!(
             "draining: withdrawing the VIPs; forwarding what still arrives; lbd stops once the speaker confirmed and nothing arrived for {:?}, or in {timeout:?}",
             crate::node::drain::QUIET
@@ -529,12 +529,14 @@ impl Shell {
     /// Packets the data plane forwarded, all CPUs, all outcomes (`None` if unreadable,
     /// which a drain does not take for quiet).
     fn forwarded(&self) -> Option<u64> {
-        lb_dataplane::views::counters(&self.dp).ok().map(|c| {
-            c.0.iter()
-                .filter(|(name, _)| name.starts_with("forwarded_"))
-                .map(|(_, v)| *v)
-                .sum()
-        })
+        use lb_common::maps::outcome::{FWD_LOCAL, FWD_REDIRECT, FWD_TX};
+        let counts = self.dp.global_stats().ok()?;
+        Some(
+            [FWD_TX, FWD_REDIRECT, FWD_LOCAL]
+                .iter()
+                .map(|&i| counts[i as usize])
+                .sum(),
+        )
     }
 
     /// Whether the speaker confirmed the node's latest decisions (the drain's
@@ -548,15 +550,19 @@ impl Shell {
         let Some((status, _)) = &self.sync else {
             return false;
         };
-        let view = status.lock().map(|v| v.clone()).unwrap_or_default();
-        view.peers.iter().any(|p| {
-            p.last_seen_secs
-                .is_some_and(|s| Duration::from_secs(s) < window)
+        status.lock().is_ok_and(|v| {
+            v.peers.iter().any(|p| {
+                p.last_seen_secs
+                    .is_some_and(|s| Duration::from_secs(s) < window)
+            })
         })
     }
 
     /// Publish what observers read.
     fn publish(&self, node: &Node) {
+        if let Some(b) = &self.bgp {
+            b.set_draining(node.draining());
+        }
         let snapshot = Snapshot {
             node: node.config().global.node_name.clone(),
             config_path: node.config_path().to_path_buf(),

@@ -512,13 +512,14 @@ impl super::Shell {
     }
 
     /// Install what a peer synced (a failure is logged; the peer's next refresh or
-    /// resync brings it again). `forwarding`: this node forwards (it then keeps its
-    /// own dirty-slot state over a peer's).
+    /// resync brings it again). `carries_flows`: flows of this node's own may cross
+    /// its data plane (`Node::carries_flows`); it then keeps its own dirty-slot state
+    /// over a peer's.
     pub(super) fn install_peer(
         &mut self,
         update: PeerUpdate,
         timeouts: &lb_dataplane::reconcile::Timeouts,
-        forwarding: bool,
+        carries_flows: bool,
     ) {
         let now = Instant::now();
         let result = match &update {
@@ -528,7 +529,7 @@ impl super::Shell {
                 .map(|r| r.slots_marked),
             PeerUpdate::Dirty(d) => {
                 self.reconciler
-                    .install_peer_dirty(&mut self.dp, d, forwarding, now)
+                    .install_peer_dirty(&mut self.dp, d, carries_flows, now)
             }
             PeerUpdate::Settled(d) => {
                 self.reconciler

@@ -75,7 +75,7 @@ pub fn hold(config: &Config, vip: IpAddr) -> std::time::Duration {
         .services
         .iter()
         .filter(|s| s.vip == vip)
-        .map(|s| s.health.interval * (s.health.rise + 1) + s.health.timeout)
+        .map(translate::check_round)
         .max()
         .unwrap_or_default()
         .min(std::time::Duration::from_secs(120))

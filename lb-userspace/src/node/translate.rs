@@ -160,10 +160,15 @@ pub fn startup_grace(config: &Config) -> Duration {
     config
         .services
         .iter()
-        .map(|s| s.health.interval * (s.health.rise + 1) + s.health.timeout)
+        .map(check_round)
         .max()
         .unwrap_or_default()
         .clamp(Duration::from_secs(2), Duration::from_secs(120))
+}
+
+/// One check round of a service: every backend checked `rise` times, plus a timeout.
+pub fn check_round(s: &lb_config::Service) -> Duration {
+    s.health.interval * (s.health.rise + 1) + s.health.timeout
 }
 
 /// The flood guard's budget: new connection-table entries per CPU per second

@@ -188,22 +188,22 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Install a peer's dirty slots (a full resync) on a node that does not forward:
-    /// its tables carry no flows of its own, so where its slot is clean, only soft-marked
+    /// Install a peer's dirty slots (a full resync) on a node that carries no flows of
+    /// its own (`carries_flows` false: it does not forward, or is not announced yet): so where its slot is clean, only soft-marked
     /// (`prev == backend`, by a synced entry that came first) or has no backend yet (a
     /// node still bringing its backends up), the slot takes the peer's previous
-    /// backend. Its untracked flows then go where the peer's do. A node that forwards
-    /// ignores them (it may have started untracked flows on a slot it cleaned; the
+    /// backend. Its untracked flows then go where the peer's do. A node that carries
+    /// flows ignores them (it may have started untracked flows on a slot it cleaned; the
     /// peer's entries carry the peer's flows). Tables of another size are skipped.
     /// Returns the number of slots marked.
     pub fn install_peer_dirty(
         &mut self,
         dp: &mut impl DataplaneOps,
         dirty: &PeerDirty,
-        forwarding: bool,
+        carries_flows: bool,
         now: Instant,
     ) -> Result<usize, SyncError> {
-        if forwarding {
+        if carries_flows {
             return Ok(0);
         }
         let Some(state) = self.services.get(&dirty.key) else {

@@ -55,7 +55,7 @@ use lb_api::{
 };
 use lb_tests::{
     conns::{kept, tally, ConnState},
-    ecmp::{addrs, EcmpLab, Held, BACKENDS, NODES, VIP},
+    ecmp::{addrs, services, EcmpLab, Held, NODES},
     lab::binary,
 };
 
@@ -206,25 +206,6 @@ const DRAIN_WITHDRAWN: &str = "ECMP: lbctl drain to the router dropping the node
 
 // ---------------------------------------------------------------------------------
 // The lab
-
-/// VIP:80/tcp over the backends in `members`, TCP checks every 300 ms.
-fn services(members: [bool; 3]) -> String {
-    let mut s = format!(
-        "[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\n\n\
-         [service.health]\nkind = \"tcp\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n\
-         rise = 1\nfall = 2\n\n"
-    );
-    for (i, on) in members.iter().enumerate() {
-        if *on {
-            s.push_str(&format!(
-                "[[service.backend]]\naddress = \"{}\"\nname = \"b{}\"\n\n",
-                BACKENDS[i],
-                i + 1
-            ));
-        }
-    }
-    s
-}
 
 /// Write every node's config for `members`, with or without `[sync]`.
 fn write_configs(lab: &EcmpLab, members: [bool; 3], sync: bool) -> Result<()> {
